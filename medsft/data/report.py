@@ -1,0 +1,29 @@
+"""Counts of what a loader kept and dropped, so that nothing is dropped silently."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadReport:
+    """What a dataset loader read, kept and dropped (with reasons), per source."""
+
+    source: str
+    read: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    splits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> int:
+        return self.read - sum(self.dropped.values())
+
+    def summary(self) -> str:
+        dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
+        splits = ", ".join(f"{name} {n}" for name, n in self.splits.items())
+        return f"{self.source}: read {self.read}, kept {self.kept} ({splits}); dropped: {dropped}"
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "read": self.read, "kept": self.kept, "dropped": dict(self.dropped),
+                "splits": dict(self.splits)}

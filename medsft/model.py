@@ -1,0 +1,175 @@
+"""Model and tokenizer loading: Hub ids, local directories and GGUF files; full precision or 4-bit (QLoRA).
+
+Shared by training, evaluation and publishing so that all three see the same model the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from trl import get_quantization_config
+
+from medsft.errors import MedsftError
+
+logger = logging.getLogger(__name__)
+
+# Used only for models that ship no chat template (GPT-2). The assistant turn ends with the EOS token, so the model
+# learns to stop; the prompt rendered with add_generation_prompt is a prefix of the full conversation, which TRL needs
+# to mask the prompt out of the loss.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### Question:\n' + message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ '### Answer:\n' + message['content'] + eos_token + '\n\n' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Answer:\n' }}{% endif %}"
+)
+
+
+@dataclass
+class ModelSource:
+    """Where the weights are read from.
+
+    Parameters:
+        path: what ``from_pretrained`` gets (Hub id or local directory; for GGUF, the converted cache directory).
+        name: how the model is named in manifests and cards: the Hub id, or the file/directory name of a local model
+            (never an absolute local path).
+        gguf_sha256: hash of the GGUF file the weights came from, if any.
+    """
+
+    path: str
+    name: str
+    gguf_sha256: str | None = None
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MEDSFT_CACHE", Path.home() / ".cache" / "medsft"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _convert_gguf(gguf_path: Path, target: Path) -> None:
+    """Dequantize a GGUF file into an ordinary safetensors model directory (model + tokenizer)."""
+    logger.info("Dequantizing %s into %s (once; later runs reuse it)", gguf_path.name, target)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    # The GGUF quantizer stays attached to the model and makes save_pretrained refuse; the weights are already plain
+    # floats at this point, so dropping the quantization config is all that is needed.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary directory and rename, so an interrupted conversion never leaves a half-written cache entry.
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE_GGUF").write_text(gguf_path.name + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_model_source(model_name_or_path: str | None, gguf_cache_dir: str | None = None) -> ModelSource:
+    """Turn ``--model_name_or_path`` (Hub id, local directory or ``.gguf`` file) into a loadable source.
+
+    A GGUF file is dequantized once into ``<cache>/gguf/<sha256 prefix>`` and reused while the file is unchanged.
+    Under ``accelerate launch`` only the local main process converts; the others wait and reuse it.
+    """
+    if not model_name_or_path:
+        raise MedsftError("model_name_or_path is required (a Hub id, a local model directory or a .gguf file)")
+    path = Path(model_name_or_path).expanduser()
+    if model_name_or_path.endswith(".gguf"):
+        if not path.is_file():
+            raise MedsftError(f"GGUF model file not found: {model_name_or_path}")
+        sha = _sha256(path)
+        cache = Path(gguf_cache_dir) if gguf_cache_dir else default_cache_dir() / "gguf"
+        target = cache / f"{path.stem}-{sha[:16]}"
+        with PartialState().local_main_process_first():
+            if not (target / "config.json").is_file():
+                _convert_gguf(path, target)
+        return ModelSource(path=str(target), name=path.name, gguf_sha256=sha)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise MedsftError(f"local model directory {model_name_or_path} has no config.json")
+        return ModelSource(path=str(path), name=path.resolve().name)
+    if model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1:
+        raise MedsftError(f"model path not found: {model_name_or_path}")
+    return ModelSource(path=model_name_or_path, name=model_name_or_path)
+
+
+def load_tokenizer(source: ModelSource, revision: str = "main", need_chat_template: bool = False):
+    """Load the tokenizer; give it medsft's documented default chat template if it has none and one is needed."""
+    tokenizer = AutoTokenizer.from_pretrained(source.path, revision=revision)
+    if need_chat_template and not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    return tokenizer
+
+
+def guard_bnb_cpu_4bit(model: torch.nn.Module) -> int:
+    """Keep bitsandbytes from repacking 4-bit weights into its CPU bf16 layout.
+
+    On CPU, bitsandbytes (0.50) repacks ``Linear4bit`` weights the first time the layer runs in eval mode (evaluation
+    during training, ``generate``); after that its backward is wrong: GPT-2 raises "a view of a leaf Variable..." in
+    matmul_4bit, Llama-type models silently get no or tiny gradients. Turning the repacking off on every layer avoids
+    it (tests/test_qlora.py checks gradients before and after an eval forward). Returns the number of layers guarded.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def load_model(
+    source: ModelSource,
+    model_args,
+    gradient_checkpointing: bool = False,
+    for_training: bool = True,
+) -> PreTrainedModel:
+    """Load the causal LM, quantized to 4-bit NF4 when ``model_args.load_in_4bit`` (TRL's ``BitsAndBytesConfig``).
+
+    For training a quantized model it is also prepared with peft's ``prepare_model_for_kbit_training``.
+    """
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    quantization_config = get_quantization_config(model_args)
+    kwargs = {"revision": model_args.model_revision, "dtype": dtype}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        if torch.cuda.is_available():
+            # each process keeps its whole quantized model on its own GPU (DDP); TRL 1.x dropped its helper for this
+            kwargs["device_map"] = {"": PartialState().local_process_index}
+    model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+    if quantization_config is not None:
+        guard_bnb_cpu_4bit(model)
+        if for_training:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    if for_training:
+        # A KV cache is useless in training, and with one transformers skips the packed-sequence attention mask.
+        model.config.use_cache = False
+    return model
+
+
+def is_quantized(model: PreTrainedModel) -> bool:
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+

@@ -1,0 +1,146 @@
+"""Supervised fine-tuning of a causal LM on medical text, from a recipe.
+
+Usage:
+
+```bash
+# a recipe, as shipped (downloads gpt2 and WikiDoc from the Hub)
+accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml
+
+# flags override the recipe; every TRL SFT/model flag keeps its name
+accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --learning_rate 1e-4 --max_steps 50
+
+# offline: a local model directory or .gguf file and a local data file
+accelerate launch -m medsft.train recipes/wikidoc_qlora_smollm2.yaml \
+    --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
+    --dataset_name ../shared/data/wikidoc_patient_information/medical_meadow_wikidoc_patient_information.json \
+    --max_steps 5 --output_dir runs/smollm2-try
+
+# several GPUs (see accelerate_configs/README.md for the others)
+accelerate launch --config_file accelerate_configs/multi_gpu.yaml -m medsft.train recipes/wikidoc_qlora.yaml
+
+# continue an interrupted run from its last checkpoint
+accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --resume_from_checkpoint true
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from accelerate import PartialState
+from transformers import TrainerCallback, set_seed
+from trl import SFTTrainer
+
+from medsft.configs import MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
+from medsft.data import load_sft_datasets
+from medsft.data.lengths import count_longer_than
+from medsft.errors import MedsftError
+from medsft.lora import build_lora_config
+from medsft.model import load_model, load_tokenizer, resolve_model_source
+from medsft.run_dir import library_versions, git_commit, now, prepare_output_dir, write_manifest, write_recipe
+
+logger = logging.getLogger("medsft.train")
+
+
+def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> SFTTrainer:
+    script_args, training_args, model_args, explicit_keys = parse_args((MedScriptArguments, MedSFTConfig, MedModelConfig), argv)
+    state = PartialState()
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
+    started = now()
+    set_seed(training_args.seed)
+
+    ###############
+    # Output directory: refuse to overwrite, or find the checkpoint to resume from (before anything heavy runs)
+    ###############
+    resume_from = prepare_output_dir(
+        training_args.output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
+    )
+
+    ###############
+    # Model source and LoRA targets: checked on the module tree before any weights are loaded
+    ###############
+    source = resolve_model_source(model_args.model_name_or_path, model_args.gguf_cache_dir)
+    peft_config = build_lora_config(model_args, source.path)
+    if peft_config is not None:
+        logger.info("LoRA targets %s (fan_in_fan_out=%s)", peft_config.target_modules, peft_config.fan_in_fan_out)
+
+    ###############
+    # Load data
+    ###############
+    datasets, report = load_sft_datasets(script_args)
+    train_dataset = datasets["train"]
+    if script_args.max_train_samples is not None and script_args.max_train_samples < len(train_dataset):
+        train_dataset = train_dataset.shuffle(seed=training_args.seed).select(range(script_args.max_train_samples))
+    eval_dataset = datasets.get("validation") if training_args.eval_strategy != "no" else None
+
+    ###############
+    # Load tokenizer
+    ###############
+    tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=script_args.dataset_format == "chat")
+    over = count_longer_than(train_dataset, tokenizer, training_args.max_length)
+    logger.info(
+        "data %s | training on %d examples; %d longer than max_length=%s are truncated",
+        report.summary(), len(train_dataset), over, training_args.max_length,
+    )
+
+    ###############
+    # Load model
+    ###############
+    model = load_model(source, model_args, gradient_checkpointing=training_args.gradient_checkpointing)
+
+    ###############
+    # Train
+    ###############
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    if state.is_main_process and peft_config is not None:
+        trainer.model.print_trainable_parameters()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+
+    ###############
+    # Save adapter/model, tokenizer, resolved recipe and run manifest
+    ###############
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        write_recipe(training_args.output_dir, explicit_keys, script_args, model_args, training_args)
+        logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        write_manifest(
+            training_args.output_dir,
+            {
+                "medsft_git_commit": git_commit(),
+                "versions": library_versions(),
+                "seed": training_args.seed,
+                "started": started,
+                "finished": now(),
+                "resumed_from": resume_from and str(resume_from).rsplit("/", 1)[-1],
+                "model": {"name": source.name, "gguf_sha256": source.gguf_sha256, "load_in_4bit": model_args.load_in_4bit},
+                "dataset": {**report.to_dict(), "format": script_args.dataset_format, "train_examples": len(train_dataset),
+                            "longer_than_max_length": over},
+                "world_size": state.num_processes,
+                "global_step": trainer.state.global_step,
+                "train_loss_mean": result.training_loss,
+                "final_train_loss": logged[-1] if logged else None,
+            },
+        )
+        logger.info("saved to %s", training_args.output_dir)
+    return trainer
+
+
+def cli() -> None:
+    try:
+        main()
+    except MedsftError as e:
+        print(f"medsft.train: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
