@@ -162,7 +162,7 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
         known = {action.dest for action in parser._actions}
         recipe = load_recipe(path)
         explicit |= set(recipe) - {"env"}
-        unknown = sorted(explicit - known)
+        unknown = sorted(set(recipe) - known - {"env"})
         if unknown:
             raise MedsftError(
                 f"{path}: unknown key(s) {', '.join(unknown)}; run with --help for the accepted arguments"

@@ -100,7 +100,8 @@ def write_recipe(output_dir: str, keys: set[str], *configs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "# Resolved medsft recipe: the recipe's settings with the command line's overrides applied.\n"
-        "# Rerun with: accelerate launch -m medsft.train recipe.yaml\n" + yaml.safe_dump(resolved_recipe(keys, *configs))
+        "# Rerun with: accelerate launch -m medsft.train recipe.yaml\n"
+        + yaml.safe_dump(resolved_recipe(keys, *configs))
     )
     return path
 
@@ -113,7 +114,10 @@ def git_commit() -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
             timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):

@@ -38,15 +38,19 @@ from medsft.data.lengths import count_longer_than
 from medsft.errors import MedsftError
 from medsft.lora import build_lora_config
 from medsft.model import load_model, load_tokenizer, resolve_model_source
-from medsft.run_dir import library_versions, git_commit, now, prepare_output_dir, write_manifest, write_recipe
+from medsft.run_dir import git_commit, library_versions, now, prepare_output_dir, write_manifest, write_recipe
 
 logger = logging.getLogger("medsft.train")
 
 
 def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> SFTTrainer:
-    script_args, training_args, model_args, explicit_keys = parse_args((MedScriptArguments, MedSFTConfig, MedModelConfig), argv)
+    script_args, training_args, model_args, explicit_keys = parse_args(
+        (MedScriptArguments, MedSFTConfig, MedModelConfig), argv
+    )
     state = PartialState()
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
+    logging.basicConfig(
+        format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING
+    )
     started = now()
     set_seed(training_args.seed)
 
@@ -77,11 +81,16 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Load tokenizer
     ###############
-    tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=script_args.dataset_format == "chat")
+    tokenizer = load_tokenizer(
+        source, model_args.model_revision, need_chat_template=script_args.dataset_format == "chat"
+    )
     over = count_longer_than(train_dataset, tokenizer, training_args.max_length)
     logger.info(
         "data %s | training on %d examples; %d longer than max_length=%s are truncated",
-        report.summary(), len(train_dataset), over, training_args.max_length,
+        report.summary(),
+        len(train_dataset),
+        over,
+        training_args.max_length,
     )
 
     ###############
@@ -121,9 +130,17 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 "started": started,
                 "finished": now(),
                 "resumed_from": resume_from and str(resume_from).rsplit("/", 1)[-1],
-                "model": {"name": source.name, "gguf_sha256": source.gguf_sha256, "load_in_4bit": model_args.load_in_4bit},
-                "dataset": {**report.to_dict(), "format": script_args.dataset_format, "train_examples": len(train_dataset),
-                            "longer_than_max_length": over},
+                "model": {
+                    "name": source.name,
+                    "gguf_sha256": source.gguf_sha256,
+                    "load_in_4bit": model_args.load_in_4bit,
+                },
+                "dataset": {
+                    **report.to_dict(),
+                    "format": script_args.dataset_format,
+                    "train_examples": len(train_dataset),
+                    "longer_than_max_length": over,
+                },
                 "world_size": state.num_processes,
                 "global_step": trainer.state.global_step,
                 "train_loss_mean": result.training_loss,

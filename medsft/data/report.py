@@ -25,5 +25,10 @@ class LoadReport:
         return f"{self.source}: read {self.read}, kept {self.kept} ({splits}); dropped: {dropped}"
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "read": self.read, "kept": self.kept, "dropped": dict(self.dropped),
-                "splits": dict(self.splits)}
+        return {
+            "source": self.source,
+            "read": self.read,
+            "kept": self.kept,
+            "dropped": dict(self.dropped),
+            "splits": dict(self.splits),
+        }
