@@ -119,7 +119,7 @@ class MedSFTConfig(SFTConfig):
 
 
 def _recipe_argv(argv: Sequence[str]) -> list[str]:
-    """Accept the recipe path positionally: ``medsft.train recipes/x.yaml --lr 1e-4`` == ``--config recipes/x.yaml``."""
+    """Accept the recipe path positionally: ``medsft.train recipes/x.yaml`` means ``--config recipes/x.yaml``."""
     argv = list(argv)
     if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml")):
         argv = ["--config", argv[0], *argv[1:]]

@@ -95,7 +95,7 @@ def build_lora_config(model_args, model_path: str) -> LoraConfig | None:
 
     ``fan_in_fan_out`` must be True for GPT-2's ``Conv1D`` in full/half precision, but False under 4-bit: when it
     quantizes, transformers replaces Conv1D with a transposed ``Linear4bit``, which peft's bnb layers treat as an
-    ordinary Linear. A wrong value only shows when the adapter is merged (tests/test_lora.py checks merged == unmerged).
+    ordinary Linear. A wrong value only shows when the adapter is merged (tests/test_lora.py checks that).
     """
     if not model_args.use_peft:
         return None
