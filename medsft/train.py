@@ -37,7 +37,7 @@ from medsft.data import load_sft_datasets
 from medsft.data.lengths import count_longer_than
 from medsft.errors import MedsftError
 from medsft.lora import build_lora_config
-from medsft.model import load_model, load_tokenizer, resolve_model_source
+from medsft.model import keep_adapter_float32, load_model, load_tokenizer, resolve_model_source
 from medsft.run_dir import git_commit, library_versions, now, prepare_output_dir, write_manifest, write_recipe
 
 logger = logging.getLogger("medsft.train")
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    keep_adapter_float32(trainer.model)
     if state.is_main_process and peft_config is not None:
         trainer.model.print_trainable_parameters()
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny randomly initialised models with the real GPT-2 tokenizer, and ../shared data.
+
+Nothing here touches the network. ``MEDSFT_SHARED`` points at another copy of the shared folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MEDSFT_SHARED", ROOT.parent / "shared"))
+WIKIDOC_JSON = SHARED / "data/wikidoc_patient_information/medical_meadow_wikidoc_patient_information.json"
+GPT2_TOKENIZER = SHARED / "models/gpt2-tokenizer"
+SMOLLM2_GGUF = SHARED / "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: tests need the shared data folder beside the project (or MEDSFT_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer():
+    from transformers import GPT2TokenizerFast
+
+    return GPT2TokenizerFast.from_pretrained(_require(GPT2_TOKENIZER))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory, gpt2_tokenizer) -> str:
+    """A 2-layer GPT-2 (Conv1D c_attn/c_proj/c_fc) with random weights, no dropout, and the real tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=4,
+        n_positions=512,
+        vocab_size=len(gpt2_tokenizer),
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    GPT2LMHeadModel(config).save_pretrained(path)
+    gpt2_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, gpt2_tokenizer) -> str:
+    """A 2-layer Llama-architecture model (q/k/v/o, gate/up/down) with random weights and the GPT-2 tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(gpt2_tokenizer),
+        max_position_embeddings=512,
+        bos_token_id=gpt2_tokenizer.bos_token_id,
+        eos_token_id=gpt2_tokenizer.eos_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    gpt2_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def wikidoc_small(tmp_path_factory) -> str:
+    """The first 80 rows of the real WikiDoc file, for quick training runs."""
+    rows = json.loads(_require(WIKIDOC_JSON).read_text())[:80]
+    path = tmp_path_factory.mktemp("wikidoc") / "wikidoc_small.json"
+    path.write_text(json.dumps(rows))
+    return str(path)

@@ -1,0 +1,167 @@
+"""End-to-end training through ``medsft.train.main`` with the shipped recipe, a tiny GPT-2 and real WikiDoc rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from medsft.errors import MedsftError
+from medsft.train import main
+
+RECIPE = str(Path(__file__).resolve().parent.parent / "recipes/wikidoc_qlora.yaml")
+
+
+def recipe_args(model: str, data: str, out: Path, *extra: str) -> list[str]:
+    """The shipped GPT-2 QLoRA recipe with local model/data and CPU-sized steps."""
+    return [
+        RECIPE, "--model_name_or_path", model, "--dataset_name", data, "--output_dir", str(out),
+        "--max_length", "128", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+        "--max_steps", "6", "--save_steps", "3", "--logging_steps", "1", "--gradient_checkpointing", "false",
+        "--learning_rate", "1e-2", "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip
+
+
+def sample_logits(model, tokenizer) -> torch.Tensor:
+    batch = tokenizer(["What are the symptoms of asthma?"], return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        return model(**batch, use_cache=False).logits.float()
+
+
+class Interrupt(Exception):
+    pass
+
+
+class KillAfterSave(TrainerCallback):
+    """Stands in for a kill right after the checkpoint at ``step`` is written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Interrupt
+
+
+def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tmp_path):
+    from medsft.configs import MedModelConfig
+    from medsft.model import load_adapter, load_model, resolve_model_source
+
+    out = tmp_path / "run"
+    trainer = main(recipe_args(tiny_gpt2, wikidoc_small, out))
+    files = {p.name for p in out.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "recipe.yaml"} <= files
+    assert "run_manifest.json" in files
+
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["seed"] == 42 and manifest["global_step"] == 6
+    assert manifest["final_train_loss"] == [e["loss"] for e in trainer.state.log_history if "loss" in e][-1]
+    assert set(manifest["versions"]) >= {"torch", "transformers", "trl", "peft", "bitsandbytes"}
+    assert manifest["model"]["load_in_4bit"] is True
+
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert sorted(adapter_config["target_modules"]) == ["c_attn", "c_proj"]
+    assert adapter_config["fan_in_fan_out"] is False  # 4-bit: Conv1D became a transposed Linear4bit
+
+    # The LoRA weights moved from their zero init (lora_B) during training
+    weights = load_file(out / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().max() > 0 for k, v in weights.items())
+
+    # The resolved recipe holds the recipe's values with the command-line overrides applied
+    import yaml
+
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert recipe["max_length"] == 128 and recipe["load_in_4bit"] is True and recipe["learning_rate"] == 1e-2
+
+    # Reload: 4-bit base + saved adapter gives the logits the trained model gave
+    tokenizer = trainer.processing_class
+    expected = sample_logits(trainer.model, tokenizer)
+    model_args = MedModelConfig(
+        model_name_or_path=tiny_gpt2, load_in_4bit=True, use_bnb_nested_quant=True, use_peft=True
+    )
+    base = load_model(resolve_model_source(tiny_gpt2), model_args, for_training=False)
+    reloaded = load_adapter(base, str(out))
+    torch.testing.assert_close(sample_logits(reloaded, tokenizer), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_existing_output_dir_is_never_overwritten(tiny_gpt2, wikidoc_small, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "my_notes.txt").write_text("precious")
+    with pytest.raises(MedsftError, match="not empty.*--overwrite_output_dir true"):
+        main(recipe_args(tiny_gpt2, wikidoc_small, out))
+    assert (out / "my_notes.txt").read_text() == "precious"
+    with pytest.raises(MedsftError, match="holds no checkpoint"):
+        main(recipe_args(tiny_gpt2, wikidoc_small, out, "--resume_from_checkpoint", "true"))
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_gpt2, wikidoc_small, tmp_path):
+    full = tmp_path / "full"
+    main(recipe_args(tiny_gpt2, wikidoc_small, full))
+
+    killed = tmp_path / "killed"
+    with pytest.raises(Interrupt):
+        main(recipe_args(tiny_gpt2, wikidoc_small, killed), callbacks=[KillAfterSave(3)])
+    assert (killed / "checkpoint-3").is_dir() and not (killed / "adapter_model.safetensors").exists()
+
+    # Rerunning without asking to resume refuses and says how
+    with pytest.raises(MedsftError, match="--resume_from_checkpoint true"):
+        main(recipe_args(tiny_gpt2, wikidoc_small, killed))
+
+    trainer = main(recipe_args(tiny_gpt2, wikidoc_small, killed, "--resume_from_checkpoint", "true"))
+    assert trainer.state.global_step == 6
+    assert json.loads((killed / "run_manifest.json").read_text())["resumed_from"] == "checkpoint-3"
+
+    a = load_file(full / "adapter_model.safetensors")
+    b = load_file(killed / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key].float(), a[key].float(), atol=1e-6, rtol=0, msg=key)
+
+
+def test_overwrite_output_dir_starts_over(tiny_gpt2, wikidoc_small, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    main(recipe_args(tiny_gpt2, wikidoc_small, out, "--overwrite_output_dir", "true", "--max_steps", "1"))
+    assert not (out / "old.txt").exists() and (out / "adapter_model.safetensors").exists()
+
+
+def test_wrong_lora_targets_fail_before_training(tiny_gpt2, wikidoc_small, tmp_path):
+    # The seed notebook's Llama targets on GPT-2
+    args = recipe_args(tiny_gpt2, wikidoc_small, tmp_path / "run", "--lora_target_modules", "q_proj", "v_proj")
+    with pytest.raises(MedsftError) as info:
+        main(args)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "q_proj, v_proj not found" in message and "valid names: c_attn, c_fc, c_proj" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_dataset_file_is_a_clear_error(tiny_gpt2, tmp_path):
+    with pytest.raises(MedsftError, match="data file not found: .*nope.json"):
+        main(recipe_args(tiny_gpt2, str(tmp_path / "nope.json"), tmp_path / "run"))
+
+
+def test_missing_model_path_is_a_clear_error(wikidoc_small, tmp_path):
+    with pytest.raises(MedsftError, match="GGUF model file not found"):
+        main(recipe_args(str(tmp_path / "model.gguf"), wikidoc_small, tmp_path / "run"))
+
+
+def test_cli_reports_errors_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("model_name_or_path: gpt2\nlearning_rat: 1e-4\n")
+    proc = subprocess.run([sys.executable, "-m", "medsft.train", str(recipe)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"medsft.train: error: {recipe}: unknown key(s) learning_rat; run with --help for the accepted arguments"
+    )
+    assert "Traceback" not in proc.stderr
