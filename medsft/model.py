@@ -186,7 +186,7 @@ def keep_adapter_float32(model: torch.nn.Module) -> None:
 
     peft loads adapters in float32 (on resume, reload and evaluation), so an adapter trained in bf16 changes dtype
     when a run resumes and the resumed run drifts from an uninterrupted one (measured: ~1e-3 on the adapter weights
-    after 3 steps). float32 adapters are peft's own default; under bf16 mixed precision autocast still computes in bf16.
+    after 3 steps). float32 adapters are peft's own default; under bf16 mixed precision autocast computes in bf16.
     """
     for param in model.parameters():
         if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
