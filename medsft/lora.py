@@ -70,7 +70,8 @@ def resolve_targets(model: torch.nn.Module, target_modules: list[str] | str | No
     # peft matches a name when a module's full name equals it or ends with "." + name
     missing = [t for t in target_modules if not any(n == t or n.endswith("." + t) for n in layers)]
     if missing:
-        valid = sorted({n.rsplit(".", 1)[-1] for n in layers})
+        # Embeddings are accepted as targets but not suggested: the names users mean are the projections
+        valid = sorted({n.rsplit(".", 1)[-1] for n, t in layers.items() if not issubclass(t, torch.nn.Embedding)})
         raise MedsftError(
             f"LoRA target module(s) {', '.join(missing)} not found in {type(model).__name__} "
             f"(model_type '{model_type}'); valid names: {', '.join(valid)}"

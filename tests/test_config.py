@@ -1,0 +1,57 @@
+"""Recipe parsing: positional path or --config, CLI overrides, unknown keys, TRL flag names."""
+
+from __future__ import annotations
+
+import pytest
+
+from medsft.configs import MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
+from medsft.errors import MedsftError
+
+TYPES = (MedScriptArguments, MedSFTConfig, MedModelConfig)
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "model_name_or_path: gpt2\ndataset_name: medalpaca/medical_meadow_wikidoc_patient_information\n"
+        "learning_rate: 3.0e-4\nuse_peft: true\nload_in_4bit: true\nlora_target_modules: [c_attn]\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("form", ["positional", "config"])
+def test_recipe_positional_or_config_and_cli_overrides(recipe, form):
+    argv = [recipe] if form == "positional" else ["--config", recipe]
+    script, train, model, keys = parse_args(TYPES, argv + ["--learning_rate", "1e-4", "--max_steps", "50"])
+    assert train.learning_rate == 1e-4 and train.max_steps == 50  # CLI wins
+    assert model.model_name_or_path == "gpt2" and model.load_in_4bit and model.use_peft
+    assert model.lora_target_modules == ["c_attn"]  # stays a list (TRL would make it a bare regex string)
+    assert script.dataset_type == "auto" and script.dataset_format == "chat"
+    assert {"learning_rate", "max_steps", "model_name_or_path", "output_dir"} <= keys
+    assert train.bf16 is False  # no bf16-capable GPU here: medsft does not force bf16
+
+
+def test_unknown_recipe_key_is_named(recipe):
+    with open(recipe, "a") as f:
+        f.write("lora_rank: 8\n")
+    with pytest.raises(MedsftError, match=r"r\.yaml: unknown key\(s\) lora_rank"):
+        parse_args(TYPES, [recipe])
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(MedsftError, match="recipe file not found"):
+        parse_args(TYPES, [str(tmp_path / "nope.yaml")])
+
+
+def test_recipe_must_be_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(MedsftError, match="must be a YAML mapping"):
+        parse_args(TYPES, [str(path)])
+
+
+def test_4bit_without_peft_is_rejected(tmp_path):
+    with pytest.raises(MedsftError, match="load_in_4bit needs use_peft"):
+        parse_args(TYPES, ["--model_name_or_path", "gpt2", "--load_in_4bit", "--output_dir", str(tmp_path)])

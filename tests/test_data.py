@@ -1,0 +1,88 @@
+"""WikiDoc loading: counts checked against the real file (computed here independently), errors, formatting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medsft.data import load_sft_datasets
+from medsft.data.wikidoc import load_wikidoc, to_chat, to_instruction
+from medsft.errors import MedsftError
+from tests.conftest import WIKIDOC_JSON
+
+
+def test_wikidoc_counts_on_the_real_file():
+    rows = json.loads(WIKIDOC_JSON.read_text())
+    unique = {(r["input"], r["output"]) for r in rows if r["input"].strip() and r["output"].strip()}
+    data, report = load_wikidoc(str(WIKIDOC_JSON), validation_size=0.05)
+    assert report.read == len(rows)
+    assert report.kept == len(unique) == len(data["train"]) + len(data["validation"])
+    assert report.dropped["exact duplicate"] == len(rows) - len(unique)
+    # disjoint splits (duplicates removed first, so no question/answer pair is in both)
+    train = {(r["input"], r["output"]) for r in data["train"]}
+    assert not train & {(r["input"], r["output"]) for r in data["validation"]}
+    # the validation split is fixed, independent of anything but the data and validation_size
+    again, _ = load_wikidoc(str(WIKIDOC_JSON), validation_size=0.05)
+    assert again["validation"]["input"] == data["validation"]["input"]
+
+
+def test_empty_and_duplicate_rows_are_counted(tmp_path):
+    rows = [
+        {"instruction": "i", "input": "q1", "output": "a1"},
+        {"instruction": "i", "input": "q1", "output": "a1"},
+        {"instruction": "i", "input": " ", "output": "a"},
+        {"instruction": "i", "input": "q3", "output": ""},
+        {"instruction": "i", "input": "q4", "output": "a4"},
+    ]
+    path = tmp_path / "w.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    data, report = load_wikidoc(str(path), validation_size=0.0)
+    assert len(data["train"]) == 2 and report.kept == 2
+    assert dict(report.dropped) == {"exact duplicate": 1, "empty question": 1, "empty answer": 1}
+    assert "dropped: 1 empty answer, 1 empty question, 1 exact duplicate" in report.summary()
+
+
+def test_malformed_json_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n{"instruction": "i", "input": "q", "output": "a"},\n{"instruction": oops}\n]')
+    with pytest.raises(MedsftError, match=r"bad\.json, line 3 column 17: malformed JSON"):
+        load_wikidoc(str(path))
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"instruction": "i", "input": "q", "output": "a"}\n{not json}\n')
+    with pytest.raises(MedsftError, match=r"bad\.jsonl, line 2: malformed JSON"):
+        load_wikidoc(str(jsonl))
+
+
+def test_missing_field_names_the_row(tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text(
+        json.dumps([{"instruction": "i", "input": "q", "output": "a"}, {"instruction": "i", "input": "q"}])
+    )
+    with pytest.raises(MedsftError, match=r"row 1 has no text field\(s\) output"):
+        load_wikidoc(str(path))
+
+
+def test_empty_after_filtering(tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps([{"instruction": "i", "input": "", "output": "a"}]))
+    with pytest.raises(MedsftError, match="no usable rows"):
+        load_wikidoc(str(path))
+
+
+def test_formats():
+    row = {"instruction": "Answer this question truthfully", "input": "What is asthma?", "output": "A lung disease."}
+    chat = to_chat(row)
+    assert chat["prompt"][-1] == {"role": "user", "content": "What is asthma?"}
+    assert chat["completion"] == [{"role": "assistant", "content": "A lung disease."}]
+    inst = to_instruction(row)
+    assert inst["prompt"].endswith("### Input:\nWhat is asthma?\n\n### Response:\n")
+    assert inst["completion"] == "A lung disease."
+
+
+def test_unknown_local_dataset_needs_a_type(tmp_path):
+    from medsft.configs import MedScriptArguments
+
+    args = MedScriptArguments(dataset_name=str(tmp_path / "x.json"))
+    with pytest.raises(MedsftError, match="set --dataset_type"):
+        load_sft_datasets(args)

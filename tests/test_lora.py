@@ -1,0 +1,135 @@
+"""LoRA targets and fan_in_fan_out, checked by what the adapter computes rather than by warnings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM
+
+from medsft.configs import MedModelConfig
+from medsft.errors import MedsftError
+from medsft.lora import build_lora_config, meta_model, resolve_targets
+from medsft.model import guard_bnb_cpu_4bit, load_model, resolve_model_source
+
+
+def lora_config(model_path: str, **kwargs):
+    return build_lora_config(MedModelConfig(model_name_or_path=model_path, use_peft=True, **kwargs), model_path)
+
+
+def randomize_lora(model: torch.nn.Module) -> None:
+    """LoRA B starts at zero (a no-op adapter); give A and B values so the delta is visible in the logits."""
+    torch.manual_seed(1)
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            param.data = torch.randn_like(param) * 0.1
+
+
+def test_gpt2_default_targets_cover_attention_and_mlp_projection(tiny_gpt2):
+    config = lora_config(tiny_gpt2)
+    assert sorted(config.target_modules) == ["c_attn", "c_proj"]
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_gpt2), config)
+    adapted = sorted(n.removeprefix("base_model.model.") for n, m in model.named_modules() if hasattr(m, "lora_A"))
+    # c_proj matches both attn.c_proj and mlp.c_proj; c_fc is not targeted
+    assert adapted == [f"transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_proj")]
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("attention", ["attn.c_attn", "attn.c_proj"]),
+        ("all-linear", ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]),
+    ],
+)
+def test_gpt2_presets(tiny_gpt2, preset, expected):
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_gpt2), lora_config(tiny_gpt2, lora_target_preset=preset)
+    )
+    adapted = sorted(n.removeprefix("base_model.model.") for n, m in model.named_modules() if hasattr(m, "lora_A"))
+    assert adapted == sorted(f"transformer.h.{i}.{m}" for i in (0, 1) for m in expected)
+
+
+def test_llama_default_targets(tiny_llama):
+    assert lora_config(tiny_llama).target_modules == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama), lora_config(tiny_llama, lora_target_preset="all-linear")
+    )
+    adapted = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_seed_notebook_targets_on_gpt2_fail_in_one_line(tiny_gpt2):
+    with pytest.raises(MedsftError) as info:
+        lora_config(tiny_gpt2, lora_target_modules=["q_proj", "v_proj"])
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.endswith("valid names: c_attn, c_fc, c_proj")
+    assert "q_proj, v_proj not found in GPT2LMHeadModel" in message
+
+
+def test_suffix_and_single_target_names_are_accepted(tiny_gpt2):
+    model = meta_model(tiny_gpt2)
+    assert resolve_targets(model, ["attn.c_proj"], "default") == ["attn.c_proj"]
+    # TRL turns a one-element list into a bare string, which peft would read as a whole-path regex
+    assert lora_config(tiny_gpt2, lora_target_modules=["c_fc"]).target_modules == {"c_fc"}
+
+
+def test_fan_in_fan_out_full_precision_merged_equals_unmerged(tiny_gpt2, gpt2_tokenizer):
+    config = lora_config(tiny_gpt2, lora_target_preset="all-linear")
+    assert config.fan_in_fan_out is True  # Conv1D stores weights as (in, out)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_gpt2), config).eval()
+    randomize_lora(model)
+    batch = gpt2_tokenizer(["Patient presents with fever and a persistent cough."], return_tensors="pt")
+    with torch.no_grad():
+        base = model.get_base_model()
+        with model.disable_adapter():
+            without = model(**batch).logits
+        unmerged = model(**batch).logits
+        merged = model.merge_and_unload()(**batch).logits
+    assert (unmerged - without).abs().max() > 1e-2  # the adapter does change the output
+    torch.testing.assert_close(merged, unmerged, atol=1e-4, rtol=1e-4)
+    del base
+
+
+def test_wrong_fan_in_fan_out_is_caught_by_the_merge_check(tiny_gpt2, gpt2_tokenizer):
+    """The check above can fail: with fan_in_fan_out wrong, merging transposes the delta of the square c_proj."""
+    config = lora_config(tiny_gpt2, lora_target_modules=["attn.c_proj"])
+    config.fan_in_fan_out = False
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_gpt2), config).eval()
+    # peft corrects Conv1D to True on its own when building the layer; force the wrong value back
+    for module in model.modules():
+        if hasattr(module, "fan_in_fan_out") and hasattr(module, "lora_A"):
+            module.fan_in_fan_out = False
+    randomize_lora(model)
+    batch = gpt2_tokenizer(["Patient presents with fever."], return_tensors="pt")
+    with torch.no_grad():
+        unmerged = model(**batch).logits
+        merged = model.merge_and_unload()(**batch).logits
+    assert (merged - unmerged).abs().max() > 1e-2
+
+
+def test_fan_in_fan_out_4bit_delta_matches_layer_output(tiny_gpt2):
+    """Under 4-bit, Conv1D becomes a transposed Linear4bit: the delta peft would merge must equal what it adds."""
+    model_args = MedModelConfig(model_name_or_path=tiny_gpt2, load_in_4bit=True, use_peft=True)
+    config = build_lora_config(model_args, tiny_gpt2)
+    assert config.fan_in_fan_out is False
+    base = load_model(resolve_model_source(tiny_gpt2), model_args, for_training=False)
+    model = get_peft_model(base, config).eval()
+    randomize_lora(model)
+    checked = 0
+    for name, layer in model.named_modules():
+        if not (hasattr(layer, "lora_A") and "default" in layer.lora_A):
+            continue
+        x = torch.randn(3, layer.base_layer.in_features)
+        with torch.no_grad():
+            added = layer(x) - layer.base_layer(x)
+            delta = layer.get_delta_weight("default")  # (out, in), transposed per fan_in_fan_out as merge uses it
+        torch.testing.assert_close(added, x @ delta.T, atol=1e-4, rtol=1e-3, msg=name)
+        checked += 1
+    assert checked == 6  # c_attn, attn.c_proj, mlp.c_proj in two blocks
+
+
+def test_guard_counts_4bit_layers(tiny_gpt2):
+    model_args = MedModelConfig(model_name_or_path=tiny_gpt2, load_in_4bit=True, use_peft=True)
+    model = load_model(resolve_model_source(tiny_gpt2), model_args, for_training=False)
+    assert guard_bnb_cpu_4bit(model) == 8  # c_attn, attn.c_proj, c_fc, mlp.c_proj in two blocks
