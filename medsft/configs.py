@@ -109,13 +109,28 @@ class MedSFTConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        import torch
+
         if self.bf16 is None and not self.fp16:
             # TRL defaults bf16 to True everywhere; on a CPU without bf16 kernels that is slow and on old GPUs it
             # fails, so medsft turns it on only where the hardware supports it.
-            import torch
-
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if launched_processes() > 1 and not torch.cuda.is_available():
+            # Measured (accelerate 1.15, transformers 5.23): `accelerate launch` with several processes on a machine
+            # without GPUs starts the workers but does not tell the Trainer to use the CPU, so each worker silently
+            # trains alone on all the data. use_cpu makes the Trainer join the gloo process group.
+            self.use_cpu = True
         super().__post_init__()
+        if launched_processes() > 1 and self.world_size != launched_processes():
+            raise MedsftError(
+                f"launched {launched_processes()} processes but the trainer sees world_size={self.world_size}; "
+                "each process would train alone on all the data (see accelerate_configs/README.md)"
+            )
+
+
+def launched_processes() -> int:
+    """Number of processes a launcher (accelerate/torchrun) started, from the environment it sets."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _recipe_argv(argv: Sequence[str]) -> list[str]:

@@ -1,0 +1,32 @@
+"""A real 2-process CPU training through accelerate: both ranks train, on disjoint data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.multiprocess
+def test_two_cpu_processes_train_on_disjoint_data(tiny_gpt2, wikidoc_small, tmp_path):
+    record = tmp_path / "record"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs/multi_cpu.yaml"),
+        str(ROOT / "tests/helpers/ddp_probe.py"), str(record),
+        str(ROOT / "recipes/wikidoc_qlora.yaml"), "--model_name_or_path", tiny_gpt2, "--dataset_name", wikidoc_small,
+        "--output_dir", str(tmp_path / "run"), "--max_length", "128", "--per_device_train_batch_size", "2",
+        "--gradient_accumulation_steps", "1", "--max_steps", "3", "--gradient_checkpointing", "false",
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((record / f"rank{i}.json").read_text()) for i in (0, 1)]
+    assert all(r["world_size"] == 2 and r["steps"] == 3 for r in ranks)
+    seen0, seen1 = set(ranks[0]["examples"]), set(ranks[1]["examples"])
+    assert seen0 and seen1 and not seen0 & seen1
+    assert json.loads((tmp_path / "run/run_manifest.json").read_text())["world_size"] == 2
