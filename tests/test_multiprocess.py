@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_two_cpu_processes_train_on_disjoint_data(tiny_gpt2, wikidoc_small, tmp_path):
     record = tmp_path / "record"
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs/multi_cpu.yaml"),
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(ROOT / "accelerate_configs/multi_cpu.yaml"),
         str(ROOT / "tests/helpers/ddp_probe.py"), str(record),
         str(ROOT / "recipes/wikidoc_qlora.yaml"), "--model_name_or_path", tiny_gpt2, "--dataset_name", wikidoc_small,
         "--output_dir", str(tmp_path / "run"), "--max_length", "128", "--per_device_train_batch_size", "2",
