@@ -3,6 +3,23 @@
 Entry points catch it and print its message as a single line instead of a traceback.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class MedsftError(Exception):
     """A user-facing error: the message names the file, row or field and says what to do."""
+
+
+@contextmanager
+def hub_errors(what: str, name: str) -> Iterator[None]:
+    """Turn a failed Hub or local load (offline, missing repo, typo) into a one-line error naming what failed."""
+    try:
+        yield
+    except MedsftError:
+        raise
+    except (OSError, ValueError, ConnectionError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MedsftError(f"could not load {what} '{name}': {reason} (offline? pass a local path instead)") from e

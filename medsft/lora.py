@@ -13,7 +13,7 @@ from peft import LoraConfig
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
-from medsft.errors import MedsftError
+from medsft.errors import MedsftError, hub_errors
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite")
 _LLAMA_ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -36,7 +36,8 @@ _LORA_LAYER_TYPES: tuple[type, ...] = (torch.nn.Linear, Conv1D, torch.nn.Embeddi
 
 def meta_model(model_path: str, revision: str = "main") -> torch.nn.Module:
     """The model's module tree without weights (instant, no memory), for checking names before loading."""
-    config = AutoConfig.from_pretrained(model_path, revision=revision)
+    with hub_errors("model config", model_path):
+        config = AutoConfig.from_pretrained(model_path, revision=revision)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
 

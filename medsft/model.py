@@ -18,7 +18,7 @@ from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from trl import get_quantization_config
 
-from medsft.errors import MedsftError
+from medsft.errors import MedsftError, hub_errors
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def resolve_model_source(model_name_or_path: str | None, gguf_cache_dir: str | N
 
 def load_tokenizer(source: ModelSource, revision: str = "main", need_chat_template: bool = False):
     """Load the tokenizer; give it medsft's documented default chat template if it has none and one is needed."""
-    tokenizer = AutoTokenizer.from_pretrained(source.path, revision=revision)
+    with hub_errors("tokenizer", source.path):
+        tokenizer = AutoTokenizer.from_pretrained(source.path, revision=revision)
     if need_chat_template and not tokenizer.chat_template:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     return tokenizer
@@ -157,7 +158,8 @@ def load_model(
         if torch.cuda.is_available():
             # each process keeps its whole quantized model on its own GPU (DDP); TRL 1.x dropped its helper for this
             kwargs["device_map"] = {"": PartialState().local_process_index}
-    model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+    with hub_errors("model", source.path):
+        model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     if quantization_config is not None:
         guard_bnb_cpu_4bit(model)
         if for_training:

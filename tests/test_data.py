@@ -86,3 +86,14 @@ def test_unknown_local_dataset_needs_a_type(tmp_path):
     args = MedScriptArguments(dataset_name=str(tmp_path / "x.json"))
     with pytest.raises(MedsftError, match="set --dataset_type"):
         load_sft_datasets(args)
+
+
+def test_hub_id_is_recognised_and_offline_failure_is_clear(monkeypatch):
+    """The Hub id dispatches to the WikiDoc loader; offline, the failure is one line naming the id."""
+    from medsft.configs import MedScriptArguments
+    from medsft.data.wikidoc import HUB_ID
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(MedsftError, match=f"could not load dataset '{HUB_ID}'.*pass a local path instead"):
+        load_sft_datasets(MedScriptArguments(dataset_name=HUB_ID))

@@ -165,3 +165,9 @@ def test_cli_reports_errors_in_one_line(tmp_path):
         f"medsft.train: error: {recipe}: unknown key(s) learning_rat; run with --help for the accepted arguments"
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_hub_model_is_a_clear_error(wikidoc_small, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MedsftError, match="could not load model config 'gpt2'.*pass a local path instead"):
+        main(recipe_args("gpt2", wikidoc_small, tmp_path / "run"))

@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 
 from medsft.data.io import read_records
 from medsft.data.report import LoadReport
-from medsft.errors import MedsftError
+from medsft.errors import MedsftError, hub_errors
 
 HUB_ID = "medalpaca/medical_meadow_wikidoc_patient_information"
 LICENSE = "cc-by-sa-4.0"
@@ -39,7 +39,8 @@ def _read(source: str) -> list[dict]:
         return read_records(path)
     from datasets import load_dataset
 
-    return load_dataset(source, split="train").to_list()
+    with hub_errors("dataset", source):
+        return load_dataset(source, split="train").to_list()
 
 
 def load_wikidoc(source: str = HUB_ID, validation_size: float = 0.05) -> tuple[DatasetDict, LoadReport]:
