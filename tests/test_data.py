@@ -97,3 +97,14 @@ def test_hub_id_is_recognised_and_offline_failure_is_clear(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(MedsftError, match=f"could not load dataset '{HUB_ID}'.*pass a local path instead"):
         load_sft_datasets(MedScriptArguments(dataset_name=HUB_ID))
+
+
+def test_hf_type_passes_trl_format_files_through(tmp_path):
+    from medsft.configs import MedScriptArguments
+
+    path = tmp_path / "pc.jsonl"
+    path.write_text("\n".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) for i in range(5)))
+    data, report = load_sft_datasets(MedScriptArguments(dataset_name=str(path), dataset_type="hf"))
+    assert data["train"].column_names == ["prompt", "completion"] and len(data["train"]) == 5 == report.kept
+    with pytest.raises(MedsftError, match="data file not found"):
+        load_sft_datasets(MedScriptArguments(dataset_name=str(tmp_path / "none.jsonl"), dataset_type="hf"))

@@ -46,12 +46,21 @@ def load_sft_datasets(script_args) -> tuple[DatasetDict, LoadReport]:
 
 def _load_hf(script_args) -> tuple[DatasetDict, LoadReport]:
     """A dataset already in a TRL format: loaded with ``datasets.load_dataset`` and passed through."""
+    from pathlib import Path
+
     from datasets import load_dataset
 
-    try:
-        loaded = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
-    except FileNotFoundError as e:
-        raise MedsftError(f"dataset not found: {script_args.dataset_name} ({e})") from e
+    from medsft.errors import hub_errors
+
+    name = script_args.dataset_name
+    builders = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+    with hub_errors("dataset", name):
+        if Path(name).suffix in builders:  # a local file: datasets needs the builder named
+            if not Path(name).is_file():
+                raise MedsftError(f"data file not found: {name}")
+            loaded = load_dataset(builders[Path(name).suffix], data_files={"train": name})
+        else:
+            loaded = load_dataset(name, name=script_args.dataset_config)
     result = DatasetDict(train=loaded[script_args.dataset_train_split])
     if script_args.dataset_test_split in loaded:
         result["validation"] = loaded[script_args.dataset_test_split]
