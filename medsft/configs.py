@@ -115,15 +115,16 @@ class MedSFTConfig(SFTConfig):
             # TRL defaults bf16 to True everywhere; on a CPU without bf16 kernels that is slow and on old GPUs it
             # fails, so medsft turns it on only where the hardware supports it.
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-        if launched_processes() > 1 and not torch.cuda.is_available():
+        processes = launched_processes()
+        if processes > 1 and not torch.cuda.is_available():
             # Measured (accelerate 1.15, transformers 5.23): `accelerate launch` with several processes on a machine
             # without GPUs starts the workers but does not tell the Trainer to use the CPU, so each worker silently
             # trains alone on all the data. use_cpu makes the Trainer join the gloo process group.
             self.use_cpu = True
         super().__post_init__()
-        if launched_processes() > 1 and self.world_size != launched_processes():
+        if processes > 1 and self.world_size != processes:
             raise MedsftError(
-                f"launched {launched_processes()} processes but the trainer sees world_size={self.world_size}; "
+                f"launched {processes} processes but the trainer sees world_size={self.world_size}; "
                 "each process would train alone on all the data (see accelerate_configs/README.md)"
             )
 
@@ -175,9 +176,9 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
             raise MedsftError("--config needs a recipe path")
         path = argv[i + 1]
         known = {action.dest for action in parser._actions}
-        recipe = load_recipe(path)
-        explicit |= set(recipe) - {"env"}
-        unknown = sorted(set(recipe) - known - {"env"})
+        recipe_keys = set(load_recipe(path)) - {"env"}
+        explicit |= recipe_keys
+        unknown = sorted(recipe_keys - known)
         if unknown:
             raise MedsftError(
                 f"{path}: unknown key(s) {', '.join(unknown)}; run with --help for the accepted arguments"

@@ -172,10 +172,6 @@ def load_model(
     return model
 
 
-def is_quantized(model: PreTrainedModel) -> bool:
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
-
-
 def load_adapter(base: PreTrainedModel, adapter_dir: str, is_trainable: bool = False):
     """Attach a saved LoRA adapter (local directory or Hub id) to its base model."""
     from peft import PeftModel

@@ -24,7 +24,7 @@ from medsft.errors import MedsftError
 
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "run_manifest.json"
-# Fields never written anywhere (secrets), and those that only describe this machine's process
+# Fields never written anywhere (secrets)
 _SECRET_FIELDS = {"hub_token", "push_to_hub_token"}
 _LIBRARIES = ("medsft", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets")
 
