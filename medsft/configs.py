@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import yaml
-from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+from trl.scripts.utils import DatasetConfig
 
 from medsft.errors import MedsftError
 
-DATASET_TYPES = ("auto", "wikidoc", "hf")
-DATASET_FORMATS = ("chat", "instruction")
+DATASET_TYPES = ("auto", "wikidoc", "pubmedqa", "medquad", "pubmed_abstracts", "clinical_notes", "hf")
+DATASET_FORMATS = ("chat", "instruction", "text", "special_tokens")
+DECONTAMINATION_POLICIES = ("error", "drop", "warn", "off")
 LORA_TARGET_PRESETS = ("default", "attention", "all-linear")
 
 
@@ -29,13 +31,26 @@ class MedScriptArguments(ScriptArguments):
     """Data arguments: TRL's ``ScriptArguments`` plus the medical dataset choice and formatting.
 
     Parameters:
-        dataset_type: which medsft loader reads ``dataset_name``. ``auto`` recognises the Hub ids medsft knows;
-            a local file needs its type named (e.g. ``wikidoc``). ``hf`` passes a dataset already in a TRL format
-            (``messages``, ``prompt``/``completion`` or ``text``) straight through.
-        dataset_format: ``chat`` (messages through the model's chat template) or ``instruction`` (plain-text
-            prompt/completion). Both train on the answer only.
-        validation_size: fraction of the data held out (seeded) as the validation split.
+        dataset_type: which medsft loader reads ``dataset_name``: ``wikidoc``, ``pubmedqa``, ``medquad``,
+            ``pubmed_abstracts``, ``clinical_notes`` (generated; no ``dataset_name`` needed). ``auto`` recognises the
+            Hub ids medsft knows and the official local layouts (PubMedQA's ``ori_pqal.json``, MedQuAD's XML tree,
+            the WikiDoc JSON). ``hf`` passes a dataset already in a TRL format (``messages``,
+            ``prompt``/``completion`` or ``text``) straight through.
+        dataset_format: ``chat`` (messages through the model's chat template), ``instruction`` (plain-text
+            prompt/completion), ``text`` (causal LM on every token) or ``special_tokens`` (MedQuAD's
+            ``<question> … <answer> … <end>``, tokens added to the tokenizer). Each dataset lists the ones it has.
+        validation_size: fraction held out (seeded) as validation; by default each dataset's own (PubMedQA 0.1 of
+            the 500 non-test questions = 50; others 0.05).
         max_train_samples: use only the first N training examples (after shuffling with the seed), for quick runs.
+        pubmedqa_long_answer: PubMedQA formats follow the yes/no/maybe word with the long answer (a rationale).
+        pubmedqa_reference: the PubMedQA release whose official test set decontamination and the abstract loader
+            keep out of training (a local directory, or the Hub id; default: the data itself when it is PubMedQA,
+            else ``qiaojin/PubMedQA``).
+        pubmedqa_test_file: the official ``test_ground_truth.json`` when it is not beside the PubMedQA data.
+        medquad_top_k_focus: keep only the k MedQuAD foci with the most question-answer pairs.
+        num_notes / notes_seed: size and seed of the generated clinical-notes corpus.
+        decontamination: what to do with training rows that overlap the PubMedQA test set: ``error``, ``drop``,
+            ``warn`` or ``off``. Default: ``error`` for PubMedQA and PubMed abstracts, ``warn`` otherwise.
     """
 
     dataset_type: str = field(
@@ -46,20 +61,93 @@ class MedScriptArguments(ScriptArguments):
         default="chat",
         metadata={"help": "How examples are presented to the model.", "choices": list(DATASET_FORMATS)},
     )
-    validation_size: float = field(
-        default=0.05,
-        metadata={"help": "Fraction of the data held out, seeded, as the validation split (0 for none)."},
+    validation_size: float | None = field(
+        default=None,
+        metadata={"help": "Fraction held out, seeded, as validation (0 for none; default: the dataset's own)."},
     )
     max_train_samples: int | None = field(
         default=None,
         metadata={"help": "Train on at most this many examples (for quick runs)."},
     )
+    pubmedqa_long_answer: bool = field(
+        default=False,
+        metadata={"help": "PubMedQA: follow the yes/no/maybe answer with the long answer."},
+    )
+    pubmedqa_reference: str | None = field(
+        default=None,
+        metadata={"help": "PubMedQA release (local dir or Hub id) whose official test set is kept out of training."},
+    )
+    pubmedqa_test_file: str | None = field(
+        default=None,
+        metadata={"help": "Path to the official PubMedQA test_ground_truth.json, if not beside the data."},
+    )
+    medquad_top_k_focus: int | None = field(
+        default=None,
+        metadata={"help": "MedQuAD: keep only the k foci with the most question-answer pairs."},
+    )
+    num_notes: int = field(default=2000, metadata={"help": "clinical_notes: how many notes to generate."})
+    notes_seed: int = field(default=0, metadata={"help": "clinical_notes: generator seed."})
+    decontamination: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training rows overlapping the PubMedQA test set: error, drop, warn or off (default per dataset).",
+            "choices": list(DECONTAMINATION_POLICIES),
+        },
+    )
 
     def __post_init__(self):
-        if not 0.0 <= self.validation_size < 1.0:
+        if self.validation_size is not None and not 0.0 <= self.validation_size < 1.0:
             raise MedsftError(f"validation_size must be in [0, 1), got {self.validation_size}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise MedsftError(f"max_train_samples must be positive, got {self.max_train_samples}")
+        if self.medquad_top_k_focus is not None and self.medquad_top_k_focus < 1:
+            raise MedsftError(f"medquad_top_k_focus must be positive, got {self.medquad_top_k_focus}")
+        if self.num_notes < 1:
+            raise MedsftError(f"num_notes must be positive, got {self.num_notes}")
+
+
+@dataclass
+class MedDatasetConfig(DatasetConfig):
+    """One dataset of a mixture: TRL's ``DatasetConfig`` (``path``, ``fraction``, ...) plus medsft's loader
+    ``type`` and ``format`` (default: the top-level ``dataset_type`` rule ``auto`` and ``dataset_format``)."""
+
+    type: str = "auto"
+    format: str | None = None
+
+    def __post_init__(self):
+        if self.type not in DATASET_TYPES:
+            raise MedsftError(f"datasets: {self.path}: unknown type '{self.type}' (one of {', '.join(DATASET_TYPES)})")
+        if self.format is not None and self.format not in DATASET_FORMATS:
+            raise MedsftError(
+                f"datasets: {self.path}: unknown format '{self.format}' (one of {', '.join(DATASET_FORMATS)})"
+            )
+
+
+@dataclass
+class MedDatasetMixtureConfig(DatasetMixtureConfig):
+    """TRL's mixture shape, in a recipe::
+
+    datasets:
+      - {path: ../shared/data/pubmedqa, type: pubmedqa, format: instruction, fraction: 0.5}
+      - {path: ../shared/data/medquad, type: medquad, format: instruction, fraction: 0.5}
+    """
+
+    datasets: list[MedDatasetConfig] = field(
+        default_factory=list,
+        metadata={"help": "Datasets to mix (recipe only): path, type, format, fraction."},
+    )
+
+    def __post_init__(self):
+        for i, dataset in enumerate(self.datasets):
+            if isinstance(dataset, dict):
+                unknown = set(dataset) - set(MedDatasetConfig.__dataclass_fields__)
+                if unknown:
+                    raise MedsftError(f"datasets[{i}]: unknown key(s) {', '.join(sorted(unknown))}")
+                if "path" not in dataset:
+                    raise MedsftError(f"datasets[{i}]: needs a path")
+                self.datasets[i] = MedDatasetConfig(**dataset)
+        if self.streaming:
+            raise MedsftError("streaming mixtures are not supported: medsft's loaders clean and split in memory")
 
 
 @dataclass
@@ -101,11 +189,19 @@ class MedSFTConfig(SFTConfig):
         overwrite_output_dir: delete a non-empty ``output_dir`` and start over. Without it (or
             ``resume_from_checkpoint``) a non-empty output directory is an error, never overwritten.
         bf16: ``None`` (default) means bf16 mixed precision where the GPU supports it, float32 elsewhere.
+        early_stopping_patience: stop when the validation metric (``metric_for_best_model``, default the loss) has
+            not improved for this many evaluations; needs ``load_best_model_at_end`` so the best model is saved.
     """
 
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Delete a non-empty output_dir and start over (otherwise it is an error)."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without improvement (transformers' EarlyStoppingCallback)."
+        },
     )
 
     def __post_init__(self):
@@ -121,6 +217,12 @@ class MedSFTConfig(SFTConfig):
             # without GPUs starts the workers but does not tell the Trainer to use the CPU, so each worker silently
             # trains alone on all the data. use_cpu makes the Trainer join the gloo process group.
             self.use_cpu = True
+        if self.early_stopping_patience is not None and (
+            self.early_stopping_patience < 1 or self.eval_strategy == "no" or not self.load_best_model_at_end
+        ):
+            raise MedsftError(
+                "early_stopping_patience needs a positive value, eval_strategy steps/epoch and load_best_model_at_end"
+            )
         super().__post_init__()
         if processes > 1 and self.world_size != processes:
             raise MedsftError(

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,10 +173,29 @@ def load_model(
     return model
 
 
+def add_special_tokens(tokenizer, tokens: Sequence[str]) -> list[int]:
+    """Add ``tokens`` to the tokenizer as (extra) special tokens, never split; returns their ids."""
+    tokenizer.add_special_tokens({"extra_special_tokens": list(tokens)}, replace_extra_special_tokens=False)
+    return tokenizer.convert_tokens_to_ids(list(tokens))
+
+
+def fit_embeddings(model: PreTrainedModel, vocab_size: int) -> None:
+    """Grow the model's (tied) embeddings when the tokenizer has more tokens than the model has rows."""
+    if vocab_size > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(vocab_size)
+
+
 def load_adapter(base: PreTrainedModel, adapter_dir: str, is_trainable: bool = False):
-    """Attach a saved LoRA adapter (local directory or Hub id) to its base model."""
+    """Attach a saved LoRA adapter (local directory or Hub id) to its base model.
+
+    When the adapter was trained with added tokens, its saved tokenizer is longer than the base vocabulary: the base
+    embeddings are grown first, and the adapter's trained token rows (``trainable_token_indices``) fill them in.
+    """
     from peft import PeftModel
 
+    local = Path(adapter_dir)
+    if (local / "tokenizer_config.json").is_file():
+        fit_embeddings(base, len(AutoTokenizer.from_pretrained(local)))
     return PeftModel.from_pretrained(base, adapter_dir, is_trainable=is_trainable)
 
 

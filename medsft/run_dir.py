@@ -76,6 +76,8 @@ def _plain(value):
     """A YAML-safe copy of a config value."""
     if isinstance(value, enum.Enum):
         return value.value
+    if dataclasses.is_dataclass(value):  # a mixture entry: only the keys that are set
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items() if v is not None}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -29,23 +29,31 @@ import logging
 import sys
 
 from accelerate import PartialState
-from transformers import TrainerCallback, set_seed
+from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
 from trl import SFTTrainer
 
-from medsft.configs import MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
+from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
 from medsft.data import load_sft_datasets
 from medsft.data.lengths import count_longer_than
 from medsft.errors import MedsftError
 from medsft.lora import build_lora_config
-from medsft.model import keep_adapter_float32, load_model, load_tokenizer, resolve_model_source
+from medsft.model import (
+    add_special_tokens,
+    fit_embeddings,
+    keep_adapter_float32,
+    load_model,
+    load_tokenizer,
+    resolve_model_source,
+)
 from medsft.run_dir import git_commit, library_versions, now, prepare_output_dir, write_manifest, write_recipe
+from medsft.trainer import FullLogitsSFTTrainer
 
 logger = logging.getLogger("medsft.train")
 
 
 def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> SFTTrainer:
-    script_args, training_args, model_args, explicit_keys = parse_args(
-        (MedScriptArguments, MedSFTConfig, MedModelConfig), argv
+    script_args, training_args, model_args, mixture, explicit_keys = parse_args(
+        (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig), argv
     )
     state = PartialState()
     logging.basicConfig(
@@ -70,9 +78,10 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         logger.info("LoRA targets %s (fan_in_fan_out=%s)", peft_config.target_modules, peft_config.fan_in_fan_out)
 
     ###############
-    # Load data
+    # Load data (cleaned, split, checked against the PubMedQA test set, formatted)
     ###############
-    datasets, report = load_sft_datasets(script_args)
+    data = load_sft_datasets(script_args, mixture, seed=training_args.seed)
+    datasets = data.splits
     train_dataset = datasets["train"]
     if script_args.max_train_samples is not None and script_args.max_train_samples < len(train_dataset):
         train_dataset = train_dataset.shuffle(seed=training_args.seed).select(range(script_args.max_train_samples))
@@ -81,13 +90,13 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Load tokenizer
     ###############
-    tokenizer = load_tokenizer(
-        source, model_args.model_revision, need_chat_template=script_args.dataset_format == "chat"
-    )
+    conversational = "prompt" in train_dataset.column_names and isinstance(train_dataset[0]["prompt"], list)
+    tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=conversational)
+    token_ids = add_special_tokens(tokenizer, data.special_tokens) if data.special_tokens else []
     over = count_longer_than(train_dataset, tokenizer, training_args.max_length)
     logger.info(
         "data %s | training on %d examples; %d longer than max_length=%s are truncated",
-        report.summary(),
+        data.summary(),
         len(train_dataset),
         over,
         training_args.max_length,
@@ -97,18 +106,33 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     # Load model
     ###############
     model = load_model(source, model_args, gradient_checkpointing=training_args.gradient_checkpointing)
+    if token_ids:
+        fit_embeddings(model, len(tokenizer))
+        if peft_config is not None:
+            # peft trains (and saves with the adapter) only these rows of the embedding, tied output head included,
+            # instead of modules_to_save copying the whole embedding matrix.
+            peft_config.trainable_token_indices = token_ids
+        logger.info("added special tokens %s (ids %s)", list(data.special_tokens), token_ids)
 
     ###############
     # Train
     ###############
-    trainer = SFTTrainer(
+    trainer_class = FullLogitsSFTTrainer if token_ids and peft_config is not None else SFTTrainer
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=callbacks,
+        callbacks=[
+            *(callbacks or []),
+            *(
+                [EarlyStoppingCallback(training_args.early_stopping_patience)]
+                if training_args.early_stopping_patience
+                else []
+            ),
+        ],
     )
     keep_adapter_float32(trainer.model)
     if state.is_main_process and peft_config is not None:
@@ -120,7 +144,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        write_recipe(training_args.output_dir, explicit_keys, script_args, model_args, training_args)
+        write_recipe(training_args.output_dir, explicit_keys, script_args, model_args, training_args, mixture)
         logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         write_manifest(
             training_args.output_dir,
@@ -137,7 +161,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                     "load_in_4bit": model_args.load_in_4bit,
                 },
                 "dataset": {
-                    **report.to_dict(),
+                    "sources": [report.to_dict() for report in data.reports],
+                    "licenses": data.licenses,
+                    "special_tokens": list(data.special_tokens),
                     "format": script_args.dataset_format,
                     "train_examples": len(train_dataset),
                     "longer_than_max_length": over,

@@ -104,7 +104,8 @@ def test_hf_type_passes_trl_format_files_through(tmp_path):
 
     path = tmp_path / "pc.jsonl"
     path.write_text("\n".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) for i in range(5)))
-    data, report = load_sft_datasets(MedScriptArguments(dataset_name=str(path), dataset_type="hf"))
+    loaded = load_sft_datasets(MedScriptArguments(dataset_name=str(path), dataset_type="hf"))
+    data, (report,) = loaded.splits, loaded.reports
     assert data["train"].column_names == ["prompt", "completion"] and len(data["train"]) == 5 == report.kept
     with pytest.raises(MedsftError, match="data file not found"):
         load_sft_datasets(MedScriptArguments(dataset_name=str(tmp_path / "none.jsonl"), dataset_type="hf"))

@@ -14,6 +14,8 @@ class LoadReport:
     read: int = 0
     dropped: Counter = field(default_factory=Counter)
     splits: dict[str, int] = field(default_factory=dict)
+    skipped_files: dict[str, str] = field(default_factory=dict)  # file -> why it could not be read
+    decontamination: dict = field(default_factory=dict)  # policy and rows overlapping the PubMedQA test set
 
     @property
     def kept(self) -> int:
@@ -22,7 +24,10 @@ class LoadReport:
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
         splits = ", ".join(f"{name} {n}" for name, n in self.splits.items())
-        return f"{self.source}: read {self.read}, kept {self.kept} ({splits}); dropped: {dropped}"
+        line = f"{self.source}: read {self.read}, kept {self.kept} ({splits}); dropped: {dropped}"
+        if self.skipped_files:
+            line += f"; skipped {len(self.skipped_files)} unreadable file(s)"
+        return line
 
     def to_dict(self) -> dict:
         return {
@@ -31,4 +36,6 @@ class LoadReport:
             "kept": self.kept,
             "dropped": dict(self.dropped),
             "splits": dict(self.splits),
+            "skipped_files": dict(self.skipped_files),
+            "decontamination": dict(self.decontamination),
         }

@@ -23,6 +23,7 @@ FIELDS = ("instruction", "input", "output")
 # The validation split depends on this fixed seed only, not on the training seed, so every run (and the evaluation
 # harness) holds out the same rows.
 SPLIT_SEED = 42
+VALIDATION_SIZE = 0.05
 
 # Alpaca's prompt (the format the data was published in). The completion is the answer; TRL appends EOS to it.
 ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
@@ -43,7 +44,7 @@ def _read(source: str) -> list[dict]:
         return load_dataset(source, split="train").to_list()
 
 
-def load_wikidoc(source: str = HUB_ID, validation_size: float = 0.05) -> tuple[DatasetDict, LoadReport]:
+def load_wikidoc(source: str = HUB_ID, validation_size: float = VALIDATION_SIZE) -> tuple[DatasetDict, LoadReport]:
     """Load WikiDoc from the Hub id or a local file/directory, clean it and split it.
 
     Rows with an empty question or answer, and exact (question, answer) duplicates, are dropped and counted.

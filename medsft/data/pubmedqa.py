@@ -1,0 +1,242 @@
+"""PubMedQA PQA-L (the 1,000 expert-labelled questions): loader, official test split, formatting.
+
+Each question comes with the abstract it was written from (minus its conclusion) and a yes/no/maybe label; the
+conclusion is the "long answer".
+
+Splits: the **official 500-question test set** is the PMIDs listed in the official ``test_ground_truth.json``. Those
+questions are never trained on. The other 500 give train/validation, stratified by label and seeded (450/50).
+
+Sources:
+    Hub: ``qiaojin/PubMedQA`` config ``pqa_labeled`` (one 1,000-row split; its row order says nothing about the test
+    set, so the test PMIDs are read from the official list, fetched from the PubMedQA repository unless
+    ``pubmedqa_test_file`` names a local copy).
+    Offline: the official release directory holding ``ori_pqal.json`` and ``test_ground_truth.json`` (or the
+    ``ori_pqal.json`` file itself, with the list beside it). Licence: MIT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from medsft.data.report import LoadReport
+from medsft.errors import MedsftError, hub_errors
+
+logger = logging.getLogger(__name__)
+
+HUB_ID = "qiaojin/PubMedQA"
+HUB_CONFIG = "pqa_labeled"
+LICENSE = "mit"
+DATA_FILE = "ori_pqal.json"
+TEST_FILE = "test_ground_truth.json"
+# The official list, for users who load the questions from the Hub (the Hub copy does not mark the test set).
+TEST_FILE_URL = "https://raw.githubusercontent.com/pubmedqa/pubmedqa/master/data/test_ground_truth.json"
+LABELS = ("yes", "no", "maybe")
+SPLIT_SEED = 42
+VALIDATION_SIZE = 0.1  # of the 500 non-test questions: 450 train / 50 validation, as in the PubMedQA paper
+
+SYSTEM_PROMPT = (
+    "You are a biomedical research assistant. Read the abstract and answer the research question with yes, no or "
+    "maybe."
+)
+
+
+def _local_data_file(source: str) -> Path | None:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / DATA_FILE).is_file():
+            raise MedsftError(f"PubMedQA directory {source} has no {DATA_FILE}")
+        return path / DATA_FILE
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise MedsftError(f"data file not found: {source}")
+        return path
+    return None
+
+
+def _row(pmid: str, record: dict, where: str) -> dict:
+    """One normalised question; missing fields and unknown labels are errors naming the PMID."""
+    required = ("QUESTION", "CONTEXTS", "final_decision")
+    missing = [k for k in required if k not in record]
+    if missing:
+        raise MedsftError(f"{where}: PMID {pmid} has no {', '.join(missing)}")
+    label = record["final_decision"]
+    if label not in LABELS:
+        raise MedsftError(f"{where}: PMID {pmid} has final_decision {label!r}; expected one of yes, no, maybe")
+    contexts = record["CONTEXTS"]
+    if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+        raise MedsftError(f"{where}: PMID {pmid}: CONTEXTS must be a list of strings")
+    return {
+        "pmid": str(pmid),
+        "question": record["QUESTION"],
+        "contexts": contexts,
+        "sections": list(record.get("LABELS") or [""] * len(contexts)),
+        "long_answer": record.get("LONG_ANSWER") or "",
+        "final_decision": label,
+    }
+
+
+def read_questions(source: str = HUB_ID) -> list[dict]:
+    """All PQA-L questions from the official JSON (``{PMID: {...}}``) or the Hub, as normalised rows."""
+    local = _local_data_file(source)
+    if local is not None:
+        try:
+            data = json.loads(local.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise MedsftError(f"{local}, line {e.lineno} column {e.colno}: malformed JSON ({e.msg})") from e
+        if not isinstance(data, dict):
+            raise MedsftError(f"{local}: expected the official PubMedQA format, a JSON object keyed by PMID")
+        return [_row(pmid, record, str(local)) for pmid, record in data.items()]
+    from datasets import load_dataset
+
+    with hub_errors("dataset", source):
+        hub = load_dataset(source, HUB_CONFIG, split="train")
+    return [
+        _row(
+            str(r["pubid"]),
+            {
+                "QUESTION": r["question"],
+                "CONTEXTS": r["context"]["contexts"],
+                "LABELS": r["context"]["labels"],
+                "LONG_ANSWER": r["long_answer"],
+                "final_decision": r["final_decision"],
+            },
+            source,
+        )
+        for r in hub
+    ]
+
+
+def official_test_labels(source: str = HUB_ID, test_file: str | None = None) -> dict[str, str]:
+    """``{PMID: label}`` of the official 500-question test set.
+
+    Read from ``test_file`` when given, else from ``test_ground_truth.json`` beside a local ``source``, else from the
+    PubMedQA repository (connected users).
+    """
+    if test_file is None:
+        local = _local_data_file(source)
+        if local is not None:
+            test_file = str(local.parent / TEST_FILE)
+            if not Path(test_file).is_file():
+                raise MedsftError(
+                    f"{test_file} not found: the official test list must sit beside {local.name} "
+                    "(or pass --pubmedqa_test_file)"
+                )
+    if test_file is None:
+        import os
+        import urllib.request
+
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            raise MedsftError(
+                "the official PubMedQA test list is not local and HF_HUB_OFFLINE is set; "
+                "pass --pubmedqa_reference (a local PubMedQA directory) or --pubmedqa_test_file"
+            )
+
+        try:
+            with urllib.request.urlopen(TEST_FILE_URL, timeout=30) as response:
+                data = json.loads(response.read().decode("utf-8"))
+        except OSError as e:
+            raise MedsftError(
+                f"could not fetch the official PubMedQA test list ({TEST_FILE_URL}: {e}); "
+                "pass --pubmedqa_test_file path/to/test_ground_truth.json"
+            ) from None
+    else:
+        path = Path(test_file)
+        if not path.is_file():
+            raise MedsftError(f"PubMedQA test list not found: {test_file}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise MedsftError(f"{test_file}, line {e.lineno}: malformed JSON ({e.msg})") from e
+    if not isinstance(data, dict) or not all(v in LABELS for v in data.values()):
+        raise MedsftError(f"{test_file or TEST_FILE_URL}: expected {{PMID: yes|no|maybe}}")
+    return {str(k): v for k, v in data.items()}
+
+
+def load_pubmedqa(
+    source: str = HUB_ID, validation_size: float = VALIDATION_SIZE, test_file: str | None = None
+) -> tuple[DatasetDict, LoadReport]:
+    """Load PQA-L and split it: ``test`` = the official 500; the rest stratified into ``train``/``validation``.
+
+    Returns:
+        ``DatasetDict`` with ``train``, ``validation`` (when ``validation_size > 0``) and ``test``, and the report.
+    """
+    rows = read_questions(source)
+    test_labels = official_test_labels(source, test_file)
+    report = LoadReport(source=Path(source).name if Path(source).exists() else source, read=len(rows))
+    missing = set(test_labels) - {r["pmid"] for r in rows}
+    if missing:
+        raise MedsftError(f"{source}: {len(missing)} official test PMIDs are not in the data (e.g. {min(missing)})")
+    test = [r for r in rows if r["pmid"] in test_labels]
+    rest = [r for r in rows if r["pmid"] not in test_labels]
+    disagree = [r["pmid"] for r in test if r["final_decision"] != test_labels[r["pmid"]]]
+    if disagree:
+        raise MedsftError(f"{source}: test PMIDs {disagree[:5]} have labels that differ from the official list")
+    if not rest:
+        raise MedsftError(f"{source}: no questions left for training once the official test set is held out")
+    result = DatasetDict()
+    train = Dataset.from_list(rest)
+    if validation_size > 0:
+        # datasets' stratified split needs a ClassLabel column; the split is then applied to the plain rows by PMID.
+        encoded = train.class_encode_column("final_decision")
+        held_out = encoded.train_test_split(
+            test_size=validation_size, stratify_by_column="final_decision", seed=SPLIT_SEED
+        )["test"]
+        validation_pmids = set(held_out["pmid"])
+        result["train"] = Dataset.from_list([r for r in rest if r["pmid"] not in validation_pmids])
+        result["validation"] = Dataset.from_list([r for r in rest if r["pmid"] in validation_pmids])
+    else:
+        result["train"] = train
+    result["test"] = Dataset.from_list(test)
+    report.splits = {name: len(split) for name, split in result.items()}
+    return result, report
+
+
+def abstract(row: dict, with_sections: bool = True) -> str:
+    """The abstract sections as one text (``BACKGROUND: ...`` lines when section labels are known)."""
+    if with_sections:
+        return "\n".join(f"{s}: {c}" if s else c for s, c in zip(row["sections"], row["contexts"], strict=False))
+    return "\n".join(row["contexts"])
+
+
+def lm_eval_prompt(row: dict) -> str:
+    """lm-evaluation-harness's ``pubmedqa`` prompt; the answer choices are " yes", " no", " maybe"."""
+    return "Abstract: " + "\n".join(row["contexts"]) + "\nQuestion: " + row["question"] + "\nAnswer:"
+
+
+def answer_text(row: dict, long_answer: bool) -> str:
+    if long_answer and row["long_answer"]:
+        return f"{row['final_decision']}. {row['long_answer']}"
+    return row["final_decision"]
+
+
+def chat_prompt(row: dict) -> list[dict]:
+    """System + user turns (abstract and question); the assistant answers yes/no/maybe."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Abstract:\n{abstract(row)}\n\nQuestion: {row['question']}"},
+    ]
+
+
+def to_chat(row: dict, long_answer: bool = False) -> dict:
+    """Conversational prompt/completion; the answer word, optionally followed by the long answer as a rationale."""
+    return {
+        "prompt": chat_prompt(row),
+        "completion": [{"role": "assistant", "content": answer_text(row, long_answer)}],
+    }
+
+
+def to_instruction(row: dict, long_answer: bool = False) -> dict:
+    """The lm-evaluation-harness prompt, completion " yes"/" no"/" maybe" (the words its scorer compares)."""
+    return {"prompt": lm_eval_prompt(row), "completion": " " + answer_text(row, long_answer)}
+
+
+def to_text(row: dict, long_answer: bool = False) -> dict:
+    """The seed notebook's question-only causal-LM text (no abstract), loss on every token."""
+    return {"text": f"Question: {row['question']}\nAnswer: {answer_text(row, long_answer)}"}
+
+
+FORMATTERS = {"chat": to_chat, "instruction": to_instruction, "text": to_text}
