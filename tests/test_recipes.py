@@ -38,12 +38,15 @@ def test_recipe_trains_offline(name, tiny_gpt2, tiny_llama, tmp_path):
     argv = [
         str(RECIPES / f"{name}.yaml"), "--model_name_or_path", model, "--output_dir", str(out),
         "--max_steps", "2", "--eval_steps", "1", "--save_steps", "1", "--max_length", "128",
-        "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "8", "--gradient_accumulation_steps", "1",
-        "--max_train_samples", "16", "--gradient_checkpointing", "false", "--disable_tqdm", "true",
+        "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "8",
+        "--gradient_accumulation_steps", "1", "--max_train_samples", "16", "--gradient_checkpointing", "false",
+        "--disable_tqdm", "true",
         "--pubmedqa_reference", str(PUBMEDQA_DIR), "--num_notes", "200",
     ]  # fmt: skip
     if data is not None:
         argv += ["--dataset_name", str(data)]
+    if recipe["dataset_type"] == "medquad":  # a smaller per-focus validation split, for CPU time
+        argv += ["--validation_size", "0.005"]
     trainer = main(argv)
     assert trainer.state.global_step == 2
     weights = "adapter_model.safetensors" if recipe.get("use_peft") else "model.safetensors"

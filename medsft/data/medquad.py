@@ -52,23 +52,45 @@ def clean_answer(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+# Tag and attribute names of the two schemas in the release: most files use <Document>; a few NINDS files use an
+# older lower-case <doc> schema (docid/corpus attributes, <doctitle-focus>, <qaPairs><pair><question><answer>).
+SCHEMAS = {
+    "Document": {"id": "id", "source": "source", "focus": "Focus", "pair": "QAPair", "q": "Question", "a": "Answer"},
+    "doc": {
+        "id": "docid",
+        "source": "corpus",
+        "focus": "doctitle-focus",
+        "pair": "pair",
+        "q": "question",
+        "a": "answer",
+    },
+}
+
+
 def parse_document(path: Path, collection: str) -> list[dict]:
-    """The question-answer pairs of one MedQuAD XML file (raises ``ET.ParseError`` for invalid XML)."""
+    """The question-answer pairs of one MedQuAD XML file.
+
+    Raises:
+        ``ET.ParseError`` for invalid XML, ``ValueError`` for a root element of neither known schema.
+    """
     root = ET.parse(path).getroot()
-    focus = " ".join((root.findtext("Focus") or "").split())
+    tags = SCHEMAS.get(root.tag)
+    if tags is None:
+        raise ValueError(f"unknown root element <{root.tag}> (expected <Document> or <doc>)")
+    focus = " ".join((root.findtext(tags["focus"]) or "").split())
     rows = []
-    for pair in root.iter("QAPair"):
-        question = pair.find("Question")
+    for pair in root.iter(tags["pair"]):
+        question = pair.find(tags["q"])
         rows.append(
             {
                 "focus": focus,
                 "qtype": question.get("qtype", "") if question is not None else "",
                 "question": clean_question(question.text or "") if question is not None else "",
-                "answer": clean_answer(pair.findtext("Answer") or ""),
-                "source": root.get("source", ""),
+                "answer": clean_answer(pair.findtext(tags["a"]) or ""),
+                "source": root.get(tags["source"], ""),
                 "url": root.get("url", ""),
                 "collection": collection,
-                "document_id": root.get("id", ""),
+                "document_id": root.get(tags["id"], ""),
             }
         )
     return rows
@@ -81,13 +103,23 @@ def _read_xml_tree(path: Path, report: LoadReport) -> list[dict]:
     rows = []
     for file in files:
         collection = file.parent.name if file.parent != path else ""
+        name = str(file.relative_to(path) if file != path else file.name)
         try:
-            rows.extend(parse_document(file, collection))
+            pairs = parse_document(file, collection)
         except ET.ParseError as e:
-            report.skipped_files[str(file.relative_to(path) if file != path else file.name)] = f"invalid XML ({e})"
+            report.skipped_files[name] = f"invalid XML ({e})"
+            continue
+        except ValueError as e:
+            report.skipped_files[name] = str(e)
+            continue
+        if not pairs:
+            report.skipped_files[name] = "no question-answer pairs"
+        rows.extend(pairs)
     if report.skipped_files:
         logger.warning(
-            "MedQuAD: skipped %d unreadable XML file(s): %s", len(report.skipped_files), report.skipped_files
+            "MedQuAD: %d XML file(s) gave no rows (unreadable or empty): %s",
+            len(report.skipped_files),
+            report.skipped_files,
         )
     return rows
 

@@ -170,6 +170,9 @@ def load_pubmedqa(
     missing = set(test_labels) - {r["pmid"] for r in rows}
     if missing:
         raise MedsftError(f"{source}: {len(missing)} official test PMIDs are not in the data (e.g. {min(missing)})")
+    # Sorted by PMID so that the split is the same whatever order the source lists the questions in (the Hub copy
+    # and the official JSON differ).
+    rows = sorted(rows, key=lambda r: (len(r["pmid"]), r["pmid"]))
     test = [r for r in rows if r["pmid"] in test_labels]
     rest = [r for r in rows if r["pmid"] not in test_labels]
     disagree = [r["pmid"] for r in test if r["final_decision"] != test_labels[r["pmid"]]]

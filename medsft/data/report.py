@@ -14,7 +14,7 @@ class LoadReport:
     read: int = 0
     dropped: Counter = field(default_factory=Counter)
     splits: dict[str, int] = field(default_factory=dict)
-    skipped_files: dict[str, str] = field(default_factory=dict)  # file -> why it could not be read
+    skipped_files: dict[str, str] = field(default_factory=dict)  # file -> why it gave no rows (unreadable, empty)
     decontamination: dict = field(default_factory=dict)  # policy and rows overlapping the PubMedQA test set
 
     @property
@@ -26,7 +26,7 @@ class LoadReport:
         splits = ", ".join(f"{name} {n}" for name, n in self.splits.items())
         line = f"{self.source}: read {self.read}, kept {self.kept} ({splits}); dropped: {dropped}"
         if self.skipped_files:
-            line += f"; skipped {len(self.skipped_files)} unreadable file(s)"
+            line += f"; {len(self.skipped_files)} file(s) gave no rows (unreadable or empty)"
         return line
 
     def to_dict(self) -> dict:
