@@ -1,0 +1,26 @@
+"""``python -m medsft.data preview <recipe.yaml> [overrides]`` (see ``medsft.data.preview``)."""
+
+from __future__ import annotations
+
+import sys
+
+from medsft.errors import MedsftError
+
+USAGE = "usage: python -m medsft.data preview <recipe.yaml> [--flag value ...]"
+
+
+def cli() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] != "preview":
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    from medsft.data import preview
+
+    try:
+        preview.main(sys.argv[2:])
+    except MedsftError as e:
+        print(f"medsft.data preview: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
