@@ -1,0 +1,137 @@
+"""Base vs fine-tuned continuations side by side: the seed notebooks' comparison, for any run directory.
+
+Usage:
+
+```bash
+python -m medsft.generate runs/clinical_notes_lora --prompt "Patient presents with fever and a persistent cough"
+python -m medsft.generate runs/wikidoc_qlora_smollm2 --prompt "What are the symptoms of asthma?" \\
+    --prompt "How is type 2 diabetes treated?" --max_new_tokens 96
+# offline, when the run was trained from a local model that has moved:
+python -m medsft.generate runs/x \\
+    --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+```
+
+The base model is the one in the run's ``recipe.yaml`` (or ``--model_name_or_path``). Runs trained in the ``chat``
+format get the prompt as a user turn through the run's chat template; other formats get the prompt text as is, so
+write it the way the training data looked (e.g. "Patient presents with …" for clinical notes). Decoding is greedy
+unless ``--do_sample`` is given (then seeded), so the comparison is repeatable.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from rich.console import Console
+from rich.table import Table
+from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, set_seed
+
+from medsft.errors import MedsftError, hub_errors
+from medsft.model import fit_embeddings, load_adapter, resolve_model_source
+
+
+@dataclass
+class GenerateArguments:
+    """Parameters:
+    run_dir: a directory written by ``medsft.train`` (adapter or full model, tokenizer, recipe.yaml).
+    prompt: one or more prompts (repeat the flag).
+    model_name_or_path: base model, when not the one recorded in the run's recipe.
+    max_new_tokens / do_sample / temperature / seed: decoding.
+    """
+
+    run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
+    prompt: list[str] = field(default_factory=list, metadata={"help": "Prompt (repeat for several)."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (default: the run's)."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Tokens to generate per prompt."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (with --do_sample)."})
+    seed: int = field(default=42, metadata={"help": "Seed for sampling."})
+
+
+def _recipe(run_dir: Path) -> dict:
+    path = run_dir / "recipe.yaml"
+    if not path.is_file():
+        raise MedsftError(f"{run_dir} has no recipe.yaml: is it a directory written by medsft.train?")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _continue(model, tokenizer, text: str, args: GenerateArguments) -> str:
+    batch = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    set_seed(args.seed)
+    with torch.no_grad():
+        out = model.generate(
+            **batch,
+            max_new_tokens=args.max_new_tokens,
+            do_sample=args.do_sample,
+            temperature=args.temperature if args.do_sample else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        )
+    return tokenizer.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
+def compare(args: GenerateArguments) -> list[dict]:
+    """``[{prompt, base, fine_tuned}]`` for each prompt."""
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise MedsftError(f"run directory not found: {run_dir}")
+    if not args.prompt:
+        raise MedsftError("give at least one --prompt")
+    recipe = _recipe(run_dir)
+    base_name = args.model_name_or_path or recipe.get("model_name_or_path")
+    source = resolve_model_source(base_name, recipe.get("gguf_cache_dir"))
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    chat = recipe.get("dataset_format", "chat") == "chat"  # chat is the training default
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        if chat
+        else p
+        for p in args.prompt
+    ]
+    with hub_errors("model", source.name):
+        base = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32).eval()
+    if (run_dir / "adapter_config.json").is_file():
+        tuned = load_adapter(base, str(run_dir)).eval()
+        with tuned.disable_adapter():
+            base_out = [_continue(tuned, tokenizer, t, args) for t in texts]
+        tuned_out = [_continue(tuned, tokenizer, t, args) for t in texts]
+    else:  # a full fine-tune: the run directory holds the whole model
+        fit_embeddings(base, len(tokenizer))
+        base_out = [_continue(base, tokenizer, t, args) for t in texts]
+        del base
+        tuned = AutoModelForCausalLM.from_pretrained(run_dir, dtype=torch.float32).eval()
+        tuned_out = [_continue(tuned, tokenizer, t, args) for t in texts]
+    return [
+        {"prompt": p, "base": b, "fine_tuned": f} for p, b, f in zip(args.prompt, base_out, tuned_out, strict=True)
+    ]
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> list[dict]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):
+        argv = ["--run_dir", argv[0], *argv[1:]]
+    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
+    results = compare(args)
+    table = Table(title=f"{args.run_dir}: base vs fine-tuned", show_lines=True)
+    for column in ("prompt", "base", "fine-tuned"):
+        table.add_column(column, ratio=1, overflow="fold")
+    for row in results:
+        table.add_row(row["prompt"], row["base"], row["fine_tuned"])
+    (console or Console()).print(table)
+    return results
+
+
+def cli() -> None:
+    try:
+        main()
+    except MedsftError as e:
+        print(f"medsft.generate: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
