@@ -148,6 +148,8 @@ class MedDatasetMixtureConfig(DatasetMixtureConfig):
                 self.datasets[i] = MedDatasetConfig(**dataset)
         if self.streaming:
             raise MedsftError("streaming mixtures are not supported: medsft's loaders clean and split in memory")
+        if self.test_split_size is not None:
+            raise MedsftError("test_split_size is not used by medsft: each dataset has its own validation split")
 
 
 @dataclass

@@ -4,8 +4,8 @@ Usage:
 
 ```bash
 python -m medsft.generate runs/clinical_notes_lora --prompt "Patient presents with fever and a persistent cough"
-python -m medsft.generate runs/wikidoc_qlora_smollm2 --prompt "What are the symptoms of asthma?" \\
-    --prompt "How is type 2 diabetes treated?" --max_new_tokens 96
+python -m medsft.generate runs/wikidoc_qlora_smollm2 \\
+    --prompt "What are the symptoms of asthma?" "How is type 2 diabetes treated?" --max_new_tokens 96
 # offline, when the run was trained from a local model that has moved:
 python -m medsft.generate runs/x \\
     --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -37,13 +37,13 @@ from medsft.model import fit_embeddings, load_adapter, resolve_model_source
 class GenerateArguments:
     """Parameters:
     run_dir: a directory written by ``medsft.train`` (adapter or full model, tokenizer, recipe.yaml).
-    prompt: one or more prompts (repeat the flag).
+    prompt: one or more prompts (``--prompt "first" "second"``).
     model_name_or_path: base model, when not the one recorded in the run's recipe.
     max_new_tokens / do_sample / temperature / seed: decoding.
     """
 
     run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
-    prompt: list[str] = field(default_factory=list, metadata={"help": "Prompt (repeat for several)."})
+    prompt: list[str] = field(default_factory=list, metadata={"help": "One or more prompts."})
     model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (default: the run's)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens to generate per prompt."})
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
