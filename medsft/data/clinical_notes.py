@@ -15,9 +15,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 
 from medsft.data.report import LoadReport
+from medsft.data.splits import random_split
 from medsft.errors import MedsftError
 
 NAME = "synthetic-clinical-notes"
@@ -292,14 +293,7 @@ def load_clinical_notes(
         else:
             seen.add(note["text"])
             kept.append(note)
-    dataset = Dataset.from_list(kept)
-    if validation_size > 0:
-        splits = dataset.train_test_split(test_size=validation_size, seed=SPLIT_SEED)
-        result = DatasetDict(train=splits["train"], validation=splits["test"])
-    else:
-        result = DatasetDict(train=dataset)
-    report.splits = {name: len(split) for name, split in result.items()}
-    return result, report
+    return random_split(kept, validation_size, SPLIT_SEED, report), report
 
 
 def to_text(row: dict) -> dict:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 
 from medsft.data import pubmedqa
 from medsft.data.io import read_records
 from medsft.data.report import LoadReport
+from medsft.data.splits import random_split
 from medsft.errors import MedsftError, hub_errors
 
 TEXT_FIELDS = ("abstract", "text", "AbstractText")
@@ -104,14 +105,7 @@ def load_pubmed_abstracts(
             kept.append(row)
     if not kept:
         raise MedsftError(f"{source}: no abstracts left ({report.summary()})")
-    dataset = Dataset.from_list(kept)
-    if validation_size > 0:
-        splits = dataset.train_test_split(test_size=validation_size, seed=SPLIT_SEED)
-        result = DatasetDict(train=splits["train"], validation=splits["test"])
-    else:
-        result = DatasetDict(train=dataset)
-    report.splits = {name: len(split) for name, split in result.items()}
-    return result, report
+    return random_split(kept, validation_size, SPLIT_SEED, report), report
 
 
 def to_text(row: dict) -> dict:

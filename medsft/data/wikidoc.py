@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 
 from medsft.data.io import read_records
 from medsft.data.report import LoadReport
+from medsft.data.splits import random_split
 from medsft.errors import MedsftError, hub_errors
 
 HUB_ID = "medalpaca/medical_meadow_wikidoc_patient_information"
@@ -71,14 +72,7 @@ def load_wikidoc(source: str = HUB_ID, validation_size: float = VALIDATION_SIZE)
             kept.append({f: row[f] for f in FIELDS})
     if not kept:
         raise MedsftError(f"{source}: no usable rows ({report.summary()})")
-    dataset = Dataset.from_list(kept)
-    if validation_size > 0:
-        splits = dataset.train_test_split(test_size=validation_size, seed=SPLIT_SEED)
-        result = DatasetDict(train=splits["train"], validation=splits["test"])
-    else:
-        result = DatasetDict(train=dataset)
-    report.splits = {name: len(split) for name, split in result.items()}
-    return result, report
+    return random_split(kept, validation_size, SPLIT_SEED, report), report
 
 
 def to_chat(row: dict) -> dict:
