@@ -41,11 +41,7 @@ def _pubmedqa_reference(source: str, args) -> str:
     """Where the PubMedQA test set is read from: the flag, else the data itself when it is PubMedQA, else the Hub."""
     if args.pubmedqa_reference:
         return args.pubmedqa_reference
-    if (
-        Path(source).exists()
-        and (Path(source) / pubmedqa.DATA_FILE).is_file()
-        or Path(source).name == pubmedqa.DATA_FILE
-    ):
+    if (Path(source) / pubmedqa.DATA_FILE).is_file() or Path(source).name == pubmedqa.DATA_FILE:
         return source
     return pubmedqa.HUB_ID
 

@@ -32,6 +32,8 @@ LICENSE = "other"  # PubMed abstracts carry their publishers' terms; PubMedQA's 
 
 
 def _is_pubmedqa(path: Path) -> bool:
+    if not path.exists():
+        return False
     if path.is_dir():
         return (path / pubmedqa.DATA_FILE).is_file()
     if path.suffix != ".json":
@@ -56,17 +58,17 @@ def _from_record(record: dict, where: str) -> dict:
 def read_abstracts(source: str) -> list[dict]:
     """``[{pmid, text}]`` from any of the supported sources (``pmid`` is ``""`` when unknown)."""
     path = Path(source).expanduser()
+    if _is_pubmedqa(path) or source == pubmedqa.HUB_ID:
+        return [
+            {"pmid": q["pmid"], "text": "\n".join([*q["contexts"], q["long_answer"]]).strip()}
+            for q in pubmedqa.read_questions(source)
+        ]
     if not path.exists():
         from datasets import load_dataset
 
         with hub_errors("dataset", source):
             hub = load_dataset(source, split="train")
         return [_from_record(r, f"{source} row {i}") for i, r in enumerate(hub)]
-    if _is_pubmedqa(path):
-        return [
-            {"pmid": q["pmid"], "text": "\n".join([*q["contexts"], q["long_answer"]]).strip()}
-            for q in pubmedqa.read_questions(str(path))
-        ]
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl", ".txt"))
     if not files:
         raise MedsftError(f"no .json, .jsonl or .txt files under {source}")
