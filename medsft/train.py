@@ -30,7 +30,7 @@ import sys
 
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
-from trl import SFTTrainer
+from trl import SFTTrainer, is_conversational
 
 from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
 from medsft.data import load_sft_datasets
@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Load tokenizer
     ###############
-    conversational = "prompt" in train_dataset.column_names and isinstance(train_dataset[0]["prompt"], list)
-    tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=conversational)
+    tokenizer = load_tokenizer(
+        source, model_args.model_revision, need_chat_template=is_conversational(train_dataset[0])
+    )
     token_ids = add_special_tokens(tokenizer, data.special_tokens) if data.special_tokens else []
     over = count_longer_than(train_dataset, tokenizer, training_args.max_length)
     logger.info(

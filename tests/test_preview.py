@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from medsft.data import clinical_notes, medquad, pubmedqa
-from medsft.data.preview import main, tokenize_for_training
+from medsft.data.lengths import tokenize_for_training
+from medsft.data.preview import main
 from medsft.model import DEFAULT_CHAT_TEMPLATE, add_special_tokens, fit_embeddings
 from tests.conftest import GPT2_TOKENIZER, MEDQUAD_DIR, PUBMEDQA_DIR
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, concatenate_datasets
+from trl import is_conversational
 
 from medsft.data import clinical_notes, decontam, medquad, pubmed_abstracts, pubmedqa, wikidoc
 from medsft.data.report import LoadReport
@@ -252,8 +253,7 @@ def load_sft_datasets(script_args, mixture=None, seed: int = 42) -> LoadedData:
 
 def _shape(dataset: Dataset) -> tuple:
     columns = tuple(sorted(dataset.column_names))
-    conversational = "prompt" in columns and isinstance(dataset[0]["prompt"], list) if len(dataset) else False
-    return columns, conversational
+    return columns, bool(len(dataset)) and is_conversational(dataset[0])
 
 
 def _load_hf(name: str, config: str | None, split: str, test_split: str) -> tuple[DatasetDict, LoadReport]:

@@ -3,20 +3,44 @@
 from __future__ import annotations
 
 
-def render(example: dict, tokenizer) -> str:
-    """The full training text of a prompt/completion, messages or text example."""
-    if "messages" in example:
-        return tokenizer.apply_chat_template(example["messages"], tokenize=False)
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def tokenize_for_training(example: dict, tokenizer) -> tuple[list[int], list[bool]]:
+    """Token ids and which of them carry loss, the way TRL's ``SFTTrainer`` tokenizes (TRL 1.x ``tokenize_fn``).
+
+    Written out here because TRL keeps it inside the trainer (training's truncation count and the preview both use
+    it, so they count the tokens training sees): prompt/completion examples train on the tokens after the
+    common prefix of the tokenized prompt and prompt+completion; EOS is appended to non-chat completions and texts;
+    a ``text`` example trains on every token.
+    """
+    eos = tokenizer.eos_token or ""
     if "prompt" in example:
         if isinstance(example["prompt"], list):  # conversational
-            return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
-        return example["prompt"] + example["completion"] + (tokenizer.eos_token or "")
-    return example["text"] + (tokenizer.eos_token or "")
+            prompt = tokenizer.apply_chat_template(example["prompt"], tokenize=True, add_generation_prompt=True)
+            full = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True)
+            prompt, full = prompt["input_ids"], full["input_ids"]
+        else:
+            completion = example["completion"]
+            completion = completion if completion.endswith(eos) else completion + eos
+            prompt = tokenizer(example["prompt"])["input_ids"]
+            full = tokenizer(example["prompt"] + completion)["input_ids"]
+        start = _common_prefix(prompt, full)
+        return full, [i >= start for i in range(len(full))]
+    if "messages" in example:
+        ids = tokenizer.apply_chat_template(example["messages"], tokenize=True)["input_ids"]
+        return ids, [True] * len(ids)
+    text = example["text"] if example["text"].endswith(eos) else example["text"] + eos
+    ids = tokenizer(text)["input_ids"]
+    return ids, [True] * len(ids)
 
 
 def token_lengths(dataset, tokenizer) -> list[int]:
-    texts = [render(example, tokenizer) for example in dataset]
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [len(tokenize_for_training(example, tokenizer)[0]) for example in dataset]
 
 
 def count_longer_than(dataset, tokenizer, max_length: int | None) -> int:

@@ -24,11 +24,13 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from trl import is_conversational
 
 from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
 from medsft.data import load_sft_datasets
-from medsft.errors import MedsftError, hub_errors
-from medsft.model import DEFAULT_CHAT_TEMPLATE, add_special_tokens, resolve_model_source
+from medsft.data.lengths import token_lengths, tokenize_for_training
+from medsft.errors import MedsftError
+from medsft.model import DEFAULT_CHAT_TEMPLATE, ModelSource, add_special_tokens, load_tokenizer, resolve_model_source
 
 
 @dataclass
@@ -40,41 +42,6 @@ class PreviewArguments:
 
     num_examples: int = field(default=3, metadata={"help": "How many examples to show."})
     split: str = field(default="train", metadata={"help": "Which split to show.", "choices": ["train", "validation"]})
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
-def tokenize_for_training(example: dict, tokenizer) -> tuple[list[int], list[bool]]:
-    """Token ids and which of them carry loss, the way TRL's ``SFTTrainer`` tokenizes (TRL 1.x ``tokenize_fn``).
-
-    Written out here because TRL keeps it inside the trainer: prompt/completion examples train on the tokens after the
-    common prefix of the tokenized prompt and prompt+completion; EOS is appended to non-chat completions and texts;
-    a ``text`` example trains on every token.
-    """
-    eos = tokenizer.eos_token or ""
-    if "prompt" in example:
-        if isinstance(example["prompt"], list):  # conversational
-            prompt = tokenizer.apply_chat_template(example["prompt"], tokenize=True, add_generation_prompt=True)
-            full = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True)
-            prompt, full = prompt["input_ids"], full["input_ids"]
-        else:
-            completion = example["completion"]
-            completion = completion if completion.endswith(eos) else completion + eos
-            prompt = tokenizer(example["prompt"])["input_ids"]
-            full = tokenizer(example["prompt"] + completion)["input_ids"]
-        start = _common_prefix(prompt, full)
-        return full, [i >= start for i in range(len(full))]
-    if "messages" in example:
-        ids = tokenizer.apply_chat_template(example["messages"], tokenize=True)["input_ids"]
-        return ids, [True] * len(ids)
-    text = example["text"] if example["text"].endswith(eos) else example["text"] + eos
-    ids = tokenizer(text)["input_ids"]
-    return ids, [True] * len(ids)
 
 
 def render_tokens(ids: list[int], trained: list[bool], tokenizer, max_length: int | None) -> Text:
@@ -141,24 +108,21 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         raise MedsftError(f"there is no {preview_args.split} split (validation_size is 0?)")
     dataset = data.splits[preview_args.split]
 
-    from transformers import AutoTokenizer
-
     name = model_args.model_name_or_path
     if name and Path(name).is_dir():  # a directory with only tokenizer files is enough here
         path = name
     else:
         path = resolve_model_source(name, model_args.gguf_cache_dir).path
+    conversational = is_conversational(dataset[0])
     if Path(path, "vocab.json").is_file() and not Path(path, "tokenizer_config.json").is_file():
         # GPT-2's original release layout (vocab.json + merges.txt, no tokenizer config), as in ../shared
         from transformers import GPT2TokenizerFast
 
         tokenizer = GPT2TokenizerFast.from_pretrained(path)
+        if conversational:
+            tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     else:
-        with hub_errors("tokenizer", path):
-            tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
-    conversational = "prompt" in dataset.column_names and isinstance(dataset[0]["prompt"], list)
-    if conversational and not tokenizer.chat_template:
-        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+        tokenizer = load_tokenizer(ModelSource(path=path, name=path), model_args.model_revision, conversational)
     if data.special_tokens:
         add_special_tokens(tokenizer, data.special_tokens)
 
@@ -179,7 +143,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     console.print(
         "[dim]legend:[/] [bold green]trained[/] [dim]context[/] [reverse]special[/] [strike]cut at max_length[/]"
     )
-    lengths = [len(tokenize_for_training(example, tokenizer)[0]) for example in dataset]
+    lengths = token_lengths(dataset, tokenizer)
     console.print(length_table(lengths, max_length))
     console.print(histogram(lengths))
     return {
