@@ -209,3 +209,68 @@ def keep_adapter_float32(model: torch.nn.Module) -> None:
     for param in model.parameters():
         if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
             param.data = param.data.float()
+
+
+@dataclass
+class AdapterInfo:
+    """A LoRA adapter to evaluate or publish, and the base model it was trained on (from its run manifest when it
+    has one, else from ``adapter_config.json``)."""
+
+    path: str
+    name: str
+    base_name: str | None
+    base_gguf_sha256: str | None = None
+    load_in_4bit: bool | None = None
+
+
+def read_adapter(adapter: str) -> AdapterInfo:
+    """Describe a local adapter directory (``medsft.train`` output) or a Hub adapter id; errors say what to do."""
+    import json
+
+    local = Path(adapter)
+    if not local.exists():
+        if adapter.startswith((".", "/", "~")) or adapter.count("/") != 1:
+            raise MedsftError(f"adapter not found: {adapter}")
+        from peft import PeftConfig
+
+        with hub_errors("adapter", adapter):
+            config = PeftConfig.from_pretrained(adapter)
+        return AdapterInfo(adapter, adapter.replace("/", "__"), config.base_model_name_or_path)
+    if not (local / "adapter_config.json").is_file():
+        if (local / "config.json").is_file():
+            raise MedsftError(
+                f"{adapter} holds a full model, not a LoRA adapter: evaluate it with --model_name_or_path {adapter}"
+            )
+        raise MedsftError(f"{adapter} has no adapter_config.json: is it a LoRA adapter directory from medsft.train?")
+    try:
+        config = json.loads((local / "adapter_config.json").read_text())
+        manifest_file = local / "run_manifest.json"
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    except json.JSONDecodeError as e:
+        raise MedsftError(f"{adapter}: unreadable adapter_config.json or run_manifest.json: {e}") from None
+    name = local.resolve().name
+    trained_on = manifest.get("model") or {}
+    if trained_on.get("name"):
+        return AdapterInfo(
+            adapter, name, trained_on["name"], trained_on.get("gguf_sha256"), trained_on.get("load_in_4bit")
+        )
+    return AdapterInfo(adapter, name, config.get("base_model_name_or_path"))
+
+
+def check_adapter_base(adapter: AdapterInfo, source: ModelSource) -> None:
+    """Refuse an adapter whose recorded base model is not ``source``.
+
+    A GGUF base is compared by file hash; other bases by Hub id or directory name (the last path component of the
+    recorded path, since the run may have moved).
+    """
+    if adapter.base_gguf_sha256 or source.gguf_sha256:
+        same = adapter.base_gguf_sha256 == source.gguf_sha256
+    else:
+        recorded = (adapter.base_name or "").rstrip("/")
+        same = recorded in (source.name, source.path) or Path(recorded).name == Path(source.name).name
+    if not same:
+        raise MedsftError(
+            f"adapter {adapter.path} was trained on base model '{adapter.base_name}', but the base model given is "
+            f"'{source.name}': pass --model_name_or_path for that base (or --allow_base_mismatch true if they are "
+            "the same weights under another name)"
+        )

@@ -31,3 +31,35 @@ def test_two_cpu_processes_train_on_disjoint_data(tiny_gpt2, wikidoc_small, tmp_
     seen0, seen1 = set(ranks[0]["examples"]), set(ranks[1]["examples"])
     assert seen0 and seen1 and not seen0 & seen1
     assert json.loads((tmp_path / "run/run_manifest.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.multiprocess
+def test_two_process_evaluation_equals_one_process(tiny_gpt2, tmp_path):
+    from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON
+
+    args = [
+        "--model_name_or_path", tiny_gpt2, "--perplexity_dataset", str(WIKIDOC_JSON),
+        "--pubmedqa_dataset", str(PUBMEDQA_DIR), "--limit", "22", "--batch_size", "4", "--max_length", "256",
+        "--stride", "128", "--bootstrap_samples", "200",
+    ]  # fmt: skip
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    runs = {
+        "one": [sys.executable, "-m", "medsft.evaluate", *args],
+        "two": [*launch, str(ROOT / "accelerate_configs/multi_cpu.yaml"), "-m", "medsft.evaluate", *args],
+    }
+    reports = {}
+    for name, cmd in runs.items():
+        proc = subprocess.run(
+            [*cmd, "--output_dir", str(tmp_path / name)], capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    assert reports["one"]["world_size"] == 1 and reports["two"]["world_size"] == 2
+    # bit-identical: every metric, every question's choice log-likelihoods, every prediction
+    assert reports["two"]["results"] == reports["one"]["results"]
+    assert reports["two"]["pubmedqa_outputs"] == reports["one"]["pubmedqa_outputs"]
+    assert reports["one"]["results"]["base"]["pubmedqa"]["n"] == 22
+    for name in runs:
+        assert (tmp_path / name / "pubmedqa_predictions_base.json").read_text() == (
+            tmp_path / "one" / "pubmedqa_predictions_base.json"
+        ).read_text()

@@ -22,11 +22,13 @@ LOCAL_DATA = {
 }
 
 
-def test_every_recipe_is_covered():
-    assert {p.stem for p in RECIPES.glob("*.yaml")} == set(RECIPE_NAMES)
+def test_every_recipe_has_local_data():
+    for name in RECIPE_NAMES:
+        assert yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["dataset_type"] in LOCAL_DATA, name
 
 
-RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+# eval_*.yaml are evaluation settings (tests/test_evaluate.py), not training recipes
+RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yaml") if not p.stem.startswith("eval_"))
 
 
 @pytest.mark.parametrize("name", RECIPE_NAMES)

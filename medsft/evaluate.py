@@ -1,0 +1,319 @@
+"""Evaluate a base model and its LoRA adapters: perplexity on held-out medical text and PubMedQA accuracy.
+
+Usage:
+
+```bash
+# base vs an adapter, both tasks (Hub model and data)
+python -m medsft.evaluate --model_name_or_path gpt2 --adapters runs/wikidoc_qlora --tasks perplexity,pubmedqa
+
+# offline, SmolLM2 from the GGUF file, two adapters, local data
+python -m medsft.evaluate \\
+    --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
+    --adapters runs/wikidoc_qlora_smollm2 runs/pubmedqa_lora_smollm2 \\
+    --perplexity_dataset ../shared/data/wikidoc_patient_information \\
+    --pubmedqa_dataset ../shared/data/pubmedqa --pubmedqa_mode chat
+
+# the same numbers, data-parallel
+accelerate launch --num_processes 4 -m medsft.evaluate ...
+
+# a YAML file of these arguments, like a training recipe (flags override it)
+python -m medsft.evaluate --config recipes/eval_medical.yaml
+```
+
+The base model is always evaluated, then each adapter on it. The report directory (default ``<first adapter>/eval``,
+or ``evals/<model>``) gets ``report.json``, ``pubmedqa_predictions_<model>.json`` (``{PMID: label}``, the format
+PubMedQA's official ``evaluation.py`` scores), ``pubmedqa_confusion_<model>.png`` and ``comparison.png``. An existing
+report is never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from rich.console import Console
+from transformers import set_seed
+from trl import ModelConfig
+
+from medsft.configs import parse_args
+from medsft.data import pubmedqa, wikidoc
+from medsft.errors import MedsftError
+from medsft.evaluation import perplexity as ppl
+from medsft.evaluation import pubmedqa as pqa
+from medsft.evaluation import report as rep
+from medsft.metrics import PubMedQAScores
+from medsft.model import (
+    check_adapter_base,
+    load_adapter,
+    load_model,
+    load_tokenizer,
+    read_adapter,
+    resolve_model_source,
+)
+from medsft.run_dir import git_commit, library_versions, now
+
+logger = logging.getLogger("medsft.evaluate")
+TASKS = ("perplexity", "pubmedqa")
+
+
+@dataclass
+class EvalArguments:
+    """Evaluation arguments (the model ones are TRL's ``ModelConfig``: ``--model_name_or_path``, ``--dtype``,
+    ``--load_in_4bit`` …).
+
+    Parameters:
+        adapters: LoRA adapter directories (``medsft.train`` output) or Hub ids; the base is always evaluated too.
+        tasks: comma-separated, from ``perplexity`` and ``pubmedqa``.
+        perplexity_dataset: a dataset medsft knows (Hub id or local path, as in training) or a .txt/.jsonl file.
+        perplexity_split / perplexity_format: which split (``validation``: held out by training) and format
+            (``auto``: ``chat`` when the dataset has it, else ``text``); the loss-carrying tokens of that format
+            are scored.
+        stride: sliding-window stride for texts longer than ``max_length`` (default ``max_length // 2``).
+        pubmedqa_dataset / pubmedqa_test_file / pubmedqa_split: PubMedQA release, its official test list, and
+            ``test`` (the official 500) or ``validation``.
+        pubmedqa_mode: ``loglikelihood`` (lm-evaluation-harness), ``chat`` or ``generate``.
+        max_length: longest input in tokens (default: the model's context, at most 2048).
+        batch_size / limit / bootstrap_samples / seed / output_dir: as named; ``limit`` keeps the first N examples
+            of each task.
+        allow_base_mismatch: evaluate an adapter on a base model other than the one it was trained on.
+    """
+
+    adapters: list[str] = field(default_factory=list, metadata={"help": "LoRA adapter directories or Hub ids."})
+    tasks: str = field(default="perplexity,pubmedqa", metadata={"help": f"Comma-separated: {', '.join(TASKS)}."})
+    perplexity_dataset: str = field(default=wikidoc.HUB_ID, metadata={"help": "Text for perplexity."})
+    perplexity_dataset_type: str = field(default="auto", metadata={"help": "medsft loader (as --dataset_type)."})
+    perplexity_split: str = field(default="validation", metadata={"help": "validation or train."})
+    perplexity_format: str = field(
+        default="auto",
+        metadata={"help": "auto, chat, instruction or text.", "choices": ["auto", "chat", "instruction", "text"]},
+    )
+    stride: int | None = field(default=None, metadata={"help": "Sliding-window stride (default max_length // 2)."})
+    pubmedqa_dataset: str = field(default=pubmedqa.HUB_ID, metadata={"help": "PubMedQA release (Hub id or local)."})
+    pubmedqa_test_file: str | None = field(default=None, metadata={"help": "Official test_ground_truth.json."})
+    pubmedqa_split: str = field(
+        default="test", metadata={"help": "test or validation.", "choices": ["test", "validation"]}
+    )
+    pubmedqa_mode: str = field(default="loglikelihood", metadata={"help": "Scoring mode.", "choices": list(pqa.MODES)})
+    max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per answer (generate mode)."})
+    max_length: int | None = field(default=None, metadata={"help": "Longest input (default: model's, ≤ 2048)."})
+    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N examples of each task."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Resamples for the accuracy CI."})
+    output_dir: str | None = field(default=None, metadata={"help": "Report directory (never overwritten)."})
+    seed: int = field(default=42, metadata={"help": "Seed (bootstrap, any sampling)."})
+    gguf_cache_dir: str | None = field(default=None, metadata={"help": "Cache for dequantized GGUF models."})
+    allow_base_mismatch: bool = field(default=False, metadata={"help": "Allow adapters trained on another base."})
+
+    def __post_init__(self):
+        self.task_list = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        unknown = [t for t in self.task_list if t not in TASKS]
+        if unknown or not self.task_list:
+            raise MedsftError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TASKS)}")
+        if self.limit is not None and self.limit < 1:
+            raise MedsftError("--limit must be a positive number of examples")
+        if self.batch_size < 1:
+            raise MedsftError("--batch_size must be at least 1")
+
+
+def _label(name: str, taken: set[str]) -> str:
+    """A file-name-safe, unique column name for a model."""
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "adapter"
+    candidate, n = label, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{label}-{n}"
+    return candidate
+
+
+def _max_length(model, requested: int | None) -> int:
+    if requested:
+        return requested
+    config = model.config
+    native = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+    return min(native, 2048)
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
+    args, model_args, _ = parse_args((EvalArguments, ModelConfig), argv)
+    # Without cpu=True, accelerate starts no process group on a machine without GPUs (the Trainer passes it for
+    # training); with it, `accelerate launch` on CPU shards over gloo.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    logging.basicConfig(
+        format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING
+    )
+    set_seed(args.seed)
+    started = now()
+
+    ###############
+    # Models and adapters: checked before anything heavy runs
+    ###############
+    source = resolve_model_source(model_args.model_name_or_path, args.gguf_cache_dir)
+    adapters = [read_adapter(a) for a in args.adapters]
+    for adapter in adapters:
+        if not args.allow_base_mismatch:
+            check_adapter_base(adapter, source)
+        if adapter.load_in_4bit is not None and adapter.load_in_4bit != model_args.load_in_4bit:
+            logger.warning(
+                "%s was trained on a %s base; evaluating on a %s one (--load_in_4bit %s)",
+                adapter.name,
+                "4-bit" if adapter.load_in_4bit else "full-precision",
+                "4-bit" if model_args.load_in_4bit else "full-precision",
+                model_args.load_in_4bit,
+            )
+    taken: set[str] = {"base"}
+    labels = ["base"]
+    for adapter in adapters:
+        labels.append(_label(adapter.name, taken))
+        taken.add(labels[-1])
+    default_dir = Path(args.adapters[0]) / "eval" if adapters and Path(args.adapters[0]).is_dir() else None
+    out = rep.choose_output_dir(args.output_dir, default_dir or Path("evals") / _label(source.name, set()))
+
+    ###############
+    # Load tokenizer and data
+    ###############
+    chat = args.pubmedqa_mode != "loglikelihood" or args.perplexity_format in ("auto", "chat")
+    tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=chat)
+    texts, ppl_format, rows = [], None, []
+    if "perplexity" in args.task_list:
+        examples, ppl_format = ppl.load_texts(
+            args.perplexity_dataset,
+            args.perplexity_dataset_type,
+            args.perplexity_split,
+            args.perplexity_format,
+            {"pubmedqa_test_file": args.pubmedqa_test_file},
+        )
+        texts = ppl.prepare(examples[: args.limit], tokenizer)
+        if not texts:
+            raise MedsftError(f"{args.perplexity_dataset}: no texts in the '{args.perplexity_split}' split")
+    if "pubmedqa" in args.task_list:
+        splits, _ = pubmedqa.load_pubmedqa(args.pubmedqa_dataset, test_file=args.pubmedqa_test_file)
+        if args.pubmedqa_split not in splits:
+            raise MedsftError(f"{args.pubmedqa_dataset}: no '{args.pubmedqa_split}' split")
+        rows = list(splits[args.pubmedqa_split])[: args.limit]
+        if not rows:
+            raise MedsftError(f"{args.pubmedqa_dataset}: the '{args.pubmedqa_split}' split is empty")
+    logger.info(
+        "evaluating %s (+%d adapters) on %s: %d texts, %d PubMedQA questions; report in %s",
+        source.name, len(adapters), ", ".join(args.task_list), len(texts), len(rows), out,
+    )  # fmt: skip
+
+    ###############
+    # Evaluate the base model, then each adapter on a fresh copy of it
+    ###############
+    results: dict[str, dict] = {}
+    outputs: dict[str, dict] = {}
+    timings: dict[str, dict] = {}
+    max_length = None
+    for label, adapter in zip(labels, [None, *adapters]):
+        model = load_model(source, model_args, for_training=False)
+        if adapter is not None:
+            model = load_adapter(model, adapter.path)
+        if not model_args.load_in_4bit:
+            model = model.to(state.device)
+        model.eval()
+        max_length = _max_length(model, args.max_length)
+        results[label], timings[label] = {}, {}
+        if texts:
+            start = time.perf_counter()
+            stride = args.stride or max_length // 2
+            results[label]["perplexity"] = ppl.evaluate_perplexity(
+                model, tokenizer, texts, max_length, stride, args.batch_size
+            )
+            seconds = time.perf_counter() - start
+            timings[label]["perplexity"] = {
+                "seconds": seconds,
+                "tokens_per_second": results[label]["perplexity"]["tokens"] / seconds,
+            }
+        if rows:
+            start = time.perf_counter()
+            predicted, details = pqa.predict(
+                model, tokenizer, rows, args.pubmedqa_mode, max_length, args.batch_size, args.max_new_tokens
+            )
+            seconds = time.perf_counter() - start
+            timings[label]["pubmedqa"] = {"seconds": seconds, "questions_per_second": len(rows) / seconds}
+            scores = PubMedQAScores().compute(
+                predictions=predicted,
+                references=[r["final_decision"] for r in rows],
+                bootstrap_samples=args.bootstrap_samples,
+                seed=args.seed,
+            )
+            if args.pubmedqa_mode == "generate":
+                scores["unparsable"] = predicted.count(pqa.UNPARSABLE)
+            results[label]["pubmedqa"] = scores
+            outputs[label] = {"predicted": predicted, "details": details}
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    ###############
+    # Report: table, JSON, predictions, plots (main process only)
+    ###############
+    report = {
+        "created": started,
+        "finished": now(),
+        "medsft_git_commit": git_commit(),
+        "versions": library_versions(),
+        "world_size": state.num_processes,
+        "model": {"name": source.name, "gguf_sha256": source.gguf_sha256, "load_in_4bit": model_args.load_in_4bit},
+        "adapters": {label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},
+        "settings": {
+            "tasks": args.task_list,
+            "max_length": max_length,
+            "batch_size": args.batch_size,
+            "limit": args.limit,
+            "seed": args.seed,
+            "perplexity": {
+                "dataset": Path(args.perplexity_dataset).name,
+                "split": args.perplexity_split,
+                "format": ppl_format,
+                "stride": args.stride or (max_length // 2 if max_length else None),
+            }
+            if texts
+            else None,
+            "pubmedqa": {
+                "dataset": Path(args.pubmedqa_dataset).name,
+                "split": args.pubmedqa_split,
+                "mode": args.pubmedqa_mode,
+                "questions": len(rows),
+            }
+            if rows
+            else None,
+        },
+        "results": results,
+        "timings": timings,
+    }
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        for label, output in outputs.items():
+            pmids = [r["pmid"] for r in rows]
+            rep.write_predictions(out, label, pmids, output["predicted"])
+            rep.plot_confusion(out, label, results[label]["pubmedqa"])
+        report["pubmedqa_outputs"] = {
+            label: {r["pmid"]: d for r, d in zip(rows, output["details"])} for label, output in outputs.items()
+        }
+        rep.plot_comparison(out, results)
+        rep.write_report(out, report)
+        console = console or Console()
+        rep.print_report(results, console)
+        console.print(f"report: {out / rep.REPORT_FILE}")
+    state.wait_for_everyone()
+    report["output_dir"] = str(out)
+    return report
+
+
+def cli() -> None:
+    try:
+        main()
+    except MedsftError as e:
+        print(f"medsft.evaluate: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,179 @@
+"""The evaluation's outputs: a rich comparison table, ``report.json``, ``{PMID: label}`` prediction files for
+PubMedQA's official ``evaluation.py``, and PNG plots (confusion matrices, base-vs-adapter bars)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from medsft.errors import MedsftError
+
+REPORT_FILE = "report.json"
+
+
+def choose_output_dir(output_dir: str | None, default: Path) -> Path:
+    """The directory the report goes to; an existing report is never overwritten.
+
+    An explicit ``--output_dir`` that already holds a report is an error. The default directory gets a numbered
+    sibling (``eval-2``, ``eval-3`` …) instead.
+    """
+    if output_dir:
+        out = Path(output_dir)
+        if (out / REPORT_FILE).exists():
+            raise MedsftError(f"{out} already holds an evaluation report ({REPORT_FILE}); choose another --output_dir")
+        return out
+    out, n = default, 1
+    while (out / REPORT_FILE).exists():
+        n += 1
+        out = default.with_name(f"{default.name}-{n}")
+    return out
+
+
+def predictions_file(out: Path, model: str) -> Path:
+    return out / f"pubmedqa_predictions_{model}.json"
+
+
+def write_predictions(out: Path, model: str, pmids: list[str], labels: list[str]) -> Path:
+    path = predictions_file(out, model)
+    path.write_text(json.dumps(dict(zip(pmids, labels, strict=True)), indent=1) + "\n")
+    return path
+
+
+def write_report(out: Path, report: dict) -> Path:
+    path = out / REPORT_FILE
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_table(results: dict[str, dict]) -> Table:
+    """Rows: metrics; columns: base and each adapter."""
+    table = Table(title="medsft evaluation: base vs adapters")
+    table.add_column("metric")
+    for name in results:
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, callable]] = []
+    if any("perplexity" in r for r in results.values()):
+        rows += [
+            ("perplexity", lambda p: _fmt(p.get("perplexity", {}).get("perplexity"), 2)),
+            ("mean NLL (nats/token)", lambda p: _fmt(p.get("perplexity", {}).get("mean_nll"), 4)),
+            ("bits per byte", lambda p: _fmt(p.get("perplexity", {}).get("bits_per_byte"), 4)),
+            ("tokens scored", lambda p: str(p.get("perplexity", {}).get("tokens", "—"))),
+        ]
+    if any("pubmedqa" in r for r in results.values()):
+
+        def ci(p):
+            q = p.get("pubmedqa")
+            return "—" if not q else f"{q['accuracy_ci95'][0]:.3f}–{q['accuracy_ci95'][1]:.3f}"
+
+        rows += [
+            ("PubMedQA accuracy", lambda p: _fmt(p.get("pubmedqa", {}).get("accuracy"))),
+            ("  95% bootstrap CI", ci),
+            ("PubMedQA macro-F1", lambda p: _fmt(p.get("pubmedqa", {}).get("macro_f1"))),
+            (
+                "  predicted yes/no/maybe",
+                lambda p: (
+                    "/".join(str(v) for v in p["pubmedqa"]["prediction_distribution"].values())
+                    if "pubmedqa" in p
+                    else "—"
+                ),
+            ),
+            (
+                "  majority baseline",
+                lambda p: _fmt(p["pubmedqa"]["majority_baseline"]["accuracy"]) if "pubmedqa" in p else "—",
+            ),
+        ]
+    for label, get in rows:
+        table.add_row(label, *(get(r) for r in results.values()))
+    return table
+
+
+def confusion_table(name: str, scores: dict) -> Table:
+    matrix = scores["confusion_matrix"]
+    table = Table(title=f"{name}: PubMedQA confusion (rows true, columns predicted)")
+    table.add_column("true \\ predicted")
+    for label in matrix["columns_predicted"]:
+        table.add_column(label, justify="right")
+    for label, counts in zip(matrix["rows_true"], matrix["counts"]):
+        table.add_row(label, *(str(c) for c in counts))
+    return table
+
+
+def print_report(results: dict[str, dict], console: Console) -> None:
+    console.print(comparison_table(results))
+    for name, result in results.items():
+        if "pubmedqa" in result:
+            console.print(confusion_table(name, result["pubmedqa"]))
+
+
+def plot_confusion(out: Path, name: str, scores: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = scores["confusion_matrix"]
+    counts = matrix["counts"]
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(len(matrix["columns_predicted"])), matrix["columns_predicted"])
+    ax.set_yticks(range(len(matrix["rows_true"])), matrix["rows_true"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = max(max(row) for row in counts) or 1
+    for i, row in enumerate(counts):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black")
+    ax.set_title(f"{name}\nacc {scores['accuracy']:.3f}, macro-F1 {scores['macro_f1']:.3f} (n={scores['n']})")
+    fig.tight_layout()
+    path = out / f"pubmedqa_confusion_{name}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison(out: Path, results: dict[str, dict]) -> Path | None:
+    """Bars per model: PubMedQA accuracy (95% CI, majority baseline line) and perplexity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [task for task in ("pubmedqa", "perplexity") if any(task in r for r in results.values())]
+    if not panels:
+        return None
+    names = list(results)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], panels):
+        if task == "pubmedqa":
+            acc = [results[n].get("pubmedqa", {}).get("accuracy", 0.0) for n in names]
+            low = [
+                a - results[n]["pubmedqa"]["accuracy_ci95"][0] if "pubmedqa" in results[n] else 0
+                for a, n in zip(acc, names)
+            ]
+            high = [
+                results[n]["pubmedqa"]["accuracy_ci95"][1] - a if "pubmedqa" in results[n] else 0
+                for a, n in zip(acc, names)
+            ]
+            ax.bar(names, acc, yerr=[low, high], capsize=4, color="tab:blue")
+            base = next(r["pubmedqa"]["majority_baseline"]["accuracy"] for r in results.values() if "pubmedqa" in r)
+            ax.axhline(base, color="tab:red", linestyle="--", label=f"majority baseline {base:.3f}")
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("PubMedQA accuracy (95% CI)")
+            ax.legend(loc="upper right", fontsize=8)
+        else:
+            ppl = [results[n].get("perplexity", {}).get("perplexity", 0.0) for n in names]
+            ax.bar(names, ppl, color="tab:green")
+            ax.set_ylabel("perplexity (lower is better)")
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    path = out / "comparison.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,152 @@
+"""Evaluation metrics as local ``evaluate`` modules.
+
+``evaluate.load("perplexity")`` downloads a Hub script (impossible offline) and reports the *mean of per-text
+perplexities*, which over-weights short texts. These are ``evaluate.Metric`` subclasses that live in medsft, so they
+work offline and with ``add_batch`` / ``evaluate.combine``:
+
+```python
+import evaluate
+from medsft.metrics import BitsPerByte, Perplexity, PubMedQAScores
+
+lm = evaluate.combine([Perplexity(), BitsPerByte()])
+lm.add_batch(nll=[12.0, 3.5], tokens=[10, 2], bytes=[41, 9])  # per text: summed NLL (nats), scored tokens, bytes
+lm.compute()  # {'perplexity': exp(15.5 / 12), 'mean_nll': 15.5 / 12, 'tokens': 12, 'bits_per_byte': ..., ...}
+
+PubMedQAScores().compute(predictions=["yes", "no"], references=["yes", "maybe"], pmids=["1", "2"])
+```
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import datasets
+import evaluate
+import numpy as np
+
+LABELS = ("yes", "no", "maybe")
+
+
+class Perplexity(evaluate.Metric):
+    """Token-weighted perplexity: ``exp(sum of NLL / sum of scored tokens)`` over all texts.
+
+    Inputs, one value per text: ``nll`` (summed negative log-likelihood of its scored tokens, in nats) and
+    ``tokens`` (how many tokens were scored).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(keep_in_memory=True, **kwargs)
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="Token-weighted perplexity, exp(total NLL / total scored tokens).",
+            citation="",
+            inputs_description="nll: summed NLL (nats) per text; tokens: scored tokens per text.",
+            features=datasets.Features({"nll": datasets.Value("float64"), "tokens": datasets.Value("int64")}),
+        )
+
+    def _compute(self, nll, tokens):
+        total_nll, total_tokens = float(np.sum(nll, dtype=np.float64)), int(np.sum(tokens))
+        if total_tokens == 0:
+            raise ValueError("perplexity: no tokens were scored")
+        mean = total_nll / total_tokens
+        return {"perplexity": math.exp(mean), "mean_nll": mean, "tokens": total_tokens, "texts": len(tokens)}
+
+
+class BitsPerByte(evaluate.Metric):
+    """Bits per UTF-8 byte of the scored text: ``sum of NLL / (ln 2 * sum of bytes)``; comparable across
+    tokenizers, unlike perplexity. Inputs per text: ``nll`` (nats) and ``bytes``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(keep_in_memory=True, **kwargs)
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="Bits per byte, total NLL / (ln 2 * total UTF-8 bytes).",
+            citation="",
+            inputs_description="nll: summed NLL (nats) per text; bytes: UTF-8 bytes of the scored text.",
+            features=datasets.Features({"nll": datasets.Value("float64"), "bytes": datasets.Value("int64")}),
+        )
+
+    def _compute(self, nll, bytes):  # noqa: A002 - the feature's name
+        total_bytes = int(np.sum(bytes))
+        if total_bytes == 0:
+            raise ValueError("bits per byte: no bytes were scored")
+        return {
+            "bits_per_byte": float(np.sum(nll, dtype=np.float64)) / (math.log(2) * total_bytes),
+            "bytes": total_bytes,
+        }
+
+
+def accuracy(truth: list[str], preds: list[str]) -> float:
+    return sum(t == p for t, p in zip(truth, preds, strict=True)) / len(truth)
+
+
+def macro_f1(truth: list[str], preds: list[str]) -> float:
+    """Macro-F1 as PubMedQA's ``evaluation.py`` computes it (scikit-learn's ``f1_score(average="macro")``): the mean
+    F1 over every label that occurs in the truth *or* the predictions, F1 = 0 for a label never predicted correctly.
+    """
+    labels = sorted(set(truth) | set(preds))
+    scores = []
+    for label in labels:
+        tp = sum(t == label and p == label for t, p in zip(truth, preds, strict=True))
+        fp = sum(t != label and p == label for t, p in zip(truth, preds, strict=True))
+        fn = sum(t == label and p != label for t, p in zip(truth, preds, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(scores))
+
+
+def bootstrap_accuracy_ci(
+    correct: list[bool], samples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval for accuracy: resample the questions with replacement."""
+    hits = np.asarray(correct, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = hits[rng.integers(0, len(hits), size=(samples, len(hits)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+class PubMedQAScores(evaluate.Metric):
+    """PubMedQA yes/no/maybe scores: accuracy and macro-F1 (as the official ``evaluation.py``), a bootstrap
+    confidence interval for accuracy, the confusion matrix, the predicted-label distribution and the majority
+    baseline (the share of the most frequent true label: 55.2% "yes" on the official test set).
+
+    Inputs: ``predictions`` and ``references`` (label strings; a prediction outside yes/no/maybe, such as
+    ``"unparsable"`` from generation, counts as wrong, as it does for the official scorer). ``compute`` takes
+    ``bootstrap_samples`` (default 1000) and ``seed``.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(keep_in_memory=True, **kwargs)
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="PubMedQA accuracy, macro-F1, bootstrap CI, confusion matrix.",
+            citation="Jin et al. 2019, PubMedQA: A Dataset for Biomedical Research Question Answering.",
+            inputs_description="predictions, references: 'yes' / 'no' / 'maybe'.",
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+        )
+
+    def _compute(self, predictions, references, bootstrap_samples: int = 1000, seed: int = 0):
+        if not references:
+            raise ValueError("PubMedQA scores: no predictions")
+        labels = list(LABELS) + sorted(set(predictions) - set(LABELS))  # e.g. "unparsable" from generation
+        confusion = [[sum(t == a and p == b for t, p in zip(references, predictions)) for b in labels] for a in LABELS]
+        majority_label, majority_count = Counter(references).most_common(1)[0]
+        low, high = bootstrap_accuracy_ci(
+            [t == p for t, p in zip(references, predictions)], bootstrap_samples, seed=seed
+        )
+        return {
+            "accuracy": accuracy(references, predictions),
+            "macro_f1": macro_f1(references, predictions),
+            "accuracy_ci95": [low, high],
+            "n": len(references),
+            "prediction_distribution": {label: predictions.count(label) for label in labels},
+            "confusion_matrix": {"rows_true": list(LABELS), "columns_predicted": labels, "counts": confusion},
+            "majority_baseline": {"label": majority_label, "accuracy": majority_count / len(references)},
+        }

@@ -1,0 +1,258 @@
+"""``python -m medsft.evaluate``: perplexity and PubMedQA scoring against hand computations and
+lm-evaluation-harness, the report files, and the errors a user can hit."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from medsft.data.pubmedqa import load_pubmedqa
+from medsft.errors import MedsftError
+from medsft.evaluate import main as evaluate_main
+from medsft.evaluation.perplexity import evaluate_perplexity, prepare
+from medsft.evaluation.pubmedqa import build_requests, parse_answer, predict, score_choices
+from medsft.metrics import LABELS
+from medsft.train import main as train
+from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(path: str):
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def test_rows() -> list[dict]:
+    return list(load_pubmedqa(str(PUBMEDQA_DIR))[0]["test"])
+
+
+def _quiet(argv: list[str]) -> dict:
+    return evaluate_main(argv, console=Console(file=io.StringIO()))
+
+
+# ---------------------------------------------------------------- perplexity
+
+
+def test_perplexity_equals_hand_computed_nll(tiny_gpt2):
+    model, tokenizer = _load(tiny_gpt2)
+    examples = [{"text": "Asthma is a chronic disease of the airways."}, {"text": "Fever, cough and fatigue."}]
+    result = evaluate_perplexity(model, tokenizer, prepare(examples, tokenizer), 256, 128, batch_size=2)
+    nll, count, nbytes = 0.0, 0, 0
+    for example in examples:
+        ids = tokenizer(example["text"] + tokenizer.eos_token, return_tensors="pt")["input_ids"]  # TRL adds EOS
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, :-1].double(), dim=-1)
+        nll -= logp.gather(1, ids[0, 1:, None]).sum().item()
+        count += ids.shape[1] - 1
+        nbytes += len(tokenizer.decode(ids[0, 1:], skip_special_tokens=True).encode())
+    assert result["tokens"] == count and result["bytes"] == nbytes
+    assert result["mean_nll"] == pytest.approx(nll / count, rel=1e-5)
+    assert result["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+    assert result["bits_per_byte"] == pytest.approx(nll / math.log(2) / nbytes, rel=1e-5)
+
+
+def test_sliding_window_scores_every_token_once_like_the_transformers_guide(tiny_llama):
+    model, tokenizer = _load(tiny_llama)
+    text = " ".join(json.loads(WIKIDOC_JSON.read_text())[0]["output"].split()[:150])
+    texts = prepare([{"text": text}], tokenizer)
+    ids = torch.tensor([texts[0].ids])
+    max_length, stride = 64, 24
+    result = evaluate_perplexity(model, tokenizer, texts, max_length, stride, batch_size=3)
+    assert ids.shape[1] > 3 * max_length and result["windows"] > 3
+    # transformers' perplexity guide, counting the tokens that carry loss after the label shift
+    nll, count, previous_end = 0.0, 0, 0
+    for begin in range(0, ids.shape[1], stride):
+        end = min(begin + max_length, ids.shape[1])
+        window = ids[:, begin:end]
+        labels = window.clone()
+        labels[:, : -(end - previous_end)] = -100
+        with torch.no_grad():
+            loss = model(window, labels=labels).loss.item()
+        scored = (labels[:, 1:] != -100).sum().item()
+        nll, count, previous_end = nll + loss * scored, count + scored, end
+        if end == ids.shape[1]:
+            break
+    assert result["tokens"] == count == ids.shape[1] - 1
+    assert result["mean_nll"] == pytest.approx(nll / count, rel=1e-5)
+
+
+def test_chat_perplexity_scores_only_the_answer(tiny_gpt2):
+    model, tokenizer = _load(tiny_gpt2)
+    from medsft.model import DEFAULT_CHAT_TEMPLATE
+
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    example = {
+        "prompt": [{"role": "user", "content": "What is asthma?"}],
+        "completion": [{"role": "assistant", "content": "A chronic airway disease."}],
+    }
+    (text,) = prepare([example], tokenizer)
+    # the assistant turn as the template renders it: the answer, the EOS that ends it, the blank line after it
+    scored = [token for token, s in zip(text.ids, text.scored) if s]
+    assert tokenizer.decode(scored) == "A chronic airway disease.<|endoftext|>\n\n"
+    result = evaluate_perplexity(model, tokenizer, [text], 256, 128, batch_size=1)
+    assert result["tokens"] == len(scored) and result["bytes"] == len(b"A chronic airway disease.\n\n")
+
+
+# ---------------------------------------------------------------- PubMedQA
+
+
+def test_loglikelihood_agrees_with_lm_evaluation_harness(tiny_gpt2, test_rows):
+    pytest.importorskip("lm_eval")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from lm_eval_reference import harness_loglikelihoods
+
+    model, tokenizer = _load(tiny_gpt2)
+    rows = test_rows[:16]
+    predicted, ours = predict(model, tokenizer, rows, "loglikelihood", 512, batch_size=4)
+    theirs, their_accuracy = harness_loglikelihoods(model, tokenizer, rows, batch_size=4)
+    assert torch.allclose(torch.tensor(ours), torch.tensor(theirs), atol=1e-4)
+    assert predicted == [LABELS[max(range(3), key=s.__getitem__)] for s in theirs]
+    accuracy = sum(p == r["final_decision"] for p, r in zip(predicted, rows)) / len(rows)
+    assert accuracy == pytest.approx(their_accuracy)
+
+
+@pytest.mark.parametrize("mode", ["loglikelihood", "chat"])
+def test_one_forward_per_question_equals_one_per_choice(tiny_llama, test_rows, mode):
+    model, tokenizer = _load(tiny_llama)
+    from medsft.model import DEFAULT_CHAT_TEMPLATE
+
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    requests = build_requests(test_rows[:10], tokenizer, mode)
+    # " yes"/" no"/" maybe" are single GPT-2 tokens; after the chat template's newline "maybe" is two
+    assert all(len(c) == 1 for r in requests for c in r.choices) == (mode == "loglikelihood")
+    fast = score_choices(model, tokenizer, requests, 512, batch_size=4)
+    slow = score_choices(model, tokenizer, requests, 512, batch_size=1, single_forward=False)
+    assert torch.allclose(torch.tensor(fast), torch.tensor(slow), atol=1e-4)
+    # batching by length with padding changes nothing either
+    assert torch.allclose(
+        torch.tensor(fast), torch.tensor(score_choices(model, tokenizer, requests, 512, 1)), atol=1e-4
+    )
+
+
+def test_multi_token_choices_are_scored_per_choice(tiny_gpt2, test_rows):
+    """A tokenizer that splits the answers: the per-choice path sums every choice token's log-probability."""
+    model, tokenizer = _load(tiny_gpt2)
+    rows = test_rows[:3]
+    requests = build_requests(rows, tokenizer, "loglikelihood")
+    requests[0].choices[2] = tokenizer.encode(" may") + tokenizer.encode("be")  # force a 2-token choice
+    scores = score_choices(model, tokenizer, requests, 512, batch_size=2)
+    ids = torch.tensor([requests[0].context + requests[0].choices[2]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+    n = len(requests[0].context)
+    expected = logp[n - 1, ids[0, n]] + logp[n, ids[0, n + 1]]
+    assert scores[0][2] == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_parse_generated_answers():
+    assert parse_answer("Yes, the study shows") == "yes"
+    assert parse_answer("The answer is: no.") == "no"
+    assert parse_answer("Maybe; evidence is mixed") == "maybe"
+    assert parse_answer("nobody knows, yes") == "yes"  # whole words only
+    assert parse_answer("It depends on the cohort") == "unparsable"
+
+
+# ---------------------------------------------------------------- the command
+
+
+@pytest.fixture(scope="module")
+def adapter_run(tiny_gpt2, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pubmedqa") / "pubmedqa_lora"
+    train(
+        [
+            str(ROOT / "recipes/pubmedqa_lora.yaml"), "--model_name_or_path", tiny_gpt2, "--output_dir", str(out),
+            "--dataset_name", str(PUBMEDQA_DIR), "--max_steps", "3", "--max_length", "256",
+            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "5e-2",
+            "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+            "--gradient_checkpointing", "false", "--disable_tqdm", "true",
+        ]
+    )  # fmt: skip
+    return out
+
+
+def _eval_args(model: str, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path", model, "--perplexity_dataset", str(WIKIDOC_JSON),
+        "--pubmedqa_dataset", str(PUBMEDQA_DIR), "--limit", "12", "--batch_size", "4", "--bootstrap_samples", "200",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, test_rows):
+    out = io.StringIO()
+    report = evaluate_main(_eval_args(tiny_gpt2, "--adapters", str(adapter_run)), console=Console(file=out, width=150))
+    report_dir = Path(report["output_dir"])
+    assert report_dir == adapter_run / "eval"
+    saved = json.loads((report_dir / "report.json").read_text())
+    assert list(saved["results"]) == ["base", "pubmedqa_lora"]
+    for name in ("base", "pubmedqa_lora"):
+        result = saved["results"][name]
+        assert result["perplexity"]["texts"] == 12 and result["pubmedqa"]["n"] == 12
+        predictions = json.loads((report_dir / f"pubmedqa_predictions_{name}.json").read_text())
+        assert list(predictions) == [r["pmid"] for r in test_rows[:12]]
+        assert set(predictions.values()) <= set(LABELS)
+        assert (report_dir / f"pubmedqa_confusion_{name}.png").stat().st_size > 1000
+    assert (report_dir / "comparison.png").is_file()
+    # the adapter changed the model, and the base column is the plain base model
+    assert saved["results"]["base"]["perplexity"] != saved["results"]["pubmedqa_lora"]["perplexity"]
+    model, tokenizer = _load(tiny_gpt2)
+    predicted, _ = predict(model, tokenizer, test_rows[:12], "loglikelihood", 512, batch_size=4)
+    assert list(json.loads((report_dir / "pubmedqa_predictions_base.json").read_text()).values()) == predicted
+    assert "base vs adapters" in out.getvalue() and "pubmedqa_lora" in out.getvalue()
+    # never overwritten: the default directory gets a sibling, an explicit one is refused
+    again = _quiet(_eval_args(tiny_gpt2, "--adapters", str(adapter_run), "--tasks", "pubmedqa"))
+    assert Path(again["output_dir"]) == adapter_run / "eval-2"
+    with pytest.raises(MedsftError, match="already holds an evaluation report"):
+        _quiet(_eval_args(tiny_gpt2, "--output_dir", str(report_dir)))
+    assert json.loads((report_dir / "report.json").read_text()) == saved
+
+
+def test_generate_mode_counts_unparsable_answers(tiny_gpt2, tmp_path):
+    report = _quiet(
+        _eval_args(tiny_gpt2, "--tasks", "pubmedqa", "--pubmedqa_mode", "generate", "--max_new_tokens", "4",
+                   "--output_dir", str(tmp_path / "gen"))
+    )  # fmt: skip
+    scores = report["results"]["base"]["pubmedqa"]
+    distribution = scores["prediction_distribution"]
+    assert sum(distribution.values()) == 12 and scores["unparsable"] == distribution.get("unparsable", 0)
+    generated = report["pubmedqa_outputs"]["base"]
+    assert all(isinstance(text, str) for text in generated.values())
+
+
+def test_eval_recipe_parses_and_runs(tiny_gpt2, tmp_path):
+    report = _quiet(
+        [str(ROOT / "recipes/eval_medical.yaml"), *_eval_args(tiny_gpt2, "--output_dir", str(tmp_path / "r"))]
+    )
+    assert set(report["results"]["base"]) == {"perplexity", "pubmedqa"}
+
+
+def test_bad_input_is_a_one_line_error(tiny_gpt2, tiny_llama, adapter_run, tmp_path):
+    with pytest.raises(MedsftError, match="unknown task.*bleu.*choose from perplexity, pubmedqa"):
+        _quiet(_eval_args(tiny_gpt2, "--tasks", "pubmedqa,bleu"))
+    with pytest.raises(
+        MedsftError, match=rf"trained on base model '{Path(tiny_gpt2).name}'.*'{Path(tiny_llama).name}'"
+    ):
+        _quiet(_eval_args(tiny_llama, "--adapters", str(adapter_run)))
+    with pytest.raises(MedsftError, match="adapter not found: .*nothing-here"):
+        _quiet(_eval_args(tiny_gpt2, "--adapters", str(tmp_path / "nothing-here")))
+    with pytest.raises(MedsftError, match="holds a full model, not a LoRA adapter"):
+        _quiet(_eval_args(tiny_gpt2, "--adapters", tiny_llama))
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(MedsftError, match="no texts"):
+        _quiet(_eval_args(tiny_gpt2, "--perplexity_dataset", str(tmp_path / "empty.jsonl")))
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n{"txt": "b"}\n')
+    with pytest.raises(MedsftError, match="bad.jsonl: row 1 has no 'text'"):
+        _quiet(_eval_args(tiny_gpt2, "--perplexity_dataset", str(tmp_path / "bad.jsonl")))
+    with pytest.raises(MedsftError, match="perplexity data file not found"):
+        _quiet(_eval_args(tiny_gpt2, "--perplexity_dataset", str(tmp_path / "missing.jsonl")))
+    with pytest.raises(MedsftError, match="--limit must be a positive"):
+        _quiet(_eval_args(tiny_gpt2, "--limit", "0"))

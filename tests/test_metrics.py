@@ -1,0 +1,83 @@
+"""medsft.metrics against values computed by hand, and the official PubMedQA scorer's behaviour."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import evaluate
+import numpy as np
+import pytest
+
+from medsft.errors import MedsftError
+from medsft.evaluation.official import score_predictions
+from medsft.metrics import BitsPerByte, Perplexity, PubMedQAScores, bootstrap_accuracy_ci, macro_f1
+
+
+def test_perplexity_is_token_weighted_and_combines_with_bits_per_byte():
+    metric = evaluate.combine([Perplexity(), BitsPerByte()])
+    # two batches: texts with NLL 12 over 10 tokens (40 bytes), 3 over 2 tokens (10 bytes), 0.5 over 1 (4 bytes)
+    metric.add_batch(nll=[12.0, 3.0], tokens=[10, 2], bytes=[40, 10])
+    metric.add_batch(nll=[0.5], tokens=[1], bytes=[4])
+    result = metric.compute()
+    assert result["tokens"] == 13 and result["texts"] == 3 and result["bytes"] == 54
+    assert result["mean_nll"] == pytest.approx(15.5 / 13)
+    assert result["perplexity"] == pytest.approx(math.exp(15.5 / 13))
+    assert result["bits_per_byte"] == pytest.approx(15.5 / math.log(2) / 54)
+    # not the mean of per-text perplexities (what evaluate's Hub metric reports)
+    per_text = np.mean([math.exp(12 / 10), math.exp(3 / 2), math.exp(0.5)])
+    assert abs(result["perplexity"] - per_text) > 0.1
+
+
+def test_pubmedqa_scores_by_hand():
+    truth = ["yes", "yes", "yes", "no", "no", "maybe"]
+    preds = ["yes", "no", "yes", "no", "yes", "no"]
+    scores = PubMedQAScores().compute(predictions=preds, references=truth, bootstrap_samples=200, seed=1)
+    assert scores["accuracy"] == pytest.approx(3 / 6)
+    # F1 yes: tp 2, fp 1, fn 1 -> 4/6; no: tp 1, fp 2, fn 1 -> 2/5; maybe: never predicted -> 0
+    assert scores["macro_f1"] == pytest.approx((4 / 6 + 2 / 5 + 0) / 3)
+    assert scores["prediction_distribution"] == {"yes": 3, "no": 3, "maybe": 0}
+    assert scores["confusion_matrix"]["counts"] == [[2, 1, 0], [1, 1, 0], [0, 1, 0]]
+    assert scores["majority_baseline"] == {"label": "yes", "accuracy": 0.5}
+    low, high = scores["accuracy_ci95"]
+    assert 0 <= low < 0.5 < high <= 1
+
+
+def test_macro_f1_matches_scikit_learn_like_the_official_script():
+    sklearn = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        truth = list(rng.choice(["yes", "no", "maybe"], size=40))
+        preds = list(rng.choice(["yes", "no", "maybe", "unparsable"], size=40, p=[0.5, 0.3, 0.1, 0.1]))
+        assert macro_f1(truth, preds) == pytest.approx(sklearn.f1_score(truth, preds, average="macro"))
+    # a label only in the truth (never predicted) and one only in the predictions both count, with F1 0
+    assert macro_f1(["yes", "maybe"], ["yes", "no"]) == pytest.approx(
+        sklearn.f1_score(["yes", "maybe"], ["yes", "no"], average="macro")
+    )
+
+
+def test_bootstrap_ci_is_seeded_and_close_to_the_normal_interval():
+    correct = [True] * 300 + [False] * 200
+    low, high = bootstrap_accuracy_ci(correct, samples=2000, seed=3)
+    assert (low, high) == bootstrap_accuracy_ci(correct, samples=2000, seed=3)
+    half_width = 1.96 * math.sqrt(0.6 * 0.4 / 500)
+    assert low == pytest.approx(0.6 - half_width, abs=0.01) and high == pytest.approx(0.6 + half_width, abs=0.01)
+    assert bootstrap_accuracy_ci([True] * 50, samples=100) == (1.0, 1.0)
+
+
+def test_official_scorer_and_its_errors(tmp_path):
+    truth = {"1": "yes", "2": "no", "3": "maybe", "4": "yes"}
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    (tmp_path / "pred.json").write_text(json.dumps({"1": "yes", "2": "yes", "3": "maybe", "4": "yes"}))
+    result = score_predictions(str(tmp_path / "pred.json"), str(tmp_path / "truth.json"))
+    assert result["accuracy"] == pytest.approx(0.75)
+    # yes: tp 2 fp 1 fn 0 -> 0.8; no: tp 0 -> 0; maybe: 1
+    assert result["macro_f1"] == pytest.approx((0.8 + 0 + 1) / 3)
+    (tmp_path / "missing.json").write_text(json.dumps({"1": "yes", "2": "no", "9": "no"}))
+    with pytest.raises(MedsftError, match=r"2 test PMIDs have no prediction \(e.g. 3, 4\).*1 PMIDs are not in"):
+        score_predictions(str(tmp_path / "missing.json"), str(tmp_path / "truth.json"))
+    with pytest.raises(MedsftError, match="predictions file not found"):
+        score_predictions(str(tmp_path / "none.json"), str(tmp_path / "truth.json"))
+    (tmp_path / "broken.json").write_text('{"1": "yes",')
+    with pytest.raises(MedsftError, match="broken.json: invalid JSON at line 1"):
+        score_predictions(str(tmp_path / "broken.json"), str(tmp_path / "truth.json"))
