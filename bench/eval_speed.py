@@ -110,9 +110,7 @@ def main() -> None:
 
     ours, ours_s = timed(lambda: score_choices(model, tokenizer, requests, args.max_length, args.batch_size))
     base, base_s = timed(lambda: baseline_pubmedqa(model, requests, args.max_length))
-    ppl, ppl_s = timed(
-        lambda: evaluate_perplexity(model, tokenizer, texts, args.max_length, stride, args.batch_size)
-    )
+    ppl, ppl_s = timed(lambda: evaluate_perplexity(model, tokenizer, texts, args.max_length, stride, args.batch_size))
     (base_nll, base_tokens), base_ppl_s = timed(lambda: baseline_perplexity(model, texts, args.max_length, stride))
 
     def pick(s):

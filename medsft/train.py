@@ -45,6 +45,7 @@ from medsft.model import (
     load_tokenizer,
     resolve_model_source,
 )
+from medsft.push import PushArguments, check_token, push
 from medsft.run_dir import git_commit, library_versions, now, prepare_output_dir, write_manifest, write_recipe
 from medsft.trainer import FullLogitsSFTTrainer
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     # Model source and LoRA targets: checked on the module tree before any weights are loaded
     ###############
     source = resolve_model_source(model_args.model_name_or_path, model_args.gguf_cache_dir)
+    push_to = _publishing(training_args, source, state)
     peft_config = build_lora_config(model_args, source.path)
     if peft_config is not None:
         logger.info("LoRA targets %s (fan_in_fan_out=%s)", peft_config.target_modules, peft_config.fan_in_fan_out)
@@ -176,7 +178,32 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             },
         )
         logger.info("saved to %s", training_args.output_dir)
+        if push_to:
+            push(
+                PushArguments(
+                    run_dir=training_args.output_dir, repo_id=push_to, private=bool(training_args.hub_private_repo)
+                )
+            )
     return trainer
+
+
+def _publishing(training_args, source, state) -> str | None:
+    """With ``--push_to_hub``: check the repo id, base model and token now (not after hours of training), and turn
+    the Trainer's own upload off: medsft publishes the finished run with its model card (``medsft.push``)."""
+    if not training_args.push_to_hub:
+        return None
+    repo_id = training_args.hub_model_id or ""
+    if repo_id.count("/") != 1:
+        raise MedsftError(f"--push_to_hub needs --hub_model_id owner/name (got '{repo_id}')")
+    if source.path != source.name:  # a local directory or GGUF file
+        raise MedsftError(
+            f"--push_to_hub: the base model '{source.name}' is local, so the card cannot name its Hub id; train "
+            "without --push_to_hub, then run python -m medsft.push RUN_DIR --repo_id ... --base_model HUB_ID"
+        )
+    if state.is_main_process:
+        check_token()
+    training_args.push_to_hub = False
+    return repo_id
 
 
 def cli() -> None:

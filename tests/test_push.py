@@ -1,0 +1,193 @@
+"""``python -m medsft.push``: the folder a dry run writes, the model card's metadata and numbers, secrets and local
+paths kept out, the merged model, and the upload through huggingface_hub (its HfApi calls recorded, no network)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import HfApi, ModelCard
+from rich.console import Console
+from transformers import AutoModelForCausalLM
+
+from medsft.errors import MedsftError
+from medsft.evaluate import main as evaluate_main
+from medsft.model import load_adapter
+from medsft.push import main as push_main
+from medsft.train import main as train
+from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_TOKEN = "hf_medsftTestToken0123456789abcdefXYZ"
+BASE = "openai-community/gpt2"
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tiny_gpt2, tmp_path_factory) -> Path:
+    """A LoRA run trained by the pubmedqa_lora recipe (chat format), then evaluated against its base."""
+    out = tmp_path_factory.mktemp("push") / "pubmedqa_lora"
+    train(
+        [
+            str(ROOT / "recipes/pubmedqa_lora.yaml"), "--model_name_or_path", tiny_gpt2, "--output_dir", str(out),
+            "--dataset_name", str(PUBMEDQA_DIR), "--dataset_format", "chat", "--max_steps", "3",
+            "--max_length", "256", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+            "--learning_rate", "5e-2", "--eval_strategy", "no", "--save_strategy", "no",
+            "--load_best_model_at_end", "false", "--gradient_checkpointing", "false", "--disable_tqdm", "true",
+        ]
+    )  # fmt: skip
+    evaluate_main(
+        [
+            "--model_name_or_path", tiny_gpt2, "--adapters", str(out), "--perplexity_dataset", str(WIKIDOC_JSON),
+            "--pubmedqa_dataset", str(PUBMEDQA_DIR), "--limit", "10", "--bootstrap_samples", "100",
+        ],
+        console=Console(file=io.StringIO()),
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def token(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    return FAKE_TOKEN
+
+
+def _dry_run(run: Path, out: Path, *extra: str) -> dict:
+    return push_main(
+        [str(run), "--repo_id", "my-org/tiny-pubmedqa", "--base_model", BASE, "--dry_run", str(out), *extra]
+    )
+
+
+def test_dry_run_folder_and_card(evaluated_run, tmp_path, token, capsys):
+    result = _dry_run(evaluated_run, tmp_path / "out")
+    folder = tmp_path / "out"
+    assert result["uploaded"] is False
+    files = set(result["files"])
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "recipe.yaml",
+        "README.md",
+        "eval/report.json",
+    } <= files
+    assert {"eval/pubmedqa_predictions_pubmedqa_lora.json", "eval/pubmedqa_confusion_pubmedqa_lora.png"} <= files
+    # the chat template medsft gave GPT-2 makes the tokenizer differ from the base's: it is published
+    assert result["tokenizer_included"] and "tokenizer_config.json" in files
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == BASE
+
+    card = ModelCard.load(folder / "README.md")  # huggingface_hub's own parser
+    data = card.data
+    assert data.base_model == BASE and data.library_name == "peft" and data.license == "other"
+    assert data.datasets == ["qiaojin/PubMedQA"] and data.language == ["en"]
+    assert {"medical", "lora", "medsft"} <= set(data.tags)
+    report = json.loads((evaluated_run / "eval/report.json").read_text())
+    ours = report["results"]["pubmedqa_lora"]
+    metrics = {(r.dataset_type, r.metric_type): r.metric_value for r in data.eval_results}
+    assert metrics[("qiaojin/PubMedQA", "accuracy")] == ours["pubmedqa"]["accuracy"]
+    assert metrics[("qiaojin/PubMedQA", "f1")] == ours["pubmedqa"]["macro_f1"]
+    wikidoc = "medalpaca/medical_meadow_wikidoc_patient_information"  # the Hub id of the local copy evaluated
+    assert metrics[(wikidoc, "perplexity")] == ours["perplexity"]["perplexity"]
+    assert "must not be used for diagnosis" in card.text and "PeftModel.from_pretrained" in card.text
+    assert f"{ours['pubmedqa']['accuracy']:.3f}" in card.text  # the evaluation table, base vs this model
+    assert f"{report['results']['base']['pubmedqa']['accuracy']:.3f}" in card.text
+    # no secret, no local absolute path, no user name in any file or in the output
+    forbidden = [FAKE_TOKEN, str(tmp_path), str(evaluated_run.parent), str(Path.home()), str(ROOT)]
+    for file in folder.rglob("*"):
+        if file.is_file() and file.suffix not in (".safetensors", ".png"):
+            text = file.read_text()
+            assert not [f for f in forbidden if f in text], file
+    assert FAKE_TOKEN not in capsys.readouterr().out
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    assert recipe["dataset_name"] == "pubmedqa" and recipe["output_dir"] == "pubmedqa_lora"
+
+
+def test_merged_model_gives_the_adapter_logits(evaluated_run, tiny_gpt2, tmp_path):
+    result = _dry_run(evaluated_run, tmp_path / "merged", "--merge", "true")
+    assert "model.safetensors" in result["files"] and "adapter_config.json" not in result["files"]
+    card = ModelCard.load(tmp_path / "merged/README.md")
+    assert card.data.library_name == "transformers" and "merged" in card.data.tags
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_gpt2, dtype=torch.float32)
+    adapted = load_adapter(base, str(evaluated_run)).eval()
+    ids = torch.tensor([[464, 3288, 318, 257, 6861, 4369, 286, 262, 1633, 1014]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
+
+
+def test_upload_goes_through_huggingface_hub(evaluated_run, token, monkeypatch):
+    calls = {}
+
+    def whoami(self, token=None):
+        calls["whoami_token"] = token
+        return {"name": "someone"}
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, repo_type=None):
+        calls["create_repo"] = (repo_id, private, exist_ok)
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, folder_path, repo_id, repo_type, commit_message):
+        calls["uploaded"] = sorted(
+            str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()
+        )
+        return SimpleNamespace(oid="abc123")
+
+    monkeypatch.setattr(HfApi, "whoami", whoami)
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    result = push_main([str(evaluated_run), "--repo_id", "my-org/tiny", "--base_model", BASE, "--private", "true"])
+    assert result["uploaded"] and calls["whoami_token"] == FAKE_TOKEN
+    assert calls["create_repo"] == ("my-org/tiny", True, True)
+    assert "README.md" in calls["uploaded"] and "adapter_model.safetensors" in calls["uploaded"]
+
+
+def test_token_problems_are_clear_and_come_first(evaluated_run, monkeypatch, tmp_path):
+    import huggingface_hub.constants as constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    args = [str(evaluated_run), "--repo_id", "my-org/tiny", "--base_model", BASE]
+    with pytest.raises(MedsftError, match="no Hugging Face token: set HF_TOKEN"):
+        push_main(args)
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+
+    def rejected(self, token=None):
+        error = HfHubHTTPError.__new__(HfHubHTTPError)
+        Exception.__init__(error, f"401 Unauthorized for token {token}")
+        error.response = SimpleNamespace(status_code=401)
+        raise error
+
+    monkeypatch.setattr(HfApi, "whoami", rejected)
+    with pytest.raises(MedsftError, match="token was rejected") as info:
+        push_main(args)
+    assert FAKE_TOKEN not in str(info.value)
+
+
+def test_bad_input(evaluated_run, tmp_path, token):
+    with pytest.raises(MedsftError, match="is a local file or directory: pass --base_model"):
+        push_main([str(evaluated_run), "--repo_id", "my-org/x", "--dry_run", str(tmp_path / "a")])
+    with pytest.raises(MedsftError, match="--repo_id must be owner/name"):
+        push_main([str(evaluated_run), "--repo_id", "x", "--dry_run", str(tmp_path / "b")])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full/keep.txt").write_text("mine")
+    with pytest.raises(MedsftError, match="is not empty"):
+        _dry_run(evaluated_run, tmp_path / "full")
+    assert (tmp_path / "full/keep.txt").read_text() == "mine"
+    with pytest.raises(MedsftError, match="has no recipe.yaml"):
+        _dry_run(tmp_path, tmp_path / "c")
+
+
+def test_train_push_to_hub_is_checked_before_training(tiny_gpt2, tmp_path, token):
+    base = [str(ROOT / "recipes/clinical_notes_lora.yaml"), "--model_name_or_path", tiny_gpt2]
+    with pytest.raises(MedsftError, match="needs --hub_model_id owner/name"):
+        train([*base, "--output_dir", str(tmp_path / "a"), "--push_to_hub", "true"])
+    with pytest.raises(MedsftError, match="the base model '.*' is local"):
+        train([*base, "--output_dir", str(tmp_path / "b"), "--push_to_hub", "true", "--hub_model_id", "o/n"])
+    assert not os.path.exists(tmp_path / "b" / "adapter_model.safetensors")
