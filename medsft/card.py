@@ -102,7 +102,7 @@ def _evaluation_section(report: dict | None, label: str | None) -> str:
     if perplexity and all("perplexity" in results[c] for c in columns):
         q = [results[c]["perplexity"] for c in columns]
         lines.append(
-            f"| perplexity ({perplexity['dataset']}, {perplexity['split']}) | "
+            f"| perplexity ({perplexity.get('hub_id') or perplexity['dataset']}, {perplexity['split']}) | "
             + " | ".join(f"{s['perplexity']:.3f}" for s in q)
             + " |"
         )
