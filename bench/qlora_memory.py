@@ -1,0 +1,121 @@
+"""Peak memory of QLoRA (4-bit NF4 base) vs LoRA on a 32-bit base: same model, recipe, batch and steps.
+
+Each variant trains ``--steps`` steps through ``medsft.train`` in its own fresh process, so one's peak cannot hide
+the other's. On CUDA the peak is ``torch.cuda.max_memory_allocated``; on CPU it is the process's peak resident set
+size (``ru_maxrss``), which also counts Python, torch and the tokenizer, so the script also runs a third process that
+only imports and loads the tokenizer and data (``overhead``) and reports the ratio with and without it.
+
+```bash
+python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml \\
+    --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
+    --data ../shared/data/wikidoc_patient_information --steps 2 --max_length 512 --batch_size 4
+```
+Writes ``bench/results/qlora_memory.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+VARIANTS = {"qlora": ["--load_in_4bit", "true"], "lora_fp32": ["--load_in_4bit", "false", "--dtype", "float32"]}
+
+
+def child(variant: str, args) -> dict:
+    """Runs in the child process: train (or, for ``overhead``, only load data and tokenizer), report the peak."""
+    import torch
+
+    from medsft.train import main as train
+
+    with tempfile.TemporaryDirectory() as out:
+        argv = [
+            args.recipe, "--model_name_or_path", args.model, "--dataset_name", args.data, "--output_dir", out,
+            "--max_steps", str(args.steps), "--max_length", str(args.max_length),
+            "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
+            "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+            "--disable_tqdm", "true", "--report_to", "none",
+        ]  # fmt: skip
+        if variant == "overhead":
+            from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
+            from medsft.configs import parse_args
+            from medsft.data import load_sft_datasets
+            from medsft.model import load_tokenizer, resolve_model_source
+
+            script_args, _, model_args, mixture, _ = parse_args(
+                (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig), argv
+            )
+            load_sft_datasets(script_args, mixture)
+            load_tokenizer(resolve_model_source(model_args.model_name_or_path))
+        else:
+            train(argv + VARIANTS[variant])
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    cuda = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    return {"peak_rss_bytes": peak_rss, "cuda_max_allocated_bytes": cuda}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", default="recipes/wikidoc_qlora_smollm2.yaml")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--max_length", type=int, default=512)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="bench/results/qlora_memory.json")
+    args = parser.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, args)))
+        return
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from medsft.run_dir import library_versions
+
+    results = {}
+    for variant in ("overhead", "qlora", "lora_fp32"):
+        proc = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--child", variant], capture_output=True, text=True
+        )
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+        results[variant] = json.loads(lines[-1][len("RESULT ") :])
+    gib = 1024**3
+    on_cuda = results["qlora"]["cuda_max_allocated_bytes"] is not None
+    key = "cuda_max_allocated_bytes" if on_cuda else "peak_rss_bytes"
+    q, f, o = results["qlora"][key], results["lora_fp32"][key], results["overhead"]["peak_rss_bytes"]
+    report = {
+        "machine": f"{platform.machine()}, "
+        + (torch.cuda.get_device_name() if on_cuda else f"CPU, {torch.get_num_threads()} threads"),
+        "measure": key,
+        "versions": library_versions(),
+        "settings": {k: v for k, v in vars(args).items() if k != "child"},
+        "results": results,
+        "qlora_vs_lora": q / f,
+        "qlora_vs_lora_without_overhead": None if on_cuda else (q - o) / (f - o),
+    }
+    table = Table(title=f"Peak memory ({key}), {report['machine']}")
+    for column in ("variant", "peak GiB", "above overhead GiB"):
+        table.add_column(column, justify="right")
+    for name, value in (("overhead (data + tokenizer)", o), ("QLoRA NF4", q), ("LoRA fp32", f)):
+        table.add_row(name, f"{value / gib:.2f}", "" if on_cuda or value == o else f"{(value - o) / gib:.2f}")
+    Console().print(table)
+    ratio = f"QLoRA / LoRA = {report['qlora_vs_lora']:.2f}"
+    if not on_cuda:
+        ratio += f" (without the shared overhead: {report['qlora_vs_lora_without_overhead']:.2f})"
+    print(ratio)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
