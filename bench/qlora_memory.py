@@ -42,8 +42,13 @@ def child(variant: str, args) -> dict:
             "--disable_tqdm", "true", "--report_to", "none",
         ]  # fmt: skip
         if variant == "overhead":
-            from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
-            from medsft.configs import parse_args
+            from medsft.configs import (
+                MedDatasetMixtureConfig,
+                MedModelConfig,
+                MedScriptArguments,
+                MedSFTConfig,
+                parse_args,
+            )
             from medsft.data import load_sft_datasets
             from medsft.model import load_tokenizer, resolve_model_source
 

@@ -14,7 +14,7 @@ Trainer callback; the first ``--warmup`` steps are left out. Ratios are from one
 python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml \\
     --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
     --data ../shared/data/wikidoc_patient_information --steps 4 --max_length 512 --batch_size 4 \\
-    --override --load_in_4bit false   # plain LoRA (the recipe is QLoRA)
+    --override="--load_in_4bit false"   # plain LoRA (the recipe is QLoRA)
 ```
 Writes ``bench/results/train_throughput.json``.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -83,7 +84,7 @@ def run_variant(name: str, args, meter: TokenMeter) -> dict:
                     "--max_length", str(args.max_length), "--per_device_train_batch_size", str(args.batch_size),
                     "--gradient_accumulation_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
                     "--load_best_model_at_end", "false", "--logging_steps", "1000", "--disable_tqdm", "true",
-                    "--warmup_steps", "0", *extra, *args.override,
+                    "--warmup_steps", "0", *extra, *shlex.split(args.override),
                 ],
                 callbacks=[meter],
             )  # fmt: skip
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--max_length", type=int, default=512)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--variants", default="packed,padded,dynamic")
-    parser.add_argument("--override", nargs="*", default=[], help="more medsft.train flags, e.g. --load_in_4bit false")
+    parser.add_argument("--override", default="", help='more medsft.train flags: --override="--load_in_4bit false"')
     parser.add_argument("--out", default="bench/results/train_throughput.json")
     args = parser.parse_args()
 

@@ -5,7 +5,8 @@ Entry points catch it and print its message as a single line instead of a traceb
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -23,3 +24,12 @@ def hub_errors(what: str, name: str) -> Iterator[None]:
     except (OSError, ValueError, ConnectionError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MedsftError(f"could not load {what} '{name}': {reason} (offline? pass a local path instead)") from e
+
+
+def run_cli(main: Callable[[], object], prog: str) -> None:
+    """Run an entry point: a ``MedsftError`` becomes one line on stderr and exit status 2, not a traceback."""
+    try:
+        main()
+    except MedsftError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)

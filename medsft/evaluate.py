@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from trl import ModelConfig
 
 from medsft.configs import parse_args
 from medsft.data import SPECS, dataset_type_for, pubmedqa, wikidoc
-from medsft.errors import MedsftError
+from medsft.errors import MedsftError, run_cli
 from medsft.evaluation import perplexity as ppl
 from medsft.evaluation import pubmedqa as pqa
 from medsft.evaluation import report as rep
@@ -319,11 +318,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
 
 
 def cli() -> None:
-    try:
-        main()
-    except MedsftError as e:
-        print(f"medsft.evaluate: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "medsft.evaluate")
 
 
 if __name__ == "__main__":

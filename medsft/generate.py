@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, set_seed
 
-from medsft.errors import MedsftError, hub_errors
+from medsft.errors import MedsftError, hub_errors, run_cli
 from medsft.model import fit_embeddings, load_adapter, resolve_model_source
 
 
@@ -126,11 +126,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> list[
 
 
 def cli() -> None:
-    try:
-        main()
-    except MedsftError as e:
-        print(f"medsft.generate: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "medsft.generate")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from medsft.card import build_card
-from medsft.errors import MedsftError
+from medsft.errors import MedsftError, run_cli
 from medsft.run_dir import MANIFEST_FILE, RECIPE_FILE
 
 logger = logging.getLogger("medsft.push")
@@ -327,11 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli() -> None:
-    try:
-        main()
-    except MedsftError as e:
-        print(f"medsft.push: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "medsft.push")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --resume_from_check
 from __future__ import annotations
 
 import logging
-import sys
 
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
@@ -35,7 +34,7 @@ from trl import SFTTrainer, is_conversational
 from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
 from medsft.data import load_sft_datasets
 from medsft.data.lengths import count_longer_than
-from medsft.errors import MedsftError
+from medsft.errors import MedsftError, run_cli
 from medsft.lora import build_lora_config
 from medsft.model import (
     add_special_tokens,
@@ -207,11 +206,7 @@ def _publishing(training_args, source, state) -> str | None:
 
 
 def cli() -> None:
-    try:
-        main()
-    except MedsftError as e:
-        print(f"medsft.train: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "medsft.train")
 
 
 if __name__ == "__main__":

@@ -256,3 +256,15 @@ def test_bad_input_is_a_one_line_error(tiny_gpt2, tiny_llama, adapter_run, tmp_p
         _quiet(_eval_args(tiny_gpt2, "--perplexity_dataset", str(tmp_path / "missing.jsonl")))
     with pytest.raises(MedsftError, match="--limit must be a positive"):
         _quiet(_eval_args(tiny_gpt2, "--limit", "0"))
+
+
+def test_command_line_error_is_one_line(tiny_gpt2):
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "medsft.evaluate", "--model_name_or_path", tiny_gpt2, "--tasks", "bleu"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("medsft.evaluate: error: unknown task(s) bleu")
+    assert "Traceback" not in proc.stderr

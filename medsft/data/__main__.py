@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from medsft.errors import MedsftError
+from medsft.errors import run_cli
 
 USAGE = "usage: python -m medsft.data preview <recipe.yaml> [--flag value ...]"
 
@@ -15,11 +15,7 @@ def cli() -> None:
         sys.exit(2)
     from medsft.data import preview
 
-    try:
-        preview.main(sys.argv[2:])
-    except MedsftError as e:
-        print(f"medsft.data preview: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(lambda: preview.main(sys.argv[2:]), "medsft.data preview")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from medsft.errors import MedsftError
+from medsft.errors import MedsftError, run_cli
 from medsft.metrics import LABELS, accuracy, macro_f1
 
 
@@ -73,8 +72,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MedsftError as e:
-        print(f"medsft.evaluation.official: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "medsft.evaluation.official")
