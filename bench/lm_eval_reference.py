@@ -54,6 +54,15 @@ def harness_loglikelihoods(model, tokenizer, rows: list[dict], batch_size: int =
     return scores, result["results"]["pubmedqa_local"]["acc,none"]
 
 
+def lm_eval_version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lm_eval")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def main() -> None:
     import torch
     from rich.console import Console
@@ -91,7 +100,15 @@ def main() -> None:
     same = sum(pick(a) == pick(b) for a, b in zip(ours, theirs))
     diff = max(abs(x - y) for a, b in zip(ours, theirs) for x, y in zip(a, b))
     our_acc = sum(pick(s) == r["final_decision"] for s, r in zip(ours, rows)) / len(rows)
+    import platform
+
+    from medsft.run_dir import library_versions
+
+    versions = library_versions()
+    versions["lm_eval"] = lm_eval_version()
     result = {
+        "machine": f"{platform.machine()}, CPU, {torch.get_num_threads()} torch threads",
+        "versions": versions,
         "model": source.name,
         "questions": len(rows),
         "same_prediction": same,
