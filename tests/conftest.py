@@ -92,3 +92,20 @@ def wikidoc_small(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("wikidoc") / "wikidoc_small.json"
     path.write_text(json.dumps(rows))
     return str(path)
+
+
+# Flags that make a recipe a few seconds' run on a tiny model: no evaluation, checkpoints or checkpointing.
+QUICK_TRAINING = [
+    "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "5e-2",
+    "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+    "--gradient_checkpointing", "false", "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+def train_quickly(recipe: str, model: str, output_dir: Path, *overrides: str) -> Path:
+    """Train ``recipes/<recipe>.yaml`` for a few steps on ``model`` (later flags override the quick ones)."""
+    from medsft.train import main as train
+
+    train([str(ROOT / "recipes" / f"{recipe}.yaml"), "--model_name_or_path", model, "--output_dir", str(output_dir),
+           *QUICK_TRAINING, *overrides])  # fmt: skip
+    return output_dir

@@ -20,8 +20,7 @@ from medsft.evaluate import main as evaluate_main
 from medsft.evaluation.perplexity import evaluate_perplexity, prepare
 from medsft.evaluation.pubmedqa import build_requests, parse_answer, predict, score_choices
 from medsft.metrics import LABELS
-from medsft.train import main as train
-from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON
+from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,16 +166,9 @@ def test_parse_generated_answers():
 @pytest.fixture(scope="module")
 def adapter_run(tiny_gpt2, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pubmedqa") / "pubmedqa_lora"
-    train(
-        [
-            str(ROOT / "recipes/pubmedqa_lora.yaml"), "--model_name_or_path", tiny_gpt2, "--output_dir", str(out),
-            "--dataset_name", str(PUBMEDQA_DIR), "--max_steps", "3", "--max_length", "256",
-            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "5e-2",
-            "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-            "--gradient_checkpointing", "false", "--disable_tqdm", "true",
-        ]
-    )  # fmt: skip
-    return out
+    return train_quickly(
+        "pubmedqa_lora", tiny_gpt2, out, "--dataset_name", str(PUBMEDQA_DIR), "--max_steps", "3", "--max_length", "256"
+    )
 
 
 def _eval_args(model: str, *extra: str) -> list[str]:

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from medsft.errors import MedsftError
 from medsft.generate import main as generate
-from medsft.train import main as train
+from tests.conftest import train_quickly
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 PROMPT = "Patient presents with fever and a persistent cough"
@@ -21,16 +21,9 @@ PROMPT = "Patient presents with fever and a persistent cough"
 @pytest.fixture(scope="module")
 def notes_run(tiny_gpt2, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("notes") / "run"
-    train(
-        [
-            str(RECIPES / "clinical_notes_lora.yaml"), "--model_name_or_path", tiny_gpt2, "--output_dir", str(out),
-            "--num_notes", "64", "--max_steps", "4", "--max_length", "128", "--per_device_train_batch_size", "4",
-            "--gradient_accumulation_steps", "1", "--learning_rate", "5e-2", "--eval_strategy", "no",
-            "--save_strategy", "no", "--load_best_model_at_end", "false", "--gradient_checkpointing", "false",
-            "--disable_tqdm", "true",
-        ]
-    )  # fmt: skip
-    return out
+    return train_quickly(
+        "clinical_notes_lora", tiny_gpt2, out, "--num_notes", "64", "--max_steps", "4", "--max_length", "128"
+    )
 
 
 def test_base_and_fine_tuned_side_by_side(notes_run, tiny_gpt2):

@@ -21,7 +21,7 @@ from medsft.evaluate import main as evaluate_main
 from medsft.model import load_adapter
 from medsft.push import main as push_main
 from medsft.train import main as train
-from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON
+from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_medsftTestToken0123456789abcdefXYZ"
@@ -32,14 +32,9 @@ BASE = "openai-community/gpt2"
 def evaluated_run(tiny_gpt2, tmp_path_factory) -> Path:
     """A LoRA run trained by the pubmedqa_lora recipe (chat format), then evaluated against its base."""
     out = tmp_path_factory.mktemp("push") / "pubmedqa_lora"
-    train(
-        [
-            str(ROOT / "recipes/pubmedqa_lora.yaml"), "--model_name_or_path", tiny_gpt2, "--output_dir", str(out),
-            "--dataset_name", str(PUBMEDQA_DIR), "--dataset_format", "chat", "--max_steps", "3",
-            "--max_length", "256", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
-            "--learning_rate", "5e-2", "--eval_strategy", "no", "--save_strategy", "no",
-            "--load_best_model_at_end", "false", "--gradient_checkpointing", "false", "--disable_tqdm", "true",
-        ]
+    train_quickly(
+        "pubmedqa_lora", tiny_gpt2, out, "--dataset_name", str(PUBMEDQA_DIR), "--dataset_format", "chat",
+        "--max_steps", "3", "--max_length", "256",
     )  # fmt: skip
     evaluate_main(
         [

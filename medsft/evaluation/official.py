@@ -16,14 +16,15 @@ import argparse
 import json
 from pathlib import Path
 
+from medsft.data.pubmedqa import official_test_labels
 from medsft.errors import MedsftError, run_cli
 from medsft.metrics import LABELS, accuracy, macro_f1
 
 
-def _read(path: str, what: str) -> dict[str, str]:
+def _read(path: str) -> dict[str, str]:
     file = Path(path)
     if not file.is_file():
-        raise MedsftError(f"{what} file not found: {path}")
+        raise MedsftError(f"predictions file not found: {path}")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -35,8 +36,8 @@ def _read(path: str, what: str) -> dict[str, str]:
 
 def score_predictions(predictions_path: str, ground_truth_path: str) -> dict[str, float]:
     """Accuracy and macro-F1 of a predictions file against ``test_ground_truth.json``."""
-    predictions = _read(predictions_path, "predictions")
-    truth = _read(ground_truth_path, "ground truth")
+    predictions = _read(predictions_path)
+    truth = official_test_labels("", ground_truth_path)  # the loader's own reading and checks of the official file
     missing = sorted(set(truth) - set(predictions))
     extra = sorted(set(predictions) - set(truth))
     if missing or extra:
