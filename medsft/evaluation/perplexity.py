@@ -9,7 +9,6 @@ each token is scored once, with at least ``max_length - stride`` tokens of conte
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import evaluate
 
 from medsft.configs import MedScriptArguments
 from medsft.data import SPECS, dataset_type_for, load_sft_datasets
+from medsft.data.io import read_records
 from medsft.data.lengths import tokenize_for_training
 from medsft.errors import MedsftError
-from medsft.evaluation.scoring import make_batches, run_sharded, token_logprob_sums
+from medsft.evaluation.scoring import make_batches, pad_token_id, run_sharded, token_logprob_sums
 from medsft.metrics import BitsPerByte, Perplexity
 
 
@@ -36,20 +36,9 @@ def _read_text_file(path: Path) -> list[dict]:
     if path.suffix == ".txt":
         paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n")]
         return [{"text": p} for p in paragraphs if p]
-    lines = path.read_text(encoding="utf-8").splitlines() if path.suffix == ".jsonl" else [None]
-    rows = []
-    for n, line in enumerate(lines, 1):
-        try:
-            if line is None:
-                rows = json.loads(path.read_text(encoding="utf-8"))
-            elif line.strip():
-                rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise MedsftError(f"{path}: invalid JSON at line {n if line is not None else e.lineno}: {e.msg}") from None
-    if not isinstance(rows, list):
-        raise MedsftError(f"{path}: expected a list of rows")
+    rows = read_records(path)  # JSON list or JSONL, errors naming the file and line
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not ({"text", "messages"} & set(row) or {"prompt", "completion"} <= set(row)):
+        if not ({"text", "messages"} & set(row) or {"prompt", "completion"} <= set(row)):
             raise MedsftError(f"{path}: row {i} has no 'text', 'messages' or 'prompt'/'completion' field")
     return rows
 
@@ -141,7 +130,7 @@ def evaluate_perplexity(
         for piece in windows(text, max_length, stride):
             pieces.append((piece.ids, piece.scored))
             owner.append(t)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     batches = make_batches([len(ids) for ids, _ in pieces], batch_size)
     results = run_sharded(pieces, batches, lambda rows: token_logprob_sums(model, rows, pad_id), "perplexity")
     nll, tokens = [0.0] * len(texts), [0] * len(texts)

@@ -22,6 +22,7 @@ from medsft.evaluation.scoring import (
     greedy_generate,
     make_batches,
     next_token_logprobs,
+    pad_token_id,
     run_sharded,
     token_logprob_sums,
 )
@@ -79,7 +80,7 @@ def score_choices(
     ``single_forward``: None picks one forward per question when every choice is one token; False forces one
     sequence per choice (the harness's own way, used by tests and the benchmark as the reference).
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     single = all(len(c) == 1 for r in requests for c in r.choices)
     if (
         single_forward is not False and single
@@ -112,7 +113,7 @@ def parse_answer(text: str) -> str:
 
 def generate_answers(model, tokenizer, rows: list[dict], max_length: int, batch_size: int, max_new_tokens: int):
     """Greedy answers and the label parsed from each."""
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     prompts = [
         _truncate(tokenizer.encode(prompt_text(row, "generate", tokenizer), add_special_tokens=False), max_length)
         for row in rows

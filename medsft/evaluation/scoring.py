@@ -46,6 +46,11 @@ def run_sharded(items: Sequence[T], batches: list[list[int]], fn: Callable[[list
     return [results[i] for i in range(len(items))]
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id batches are padded with (masked out, so any id works): the pad token, else EOS (GPT-2 has no pad)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def _pad(rows: Sequence[Sequence[int]], pad_id: int, device, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
