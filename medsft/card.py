@@ -9,7 +9,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from medsft.data import KNOWN_HUB_IDS, SPECS, clinical_notes
+from medsft.data import SPECS, clinical_notes, dataset_type_for, hub_id_for
+from medsft.errors import MedsftError
 
 NOT_A_MEDICAL_DEVICE = (
     "**Not a medical device.** This model is a research artefact for studying fine-tuning on medical text. It is "
@@ -24,14 +25,14 @@ def training_datasets(recipe: dict) -> list[dict]:
     out = []
     for entry in entries:
         path, kind = entry.get("path") or "", entry.get("type") or "auto"
-        if kind == "auto":
-            kind = KNOWN_HUB_IDS.get(path, kind)
         if kind == "clinical_notes" or (not path and recipe.get("dataset_type") == "clinical_notes"):
             out.append({"name": clinical_notes.NAME, "hub_id": None, "type": "clinical_notes"})
             continue
-        hub_ids = SPECS[kind].hub_ids if kind in SPECS else ()
-        hub_id = path if path in KNOWN_HUB_IDS or (not Path(path).exists() and path.count("/") == 1) else None
-        hub_id = hub_id or (hub_ids[0] if hub_ids and kind != "clinical_notes" else None)
+        try:
+            kind = dataset_type_for(path, kind)
+        except MedsftError:
+            pass  # an unrecognised local dataset: shown by its folder name, with no Hub id
+        hub_id = hub_id_for(path, kind)
         out.append({"name": hub_id or Path(path).name, "hub_id": hub_id, "type": kind})
     return out
 

@@ -41,7 +41,7 @@ from transformers import set_seed
 from trl import ModelConfig
 
 from medsft.configs import parse_args
-from medsft.data import SPECS, dataset_type_for, pubmedqa, wikidoc
+from medsft.data import hub_id_for, pubmedqa, wikidoc
 from medsft.errors import MedsftError, run_cli
 from medsft.evaluation import perplexity as ppl
 from medsft.evaluation import pubmedqa as pqa
@@ -128,16 +128,6 @@ def _label(name: str, taken: set[str]) -> str:
         n += 1
         candidate = f"{label}-{n}"
     return candidate
-
-
-def _hub_id(dataset: str, dataset_type: str) -> str | None:
-    """The Hub id of a dataset medsft knows, also when it was read from a local copy (for reports and cards)."""
-    try:
-        kind = dataset_type_for(dataset, dataset_type)
-    except MedsftError:
-        return None
-    hub_ids = SPECS[kind].hub_ids if kind in SPECS else ()
-    return dataset if dataset in hub_ids else (hub_ids[0] if hub_ids and "/" in hub_ids[0] else None)
 
 
 def _max_length(model, requested: int | None) -> int:
@@ -279,7 +269,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
             "seed": args.seed,
             "perplexity": {
                 "dataset": Path(args.perplexity_dataset).name,
-                "hub_id": _hub_id(args.perplexity_dataset, args.perplexity_dataset_type),
+                "hub_id": hub_id_for(args.perplexity_dataset, args.perplexity_dataset_type),
                 "split": args.perplexity_split,
                 "format": ppl_format,
                 "stride": args.stride or (max_length // 2 if max_length else None),

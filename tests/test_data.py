@@ -99,6 +99,25 @@ def test_hub_id_is_recognised_and_offline_failure_is_clear(monkeypatch):
         load_sft_datasets(MedScriptArguments(dataset_name=HUB_ID))
 
 
+def test_hub_id_for_local_copies_hub_ids_and_generated_data(tmp_path):
+    """Reports and cards name the Hub dataset also when it was read from a local copy; local files have none."""
+    from medsft.data import hub_id_for
+    from medsft.data.medquad import HUB_ID as MEDQUAD
+    from medsft.data.pubmedqa import HUB_ID as PUBMEDQA
+    from medsft.data.wikidoc import HUB_ID as WIKIDOC
+    from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR
+
+    assert hub_id_for(WIKIDOC) == WIKIDOC
+    assert hub_id_for(str(WIKIDOC_JSON.parent)) == WIKIDOC  # recognised by its layout
+    assert hub_id_for(str(PUBMEDQA_DIR)) == PUBMEDQA
+    assert hub_id_for(str(MEDQUAD_DIR), "medquad") == MEDQUAD
+    assert hub_id_for("someone/their-dataset", "hf") == "someone/their-dataset"
+    own = tmp_path / "notes.jsonl"
+    own.write_text("{}")
+    assert hub_id_for(str(own), "hf") is None and hub_id_for(str(own)) is None
+    assert hub_id_for("", "clinical_notes") is None
+
+
 def test_hf_type_passes_trl_format_files_through(tmp_path):
     from medsft.configs import MedScriptArguments
 

@@ -122,6 +122,26 @@ def dataset_type_for(dataset_name: str, dataset_type: str) -> str:
     )
 
 
+def hub_id_for(dataset_name: str, dataset_type: str = "auto") -> str | None:
+    """The Hub id of a dataset, also when it was read from a local copy (for evaluation reports and model cards).
+
+    A local copy of a dataset medsft knows maps to that dataset's Hub id; any other ``owner/name`` that is not a local
+    path is taken to be a Hub id itself; generated data and unrecognised local files have none.
+    """
+    if dataset_name in KNOWN_HUB_IDS:
+        return dataset_name
+    try:
+        kind = dataset_type_for(dataset_name, dataset_type)
+    except MedsftError:
+        kind = None
+    if kind == "clinical_notes":
+        return None
+    if dataset_name and dataset_name.count("/") == 1 and not Path(dataset_name).exists():
+        return dataset_name
+    hub_ids = SPECS[kind].hub_ids if kind in SPECS else ()
+    return hub_ids[0] if hub_ids else None
+
+
 @dataclass
 class LoadedData:
     """Formatted train/validation splits, one report per source, and what training needs to know about them."""
