@@ -1,0 +1,84 @@
+# Reproduce docs/RESULTS.md.
+#
+#   make results                 # everything below, in order (about 5 h on 2 CPU cores; minutes on a GPU)
+#   make pubmedqa-instruction    # one measurement
+#   make results PUBMEDQA_EPOCHS= WIKIDOC_STEPS= MEDQUAD_STEPS=   # the recipes' full epochs (what a GPU should run)
+#
+# Paths default to the offline copies in ../shared; with Hub access use e.g.
+#   make results MODEL=HuggingFaceTB/SmolLM2-135M-Instruct PUBMEDQA=qiaojin/PubMedQA \
+#       WIKIDOC=medalpaca/medical_meadow_wikidoc_patient_information MEDQUAD=keivalya/MedQuad-MedicalQnADataset
+# Nothing is overwritten: a run directory or report that already exists makes its target fail; delete it to redo it.
+
+SHARED ?= ../shared
+MODEL ?= $(SHARED)/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+PUBMEDQA ?= $(SHARED)/data/pubmedqa
+WIKIDOC ?= $(SHARED)/data/wikidoc_patient_information
+MEDQUAD ?= $(SHARED)/data/medquad
+# The CPU-time limits behind the published numbers; set empty for the recipes' own epochs.
+PUBMEDQA_EPOCHS ?= 1
+WIKIDOC_STEPS ?= 6
+MEDQUAD_STEPS ?= 4
+MEDQUAD_EVAL_LIMIT ?= 300
+
+TRAIN = accelerate launch -m medsft.train
+EVAL = python -m medsft.evaluate --model_name_or_path $(MODEL)
+EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
+steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
+
+.PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction wikidoc medquad \
+	lm-eval throughput memory eval-speed plots
+
+results: quality bench plots
+quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction wikidoc medquad
+bench: lm-eval throughput memory eval-speed
+
+# Section 1: PubMedQA, official 500-question test set.
+pubmedqa-zero-shot:
+	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--output_dir runs/eval_smollm2_loglikelihood
+
+pubmedqa-chat:
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS)
+	$(EVAL) --config recipes/eval_medical.yaml --perplexity_dataset $(WIKIDOC) --pubmedqa_dataset $(PUBMEDQA) \
+		--adapters runs/pubmedqa_lora_smollm2 --pubmedqa_mode chat
+
+pubmedqa-instruction:
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
+		--dataset_format instruction --output_dir runs/pubmedqa_lora_smollm2_instruction
+	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--adapters runs/pubmedqa_lora_smollm2_instruction
+
+# Section 2: perplexity of the WikiDoc QLoRA and MedQuAD LoRA adapters against the base.
+wikidoc:
+	$(TRAIN) recipes/wikidoc_qlora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(WIKIDOC) \
+		$(call steps,$(WIKIDOC_STEPS))
+	$(EVAL) --load_in_4bit true --use_bnb_nested_quant true --bnb_4bit_quant_type nf4 --tasks perplexity \
+		--perplexity_dataset $(WIKIDOC) --adapters runs/wikidoc_qlora_smollm2
+
+medquad:
+	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+		$(call steps,$(MEDQUAD_STEPS))
+	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
+		--adapters runs/medquad_smollm2
+
+# Sections 3 and 4: agreement with lm-evaluation-harness, speed and memory (each prints a table and writes JSON).
+lm-eval:
+	python bench/lm_eval_reference.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --limit 100
+
+throughput:
+	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--steps 2 --warmup 1 --max_length 512 --batch_size 4 --override="--load_in_4bit false"
+
+memory:
+	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--steps 1 --max_length 512 --batch_size 4
+
+eval-speed:
+	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 40 --texts 20
+
+# Loss curves of the runs above (the confusion matrices are written by each evaluation, beside its report).
+plots:
+	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/wikidoc_qlora_smollm2 \
+		runs/medquad_smollm2; do \
+		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
+	done
