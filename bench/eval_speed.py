@@ -1,7 +1,8 @@
 """Evaluation speed: medsft's batched scoring against the straightforward baseline, measured in one run.
 
 - PubMedQA questions/second: medsft (length-sorted batches, one forward per question scoring all three choices,
-  LM head on the last position only) vs the baseline (one forward per choice, batch size 1, full log-softmax).
+  LM head on the answer positions only; ``--pubmedqa_mode chat`` scores through the chat template, where "maybe" may
+  be two tokens) vs the baseline (one forward per choice, batch size 1, full log-softmax).
 - Perplexity tokens/second: medsft (length-sorted batches, LM head from the first scored position) vs the
   transformers perplexity guide's loop (one text at a time, ``labels`` and the model's loss).
 
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--pubmedqa", required=True)
     parser.add_argument("--wikidoc", required=True)
+    parser.add_argument("--pubmedqa_mode", default="loglikelihood", choices=["loglikelihood", "chat"])
     parser.add_argument("--questions", type=int, default=500)
     parser.add_argument("--texts", type=int, default=100)
     parser.add_argument("--batch_size", type=int, default=8)
@@ -98,7 +100,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32).to(device).eval()
     rows = list(load_pubmedqa(args.pubmedqa)[0]["test"])[: args.questions]
-    requests = build_requests(rows, tokenizer, "loglikelihood")
+    requests = build_requests(rows, tokenizer, args.pubmedqa_mode)
     examples, _ = load_texts(args.wikidoc, "auto", "validation", "auto")
     texts = prepare(examples[: args.texts], tokenizer)
     stride = args.max_length // 2
@@ -123,6 +125,7 @@ def main() -> None:
         "versions": library_versions(),
         "model": source.name,
         "pubmedqa": {
+            "mode": args.pubmedqa_mode,
             "questions": len(rows),
             "medsft_questions_per_second": len(rows) / ours_s,
             "baseline_questions_per_second": len(rows) / base_s,
@@ -146,7 +149,7 @@ def main() -> None:
         table.add_column(column, justify="right")
     p, q = result["pubmedqa"], result["perplexity"]
     table.add_row(
-        f"PubMedQA questions/s ({len(rows)})",
+        f"PubMedQA questions/s ({len(rows)}, {args.pubmedqa_mode})",
         f"{p['medsft_questions_per_second']:.2f}",
         f"{p['baseline_questions_per_second']:.2f}",
         f"{p['speedup']:.2f}×",

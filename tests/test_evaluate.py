@@ -128,28 +128,41 @@ def test_one_forward_per_question_equals_one_per_choice(tiny_llama, test_rows, m
     requests = build_requests(test_rows[:10], tokenizer, mode)
     # " yes"/" no"/" maybe" are single GPT-2 tokens; after the chat template's newline "maybe" is two
     assert all(len(c) == 1 for r in requests for c in r.choices) == (mode == "loglikelihood")
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
     fast = score_choices(model, tokenizer, requests, 512, batch_size=4)
+    hook.remove()
+    assert len(calls) == 3  # 10 questions in batches of 4: one forward per batch, also with the 2-token "maybe"
     slow = score_choices(model, tokenizer, requests, 512, batch_size=1, single_forward=False)
     assert torch.allclose(torch.tensor(fast), torch.tensor(slow), atol=1e-4)
     # batching by length with padding changes nothing either
     assert torch.allclose(
         torch.tensor(fast), torch.tensor(score_choices(model, tokenizer, requests, 512, 1)), atol=1e-4
     )
+    # left truncation (contexts are longer than 64 tokens) cuts the same tokens on both paths
+    short_fast = score_choices(model, tokenizer, requests, 64, batch_size=4)
+    short_slow = score_choices(model, tokenizer, requests, 64, batch_size=1, single_forward=False)
+    assert torch.allclose(torch.tensor(short_fast), torch.tensor(short_slow), atol=1e-4)
+    assert not torch.allclose(torch.tensor(short_fast), torch.tensor(fast), atol=1e-4)  # it did truncate
 
 
-def test_multi_token_choices_are_scored_per_choice(tiny_gpt2, test_rows):
-    """A tokenizer that splits the answers: the per-choice path sums every choice token's log-probability."""
+@pytest.mark.parametrize("split", [1, 2], ids=["one-multi-token-choice", "two-multi-token-choices"])
+def test_multi_token_choices_are_summed(tiny_gpt2, test_rows, split):
+    """A tokenizer that splits the answers: every choice token's log-probability is summed, whether the choices share
+    one forward (one of them split) or need one forward each (two of them split)."""
     model, tokenizer = _load(tiny_gpt2)
-    rows = test_rows[:3]
-    requests = build_requests(rows, tokenizer, "loglikelihood")
-    requests[0].choices[2] = tokenizer.encode(" may") + tokenizer.encode("be")  # force a 2-token choice
+    requests = build_requests(test_rows[:3], tokenizer, "loglikelihood")
+    requests[0].choices[2] = tokenizer.encode(" may") + tokenizer.encode("be")  # force 2-token choices
+    if split == 2:
+        requests[0].choices[1] = tokenizer.encode(" n") + tokenizer.encode("o")
     scores = score_choices(model, tokenizer, requests, 512, batch_size=2)
-    ids = torch.tensor([requests[0].context + requests[0].choices[2]])
-    with torch.no_grad():
-        logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
     n = len(requests[0].context)
-    expected = logp[n - 1, ids[0, n]] + logp[n, ids[0, n + 1]]
-    assert scores[0][2] == pytest.approx(expected.item(), abs=1e-4)
+    for c in (1, 2):
+        ids = torch.tensor([requests[0].context + requests[0].choices[c]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+        expected = sum(logp[n - 1 + k, ids[0, n + k]] for k in range(ids.shape[1] - n))
+        assert scores[0][c] == pytest.approx(expected.item(), abs=1e-4)
 
 
 def test_parse_generated_answers():

@@ -21,9 +21,9 @@ from medsft.errors import MedsftError
 from medsft.evaluation.scoring import (
     greedy_generate,
     make_batches,
-    next_token_logprobs,
     pad_token_id,
     run_sharded,
+    shared_context_logprobs,
     token_logprob_sums,
 )
 from medsft.metrics import LABELS
@@ -72,27 +72,32 @@ def _truncate(ids: list[int], max_length: int) -> list[int]:
     return ids[-max_length:]
 
 
+def _one_forward(request: Request, max_length: int) -> bool:
+    """Whether one forward of context + longest choice scores every choice exactly as one forward per choice would:
+    every choice without its last token is a prefix of the longest, and left truncation (if any) cuts the same
+    context tokens for every choice."""
+    longest = max(request.choices, key=len)
+    if any(choice[:-1] != longest[: len(choice) - 1] for choice in request.choices):
+        return False
+    fits = len(request.context) + len(longest) - 1 <= max_length
+    return fits or len({len(choice) for choice in request.choices}) == 1
+
+
 def score_choices(
     model, tokenizer, requests: list[Request], max_length: int, batch_size: int, single_forward: bool | None = None
 ) -> list[list[float]]:
     """The summed log-likelihood of each choice, per question (lm-evaluation-harness's ``loglikelihood``).
 
-    ``single_forward``: None picks one forward per question when every choice is one token; False forces one
-    sequence per choice (the harness's own way, used by tests and the benchmark as the reference).
+    ``single_forward``: None scores each question with one forward when its choices allow it (``_one_forward``:
+    single tokens, or PubMedQA's yes / no / may+be after a chat template); False forces one sequence per choice (the
+    harness's own way, used by tests and the benchmark as the reference).
     """
     pad_id = pad_token_id(tokenizer)
-    single = all(len(c) == 1 for r in requests for c in r.choices)
-    if (
-        single_forward is not False and single
-    ):  # one forward per question: the next-token distribution after the context scores every choice
-        contexts = [_truncate(r.context, max_length) for r in requests]
-        batches = make_batches([len(c) for c in contexts], batch_size)
-        return run_sharded(
-            list(zip(contexts, [[c[0] for c in r.choices] for r in requests])),
-            batches,
-            lambda rows: next_token_logprobs(model, [ctx for ctx, _ in rows], [c for _, c in rows], pad_id),
-            "pubmedqa",
-        )
+    if single_forward is not False and all(_one_forward(r, max_length) for r in requests):
+        # contexts cut as the per-choice path cuts them for the longest choice: (context + choice)[-(max_length + 1):]
+        rows = [(r.context[-(max_length + 1 - max(map(len, r.choices))) :], r.choices) for r in requests]
+        batches = make_batches([len(context) + max(map(len, choices)) - 1 for context, choices in rows], batch_size)
+        return run_sharded(rows, batches, lambda batch: shared_context_logprobs(model, batch, pad_id), "pubmedqa")
     # per-choice fallback: (context + choice)[-(max_length + 1):][:-1] as input, the choice's tokens scored
     pieces = []
     for r in requests:

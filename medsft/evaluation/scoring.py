@@ -96,16 +96,24 @@ def token_logprob_sums(model, rows: Sequence[tuple[list[int], list[bool]]], pad_
     return out
 
 
-def next_token_logprobs(
-    model, rows: Sequence[list[int]], candidates: Sequence[Sequence[int]], pad_id: int
+def shared_context_logprobs(
+    model, rows: Sequence[tuple[list[int], list[list[int]]]], pad_id: int
 ) -> list[list[float]]:
-    """For each context: the log-probability of each of its candidate tokens as the next token (one forward)."""
-    lengths = [len(r) for r in rows]
-    logits, offset = _logits(model, rows, min(lengths) - 1, pad_id)
-    return [
-        torch.log_softmax(logits[b, n - 1 - offset].float(), dim=-1)[list(cands)].double().tolist()
-        for b, (n, cands) in enumerate(zip(lengths, candidates, strict=True))
-    ]
+    """For each ``(context, choices)``: each choice's summed log-probability, from ONE forward of the context followed
+    by the longest choice (without its last token).
+
+    Valid when every choice without its last token is a prefix of the longest choice (single-token choices always
+    are; "yes" / "no" / "may"+"be" too): every choice token is then predicted at a position of that one sequence,
+    so the other choices' scores are read off the same logits instead of costing a forward each.
+    """
+    inputs = [context + max(choices, key=len)[:-1] for context, choices in rows]
+    logits, offset = _logits(model, inputs, min(len(context) for context, _ in rows) - 1, pad_id)
+    out = []
+    for b, (context, choices) in enumerate(rows):
+        start = len(context) - 1 - offset
+        logprobs = torch.log_softmax(logits[b, start : start + max(len(c) for c in choices)].float(), dim=-1).double()
+        out.append([float(sum(logprobs[k, token] for k, token in enumerate(choice))) for choice in choices])
+    return out
 
 
 @torch.no_grad()
