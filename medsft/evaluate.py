@@ -46,6 +46,7 @@ from medsft.errors import MedsftError, run_cli
 from medsft.evaluation import perplexity as ppl
 from medsft.evaluation import pubmedqa as pqa
 from medsft.evaluation import report as rep
+from medsft.hardware import describe_device, warn_if_one_cpu_thread
 from medsft.metrics import PubMedQAScores
 from medsft.model import (
     check_adapter_base,
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     logging.basicConfig(
         format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING
     )
+    warn_if_one_cpu_thread(state.num_processes, logger)
     set_seed(args.seed)
     started = now()
 
@@ -258,6 +260,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         "finished": now(),
         "medsft_git_commit": git_commit(),
         "versions": library_versions(),
+        "hardware": describe_device(),
         "world_size": state.num_processes,
         "model": {"name": source.name, "gguf_sha256": source.gguf_sha256, "load_in_4bit": model_args.load_in_4bit},
         "adapters": {label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},

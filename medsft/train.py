@@ -35,6 +35,7 @@ from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArg
 from medsft.data import load_sft_datasets
 from medsft.data.lengths import count_longer_than
 from medsft.errors import MedsftError, run_cli
+from medsft.hardware import describe_device, warn_if_one_cpu_thread
 from medsft.lora import build_lora_config
 from medsft.model import (
     add_special_tokens,
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     logging.basicConfig(
         format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING
     )
+    warn_if_one_cpu_thread(state.num_processes, logger)
     started = now()
     set_seed(training_args.seed)
 
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                     "longer_than_max_length": over,
                 },
                 "world_size": state.num_processes,
+                "hardware": describe_device(),
                 "global_step": trainer.state.global_step,
                 "train_loss_mean": result.training_loss,
                 "final_train_loss": logged[-1] if logged else None,
