@@ -16,9 +16,12 @@ WIKIDOC ?= $(SHARED)/data/wikidoc_patient_information
 MEDQUAD ?= $(SHARED)/data/medquad
 # The CPU-time limits behind the published numbers; set empty for the recipes' own epochs.
 PUBMEDQA_EPOCHS ?= 1
-WIKIDOC_STEPS ?= 6
-MEDQUAD_STEPS ?= 4
-MEDQUAD_EVAL_LIMIT ?= 300
+WIKIDOC_STEPS ?= 4
+MEDQUAD_STEPS ?= 3
+MEDQUAD_EVAL_LIMIT ?= 200
+
+# accelerate launch would otherwise give a CPU-only run one thread (it sets OMP_NUM_THREADS=1 when unset)
+export OMP_NUM_THREADS ?= $(shell nproc)
 
 TRAIN = accelerate launch -m medsft.train
 EVAL = python -m medsft.evaluate --model_name_or_path $(MODEL)
