@@ -22,8 +22,8 @@ def warn_if_one_cpu_thread(num_processes: int, logger: logging.Logger) -> None:
 
     ``accelerate launch`` sets ``OMP_NUM_THREADS`` to 1 on a machine without GPUs unless the variable is already set
     (it only spreads threads when ``--cpu``/``use_cpu`` and several physical cores are reported). Measured on a 2-core
-    machine: an optimizer step of the SmolLM2 PubMedQA LoRA recipe took 510 s with one thread, 328 s with two. medsft does not override
-    the variable (a user may have set it on purpose); it says how to change it.
+    machine: an optimizer step of the SmolLM2 PubMedQA LoRA recipe took 510 s with one thread, 328 s with two.
+    medsft does not override the variable (a user may have set it on purpose); it says how to change it.
     """
     cores = os.cpu_count() or 1
     if torch.cuda.is_available() or torch.get_num_threads() > 1 or cores // max(num_processes, 1) < 2:
