@@ -16,7 +16,7 @@ WIKIDOC ?= $(SHARED)/data/wikidoc_patient_information
 MEDQUAD ?= $(SHARED)/data/medquad
 # The CPU-time limits behind the published numbers; set empty for the recipes' own epochs.
 PUBMEDQA_EPOCHS ?= 1
-WIKIDOC_STEPS ?= 4
+WIKIDOC_STEPS ?= 6
 MEDQUAD_STEPS ?= 3
 MEDQUAD_EVAL_LIMIT ?= 200
 
