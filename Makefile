@@ -54,13 +54,13 @@ pubmedqa-instruction:
 # Section 2: perplexity of the WikiDoc QLoRA and MedQuAD LoRA adapters against the base.
 wikidoc:
 	$(TRAIN) recipes/wikidoc_qlora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(WIKIDOC) \
-		$(call steps,$(WIKIDOC_STEPS))
+		--pubmedqa_reference $(PUBMEDQA) $(call steps,$(WIKIDOC_STEPS))
 	$(EVAL) --load_in_4bit true --use_bnb_nested_quant true --bnb_4bit_quant_type nf4 --tasks perplexity \
 		--perplexity_dataset $(WIKIDOC) --adapters runs/wikidoc_qlora_smollm2
 
 medquad:
 	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
-		$(call steps,$(MEDQUAD_STEPS))
+		--pubmedqa_reference $(PUBMEDQA) $(call steps,$(MEDQUAD_STEPS))
 	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
 		--adapters runs/medquad_smollm2
 
