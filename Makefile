@@ -18,7 +18,7 @@ MEDQUAD ?= $(SHARED)/data/medquad
 PUBMEDQA_EPOCHS ?= 1
 WIKIDOC_STEPS ?= 6
 MEDQUAD_STEPS ?= 3
-MEDQUAD_EVAL_LIMIT ?= 200
+MEDQUAD_EVAL_LIMIT ?= 100
 
 # accelerate launch would otherwise give a CPU-only run one thread (it sets OMP_NUM_THREADS=1 when unset)
 export OMP_NUM_THREADS ?= $(shell nproc)
