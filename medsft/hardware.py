@@ -26,13 +26,14 @@ def warn_if_one_cpu_thread(num_processes: int, logger: logging.Logger) -> None:
     medsft does not override the variable (a user may have set it on purpose); it says how to change it.
     """
     cores = os.cpu_count() or 1
-    if torch.cuda.is_available() or torch.get_num_threads() > 1 or cores // max(num_processes, 1) < 2:
+    per_process = cores // max(num_processes, 1)
+    if torch.cuda.is_available() or torch.get_num_threads() > 1 or per_process < 2:
         return
     logger.warning(
         "torch is using 1 CPU thread of %d cores (OMP_NUM_THREADS=%s); for a faster CPU run export OMP_NUM_THREADS=%d "
         "before `accelerate launch`, or pass --num_cpu_threads_per_process %d",
         cores,
         os.environ.get("OMP_NUM_THREADS", "unset"),
-        cores // max(num_processes, 1),
-        cores // max(num_processes, 1),
+        per_process,
+        per_process,
     )
