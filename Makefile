@@ -28,11 +28,11 @@ EVAL = python -m medsft.evaluate --model_name_or_path $(MODEL)
 EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
-.PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction wikidoc medquad \
-	lm-eval throughput memory eval-speed plots
+.PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale wikidoc \
+	medquad lm-eval throughput memory eval-speed plots
 
 results: quality bench plots
-quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction wikidoc medquad
+quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale wikidoc medquad
 bench: lm-eval throughput memory eval-speed
 
 # Section 1: PubMedQA, official 500-question test set.
@@ -50,6 +50,14 @@ pubmedqa-instruction:
 		--dataset_format instruction --output_dir runs/pubmedqa_lora_smollm2_instruction
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_instruction
+
+# The instruction format with the abstract's conclusion after the answer word, as a rationale (scored the same way:
+# the log-likelihood of the answer word right after the prompt).
+pubmedqa-rationale:
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
+		--dataset_format instruction --pubmedqa_long_answer true --output_dir runs/pubmedqa_lora_smollm2_rationale
+	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--adapters runs/pubmedqa_lora_smollm2_rationale
 
 # Section 2: perplexity of the WikiDoc QLoRA and MedQuAD LoRA adapters against the base.
 wikidoc:
@@ -81,7 +89,7 @@ eval-speed:
 
 # Loss curves of the runs above (the confusion matrices are written by each evaluation, beside its report).
 plots:
-	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/wikidoc_qlora_smollm2 \
-		runs/medquad_smollm2; do \
+	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/pubmedqa_lora_smollm2_rationale \
+		runs/wikidoc_qlora_smollm2 runs/medquad_smollm2; do \
 		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
 	done

@@ -11,10 +11,11 @@ python -m medsft.generate runs/x \\
     --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 ```
 
-The base model is the one in the run's ``recipe.yaml`` (or ``--model_name_or_path``). Runs trained in the ``chat``
-format get the prompt as a user turn through the run's chat template; other formats get the prompt text as is, so
-write it the way the training data looked (e.g. "Patient presents with …" for clinical notes). Decoding is greedy
-unless ``--do_sample`` is given (then seeded), so the comparison is repeatable.
+The base model is the one in the run's ``recipe.yaml`` (or ``--model_name_or_path``), loaded as the run trained on
+it: a QLoRA run's adapter is compared on the same 4-bit NF4 base (``--load_in_4bit false`` for a float32 one). Runs
+trained in the ``chat`` format get the prompt as a user turn through the run's chat template; other formats get the
+prompt text as is, so write it the way the training data looked (e.g. "Patient presents with …" for clinical
+notes). Decoding is greedy unless ``--do_sample`` is given (then seeded), so the comparison is repeatable.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from rich.console import Console
 from rich.table import Table
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, set_seed
 
-from medsft.errors import MedsftError, hub_errors, run_cli
-from medsft.model import fit_embeddings, load_adapter, resolve_model_source
+from medsft.configs import MedModelConfig
+from medsft.errors import MedsftError, run_cli
+from medsft.model import fit_embeddings, load_adapter, load_model, resolve_model_source
 
 
 @dataclass
@@ -39,12 +41,16 @@ class GenerateArguments:
     run_dir: a directory written by ``medsft.train`` (adapter or full model, tokenizer, recipe.yaml).
     prompt: one or more prompts (``--prompt "first" "second"``).
     model_name_or_path: base model, when not the one recorded in the run's recipe.
+    load_in_4bit: load the base in 4-bit (the run's quantization settings); default: as the run was trained.
     max_new_tokens / do_sample / temperature / seed: decoding.
     """
 
     run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
     prompt: list[str] = field(default_factory=list, metadata={"help": "One or more prompts."})
     model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (default: the run's)."})
+    load_in_4bit: bool | None = field(
+        default=None, metadata={"help": "Base in 4-bit (true) or float32 (false); default: as the run was trained."}
+    )
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens to generate per prompt."})
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (with --do_sample)."})
@@ -92,9 +98,25 @@ def compare(args: GenerateArguments) -> list[dict]:
         else p
         for p in args.prompt
     ]
-    with hub_errors("model", source.name):
-        base = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32).eval()
-    if (run_dir / "adapter_config.json").is_file():
+    is_adapter = (run_dir / "adapter_config.json").is_file()
+    if args.load_in_4bit and not is_adapter:
+        raise MedsftError(
+            f"{run_dir} holds a full fine-tuned model, not an adapter: --load_in_4bit applies to adapters"
+        )
+    # An adapter is only what it learned on top of the base it was trained with: a QLoRA adapter on a float32 base is
+    # a different model (at 135M parameters NF4 alone moves WikiDoc perplexity from 16.9 to 21.8).
+    in_4bit = is_adapter and (recipe.get("load_in_4bit", False) if args.load_in_4bit is None else args.load_in_4bit)
+    model_args = MedModelConfig(
+        model_name_or_path=source.path,
+        dtype="float32",
+        load_in_4bit=in_4bit,
+        use_peft=is_adapter,
+        bnb_4bit_quant_type=recipe.get("bnb_4bit_quant_type", "nf4"),
+        use_bnb_nested_quant=recipe.get("use_bnb_nested_quant", False),
+    )
+    base = load_model(source, model_args, for_training=False).eval()
+    precision = f"4-bit {model_args.bnb_4bit_quant_type.upper()}" if in_4bit else "float32"
+    if is_adapter:
         tuned = load_adapter(base, str(run_dir)).eval()
         with tuned.disable_adapter():
             base_out = [_continue(tuned, tokenizer, t, args) for t in texts]
@@ -106,7 +128,8 @@ def compare(args: GenerateArguments) -> list[dict]:
         tuned = AutoModelForCausalLM.from_pretrained(run_dir, dtype=torch.float32).eval()
         tuned_out = [_continue(tuned, tokenizer, t, args) for t in texts]
     return [
-        {"prompt": p, "base": b, "fine_tuned": f} for p, b, f in zip(args.prompt, base_out, tuned_out, strict=True)
+        {"prompt": p, "base": b, "fine_tuned": f, "base_precision": precision}
+        for p, b, f in zip(args.prompt, base_out, tuned_out, strict=True)
     ]
 
 
@@ -116,7 +139,8 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> list[
         argv = ["--run_dir", argv[0], *argv[1:]]
     (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
     results = compare(args)
-    table = Table(title=f"{args.run_dir}: base vs fine-tuned", show_lines=True)
+    precision = results[0]["base_precision"]
+    table = Table(title=f"{args.run_dir}: base ({precision}) vs fine-tuned", show_lines=True)
     for column in ("prompt", "base", "fine-tuned"):
         table.add_column(column, ratio=1, overflow="fold")
     for row in results:
