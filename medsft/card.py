@@ -94,6 +94,14 @@ def _evaluation_section(report: dict | None, label: str | None) -> str:
             + " |"
         )
         lines.append("| PubMedQA macro-F1 | " + " | ".join(f"{s['macro_f1']:.3f}" for s in p) + " |")
+        paired = p[1].get("vs_base")
+        if paired:  # older reports lack it
+            low, high = paired["difference_ci95"]
+            lines.append(
+                f"| accuracy change vs base, paired 95% CI | | {paired['accuracy_difference']:+.3f} "
+                f"({low:+.3f} to {high:+.3f}); {paired['fixed']} answers fixed, {paired['broken']} broken, "
+                f"McNemar p = {paired['mcnemar_p']:.2g} |"
+            )
         lines.append(
             "| predicted yes / no / maybe | "
             + " | ".join(" / ".join(str(v) for v in s["prediction_distribution"].values()) for s in p)

@@ -20,7 +20,9 @@ accelerate launch --num_processes 4 -m medsft.evaluate ...
 python -m medsft.evaluate --config recipes/eval_medical.yaml
 ```
 
-The base model is always evaluated, then each adapter on it. The report directory (default ``<first adapter>/eval``,
+The base model is always evaluated, then each adapter on it; PubMedQA answers of each adapter are compared with the
+base's on the same questions (paired bootstrap interval of the accuracy difference, fixed/broken answers, McNemar's
+exact test). The report directory (default ``<first adapter>/eval``,
 or ``evals/<model>``) gets ``report.json``, ``pubmedqa_predictions_<model>.json`` (``{PMID: label}``, the format
 PubMedQA's official ``evaluation.py`` scores), ``pubmedqa_confusion_<model>.png`` and ``comparison.png``. An existing
 report is never overwritten.
@@ -47,7 +49,7 @@ from medsft.evaluation import perplexity as ppl
 from medsft.evaluation import pubmedqa as pqa
 from medsft.evaluation import report as rep
 from medsft.hardware import describe_device, warn_if_one_cpu_thread
-from medsft.metrics import PubMedQAScores
+from medsft.metrics import PubMedQAScores, paired_accuracy_difference
 from medsft.model import (
     check_adapter_base,
     load_adapter,
@@ -251,6 +253,15 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    # each adapter against the base on the same questions: a paired test, since separate intervals overlap easily
+    if rows:
+        truth = [r["final_decision"] for r in rows]
+        for label in labels[1:]:
+            results[label]["pubmedqa"]["vs_base"] = paired_accuracy_difference(
+                truth, outputs["base"]["predicted"], outputs[label]["predicted"], samples=args.bootstrap_samples,
+                seed=args.seed,
+            )  # fmt: skip
 
     ###############
     # Report: table, JSON, predictions, plots (main process only)

@@ -212,6 +212,13 @@ def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, test_rows):
     model, tokenizer = _load(tiny_gpt2)
     predicted, _ = predict(model, tokenizer, test_rows[:12], "loglikelihood", 512, batch_size=4)
     assert list(json.loads((report_dir / "pubmedqa_predictions_base.json").read_text()).values()) == predicted
+    # the adapter is compared with the base on the same questions
+    paired = saved["results"]["pubmedqa_lora"]["pubmedqa"]["vs_base"]
+    base_hits = saved["results"]["base"]["pubmedqa"]["accuracy"] * 12
+    assert round(base_hits) + paired["fixed"] - paired["broken"] == round(
+        saved["results"]["pubmedqa_lora"]["pubmedqa"]["accuracy"] * 12
+    )
+    assert "vs_base" not in saved["results"]["base"]["pubmedqa"] and "fixed/broken vs base" in out.getvalue()
     assert "base vs adapters" in out.getvalue() and "pubmedqa_lora" in out.getvalue()
     # never overwritten: the default directory gets a sibling, an explicit one is refused
     again = _quiet(_eval_args(tiny_gpt2, "--adapters", str(adapter_run), "--tasks", "pubmedqa"))

@@ -11,7 +11,14 @@ import pytest
 
 from medsft.errors import MedsftError
 from medsft.evaluation.official import score_predictions
-from medsft.metrics import BitsPerByte, Perplexity, PubMedQAScores, bootstrap_accuracy_ci, macro_f1
+from medsft.metrics import (
+    BitsPerByte,
+    Perplexity,
+    PubMedQAScores,
+    bootstrap_accuracy_ci,
+    macro_f1,
+    paired_accuracy_difference,
+)
 
 
 def test_perplexity_is_token_weighted_and_combines_with_bits_per_byte():
@@ -63,6 +70,31 @@ def test_bootstrap_ci_is_seeded_and_close_to_the_normal_interval():
     half_width = 1.96 * math.sqrt(0.6 * 0.4 / 500)
     assert low == pytest.approx(0.6 - half_width, abs=0.01) and high == pytest.approx(0.6 + half_width, abs=0.01)
     assert bootstrap_accuracy_ci([True] * 50, samples=100) == (1.0, 1.0)
+
+
+def test_paired_difference_counts_fixed_and_broken_answers():
+    truth = ["yes"] * 60 + ["no"] * 40
+    base = ["yes"] * 100  # right on the 60 "yes"
+    # the adapter breaks 5 "yes" answers and fixes 25 "no" ones: +0.20
+    other = ["no"] * 5 + ["yes"] * 55 + ["no"] * 25 + ["yes"] * 15
+    paired = paired_accuracy_difference(truth, base, other, samples=2000, seed=0)
+    assert paired["accuracy_difference"] == pytest.approx(0.20)
+    assert (paired["fixed"], paired["broken"], paired["changed_answers"]) == (25, 5, 30)
+    low, high = paired["difference_ci95"]
+    assert 0.05 < low < 0.20 < high < 0.35
+    # exact two-sided binomial: 2 * P(X <= 5 | n=30, p=1/2)
+    assert paired["mcnemar_p"] == pytest.approx(2 * sum(math.comb(30, j) for j in range(6)) / 2**30)
+    assert paired["mcnemar_p"] < 0.001
+    # narrower than the interval for a difference of two independent accuracies (0.8 and 0.6 on 100 questions):
+    # both models answer the same questions, so what they share cancels out
+    assert high - low < 2 * 1.96 * math.sqrt((0.8 * 0.2 + 0.6 * 0.4) / 100)
+    # the same answers: no change, p = 1, a zero-width interval
+    same = paired_accuracy_difference(truth, base, base, samples=200)
+    assert same["difference_ci95"] == [0.0, 0.0] and same["mcnemar_p"] == 1.0 and same["changed_answers"] == 0
+    # changed answers that are wrong both ways are changes, not fixes
+    assert paired_accuracy_difference(["maybe"], ["yes"], ["no"], samples=10)["changed_answers"] == 1
+    with pytest.raises(ValueError, match="same, non-empty"):
+        paired_accuracy_difference(truth, base, other[:-1])
 
 
 def test_official_scorer_and_its_errors(tmp_path):

@@ -72,9 +72,22 @@ def comparison_table(results: dict[str, dict]) -> Table:
             q = p.get("pubmedqa")
             return "—" if not q else f"{q['accuracy_ci95'][0]:.3f}–{q['accuracy_ci95'][1]:.3f}"
 
+        def vs_base(p):
+            d = p.get("pubmedqa", {}).get("vs_base")
+            if not d:
+                return "—"
+            low, high = d["difference_ci95"]
+            return f"{d['accuracy_difference']:+.3f} ({low:+.3f}…{high:+.3f})"
+
+        def fixed_broken(p):
+            d = p.get("pubmedqa", {}).get("vs_base")
+            return "—" if not d else f"{d['fixed']}/{d['broken']} (p={d['mcnemar_p']:.2g})"
+
         rows += [
             ("PubMedQA accuracy", lambda p: _fmt(p.get("pubmedqa", {}).get("accuracy"))),
             ("  95% bootstrap CI", ci),
+            ("  vs base, paired 95% CI", vs_base),
+            ("  fixed/broken vs base", fixed_broken),
             ("PubMedQA macro-F1", lambda p: _fmt(p.get("pubmedqa", {}).get("macro_f1"))),
             (
                 "  predicted yes/no/maybe",
