@@ -98,9 +98,10 @@ def macro_f1(truth: list[str], preds: list[str]) -> float:
 
 
 def bootstrap_accuracy_ci(
-    correct: list[bool], samples: int = 1000, confidence: float = 0.95, seed: int = 0
+    correct: list[bool] | np.ndarray, samples: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval for accuracy: resample the questions with replacement."""
+    """Percentile bootstrap confidence interval for accuracy: resample the questions with replacement. ``correct``
+    holds one score per question: hits (True/False), or two models' differences of hits (-1/0/1) for a paired one."""
     hits = np.asarray(correct, dtype=np.float64)
     rng = np.random.default_rng(seed)
     means = hits[rng.integers(0, len(hits), size=(samples, len(hits)))].mean(axis=1)
@@ -122,11 +123,7 @@ def paired_accuracy_difference(
         raise ValueError("paired accuracy: base and other must be scored on the same, non-empty question list")
     base_hits = np.asarray([t == p for t, p in zip(truth, base)], dtype=np.float64)
     other_hits = np.asarray([t == p for t, p in zip(truth, other)], dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(truth), size=(samples, len(truth)))
-    diffs = other_hits[idx].mean(axis=1) - base_hits[idx].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
+    low, high = bootstrap_accuracy_ci(other_hits - base_hits, samples, confidence, seed)
     fixed = int(((other_hits == 1) & (base_hits == 0)).sum())
     broken = int(((other_hits == 0) & (base_hits == 1)).sum())
     # exact two-sided McNemar: under "no change" each discordant question is a fair coin
@@ -134,7 +131,7 @@ def paired_accuracy_difference(
     p_value = min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2**n) if n else 1.0
     return {
         "accuracy_difference": float(other_hits.mean() - base_hits.mean()),
-        "difference_ci95": [float(low), float(high)],
+        "difference_ci95": [low, high],
         "fixed": fixed,
         "broken": broken,
         "changed_answers": sum(b != o for b, o in zip(base, other)),
