@@ -90,6 +90,9 @@ lm-eval:
 throughput:
 	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
 		--steps 2 --warmup 1 --max_length 512 --batch_size 4 --override="--load_in_4bit false"
+	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--steps 2 --warmup 1 --max_length 1024 --batch_size 4 --override="--load_in_4bit false" \
+		--out bench/results/train_throughput_1024.json
 
 memory:
 	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
