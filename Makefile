@@ -87,12 +87,11 @@ generated:
 lm-eval:
 	python bench/lm_eval_reference.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --limit 100
 
+THROUGHPUT = python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) \
+	--data $(WIKIDOC) --steps 2 --warmup 1 --batch_size 4 --override="--load_in_4bit false"
 throughput:
-	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
-		--steps 2 --warmup 1 --max_length 512 --batch_size 4 --override="--load_in_4bit false"
-	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
-		--steps 2 --warmup 1 --max_length 1024 --batch_size 4 --override="--load_in_4bit false" \
-		--out bench/results/train_throughput_1024.json
+	$(THROUGHPUT) --max_length 512
+	$(THROUGHPUT) --max_length 1024 --out bench/results/train_throughput_1024.json
 
 memory:
 	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \

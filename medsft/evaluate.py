@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     results: dict[str, dict] = {}
     outputs: dict[str, dict] = {}
     timings: dict[str, dict] = {}
+    truth = [r["final_decision"] for r in rows]
     max_length = None
     for label, adapter in zip(labels, [None, *adapters]):
         model = load_model(source, model_args, for_training=False)
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
             timings[label]["pubmedqa"] = {"seconds": seconds, "questions_per_second": len(rows) / seconds}
             scores = PubMedQAScores().compute(
                 predictions=predicted,
-                references=[r["final_decision"] for r in rows],
+                references=truth,
                 bootstrap_samples=args.bootstrap_samples,
                 seed=args.seed,
             )
@@ -256,7 +257,6 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
 
     # each adapter against the base on the same questions: a paired test, since separate intervals overlap easily
     if rows:
-        truth = [r["final_decision"] for r in rows]
         for label in labels[1:]:
             results[label]["pubmedqa"]["vs_base"] = paired_accuracy_difference(
                 truth, outputs["base"]["predicted"], outputs[label]["predicted"], samples=args.bootstrap_samples,
