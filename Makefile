@@ -29,11 +29,11 @@ EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
 .PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale wikidoc \
-	medquad generated lm-eval throughput memory eval-speed plots
+	medquad generated lm-eval throughput memory eval-speed pubmedqa-ceiling plots
 
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale wikidoc medquad generated
-bench: lm-eval throughput memory eval-speed
+bench: lm-eval throughput memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
 pubmedqa-zero-shot:
@@ -99,6 +99,10 @@ memory:
 
 eval-speed:
 	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 40 --texts 20
+
+# Ranking (yes-vs-no AUC) vs answer prior in the PubMedQA evaluations above, and the ceiling of any calibration
+pubmedqa-ceiling:
+	python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) $$(ls runs/pubmedqa_lora_smollm2*/eval/report.json)
 
 # Loss curves of the runs above (the confusion matrices are written by each evaluation, beside its report).
 plots:

@@ -94,6 +94,10 @@ def _evaluation_section(report: dict | None, label: str | None) -> str:
             + " |"
         )
         lines.append("| PubMedQA macro-F1 | " + " | ".join(f"{s['macro_f1']:.3f}" for s in p) + " |")
+        if all(s.get("yes_no_auc") is not None for s in p):  # older reports and generate mode lack it
+            lines.append(
+                "| yes-vs-no ranking AUC (0.5 = chance) | " + " | ".join(f"{s['yes_no_auc']:.3f}" for s in p) + " |"
+            )
         paired = p[1].get("vs_base")
         if paired:  # older reports lack it
             low, high = paired["difference_ci95"]

@@ -49,7 +49,7 @@ from medsft.evaluation import perplexity as ppl
 from medsft.evaluation import pubmedqa as pqa
 from medsft.evaluation import report as rep
 from medsft.hardware import describe_device, warn_if_one_cpu_thread
-from medsft.metrics import PubMedQAScores, paired_accuracy_difference
+from medsft.metrics import PubMedQAScores, paired_accuracy_difference, yes_no_auc
 from medsft.model import (
     check_adapter_base,
     load_adapter,
@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
             )
             if args.pubmedqa_mode == "generate":
                 scores["unparsable"] = predicted.count(pqa.UNPARSABLE)
+            else:  # choice scores exist: how well they rank yes vs no, apart from the answer prior
+                scores["yes_no_auc"] = yes_no_auc(truth, details)
             results[label]["pubmedqa"] = scores
             outputs[label] = {"predicted": predicted, "details": details}
         del model

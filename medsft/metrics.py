@@ -139,6 +139,30 @@ def paired_accuracy_difference(
     }
 
 
+def yes_no_auc(references: list[str], scores: list[list[float]]) -> float | None:
+    """How well a model's choice scores *rank* the yes and no questions, whatever answer prior it has: on the
+    questions whose truth is yes or no, the probability that a random "yes" question has a larger margin
+    ``score(yes) - score(no)`` than a random "no" one (ROC AUC; ties count half). 0.5 is chance.
+
+    Accuracy mixes two things on PubMedQA: this ranking and where the yes/no threshold sits (the prior). Fine-tuning
+    on 450 questions can move the threshold a lot while the ranking stays at chance; this separates the two.
+    ``scores``: per question, the log-likelihoods of (yes, no, maybe) in ``LABELS`` order. None when the questions
+    hold no "yes" or no "no". Written here because ``evaluate``'s roc_auc is a Hub script (offline: unavailable)
+    wrapping scikit-learn, which medsft does not depend on.
+    """
+    if len(references) != len(scores):
+        raise ValueError("yes/no AUC: one score triple per reference is needed")
+    yes, no = LABELS.index("yes"), LABELS.index("no")
+    margins = np.asarray([s[yes] - s[no] for s in scores], dtype=np.float64)
+    truth = np.asarray(references)
+    positive, negative = margins[truth == "yes"], margins[truth == "no"]
+    if not len(positive) or not len(negative):
+        return None
+    greater = (positive[:, None] > negative[None, :]).mean()
+    ties = (positive[:, None] == negative[None, :]).mean()
+    return float(greater + ties / 2)
+
+
 class PubMedQAScores(evaluate.Metric):
     """PubMedQA yes/no/maybe scores: accuracy and macro-F1 (as the official ``evaluation.py``), a bootstrap
     confidence interval for accuracy, the confusion matrix, the predicted-label distribution and the majority

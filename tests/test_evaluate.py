@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -19,7 +20,7 @@ from medsft.errors import MedsftError
 from medsft.evaluate import main as evaluate_main
 from medsft.evaluation.perplexity import evaluate_perplexity, prepare
 from medsft.evaluation.pubmedqa import build_requests, parse_answer, predict, score_choices
-from medsft.metrics import LABELS
+from medsft.metrics import LABELS, yes_no_auc
 from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +118,26 @@ def test_loglikelihood_agrees_with_lm_evaluation_harness(tiny_gpt2, test_rows):
     assert predicted == [LABELS[max(range(3), key=s.__getitem__)] for s in theirs]
     accuracy = sum(p == r["final_decision"] for p, r in zip(predicted, rows)) / len(rows)
     assert accuracy == pytest.approx(their_accuracy)
+
+
+def test_calibration_ceiling_finds_the_offsets_a_shifted_prior_needs():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pubmedqa_ceiling import ceiling
+
+    rng = np.random.default_rng(0)
+    truth = ["yes"] * 30 + ["no"] * 20 + ["maybe"] * 10
+    # perfectly ranked but with a prior pushing everything to "yes": argmax says yes everywhere (accuracy 0.5)
+    margin = {"yes": 3.0, "no": 1.0, "maybe": 2.0}
+    scores = np.array([[0.0, -margin[t] + rng.uniform(-0.4, 0.4), -9.0 + (t == "maybe") * 5.0] for t in truth])
+    assert [LABELS[i] for i in scores.argmax(axis=1)] == ["yes"] * 60
+    best = ceiling(truth, scores)
+    assert best["best_accuracy"]["accuracy"] == 1.0 and best["best_macro_f1"]["macro_f1"] == 1.0
+    # "no" must gain more than the "no" questions' margins (about 1) and less than the "yes" ones' (about 3)
+    assert 0.6 < best["best_accuracy"]["offset_no"] < 3.4
+    # scores that rank nothing (yes/no margins independent of the truth): no offset gets far beyond the majority
+    noise = rng.normal(size=(600, 3))
+    random_truth = list(rng.choice(["yes", "no"], size=600, p=[0.55, 0.45]))
+    assert ceiling(random_truth, noise)["best_accuracy"]["accuracy"] < 0.62
 
 
 @pytest.mark.parametrize("mode", ["loglikelihood", "chat"])
@@ -219,6 +240,12 @@ def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, test_rows):
         saved["results"]["pubmedqa_lora"]["pubmedqa"]["accuracy"] * 12
     )
     assert "vs_base" not in saved["results"]["base"]["pubmedqa"] and "fixed/broken vs base" in out.getvalue()
+    # the ranking AUC is computed from the saved choice scores of the questions answered yes or no
+    truth = [r["final_decision"] for r in test_rows[:12]]
+    for name in ("base", "pubmedqa_lora"):
+        scores = [saved["pubmedqa_outputs"][name][r["pmid"]] for r in test_rows[:12]]
+        assert saved["results"][name]["pubmedqa"]["yes_no_auc"] == pytest.approx(yes_no_auc(truth, scores))
+    assert "yes-vs-no ranking AUC" in out.getvalue()
     assert "base vs adapters" in out.getvalue() and "pubmedqa_lora" in out.getvalue()
     # never overwritten: the default directory gets a sibling, an explicit one is refused
     again = _quiet(_eval_args(tiny_gpt2, "--adapters", str(adapter_run), "--tasks", "pubmedqa"))
@@ -236,6 +263,7 @@ def test_generate_mode_counts_unparsable_answers(tiny_gpt2, tmp_path):
     scores = report["results"]["base"]["pubmedqa"]
     distribution = scores["prediction_distribution"]
     assert sum(distribution.values()) == 12 and scores["unparsable"] == distribution.get("unparsable", 0)
+    assert "yes_no_auc" not in scores  # generated text has no choice scores to rank
     generated = report["pubmedqa_outputs"]["base"]
     assert all(isinstance(text, str) for text in generated.values())
 

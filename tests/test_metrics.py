@@ -18,6 +18,7 @@ from medsft.metrics import (
     bootstrap_accuracy_ci,
     macro_f1,
     paired_accuracy_difference,
+    yes_no_auc,
 )
 
 
@@ -95,6 +96,29 @@ def test_paired_difference_counts_fixed_and_broken_answers():
     assert paired_accuracy_difference(["maybe"], ["yes"], ["no"], samples=10)["changed_answers"] == 1
     with pytest.raises(ValueError, match="same, non-empty"):
         paired_accuracy_difference(truth, base, other[:-1])
+
+
+def test_yes_no_auc_ranks_margins_and_ignores_the_prior():
+    truth = ["yes", "yes", "no", "no", "maybe"]
+    # margins yes-no: 2, 0, -1, 0 (maybe rows are left out); pairs (yes, no): 2>-1, 2>0, 0>-1, 0=0 -> 3.5 / 4
+    scores = [[0.0, -2.0, -9.0], [-1.0, -1.0, -9.0], [-3.0, -2.0, -9.0], [-5.0, -5.0, -1.0], [9.0, 0.0, 0.0]]
+    assert yes_no_auc(truth, scores) == pytest.approx(3.5 / 4)
+    # a constant added to every "yes" score (a different answer prior) changes accuracy, not the ranking
+    shifted = [[s[0] + 4.0, s[1], s[2]] for s in scores]
+    assert yes_no_auc(truth, shifted) == yes_no_auc(truth, scores)
+    # reversed ranking -> 1 - AUC; one class missing -> None
+    flipped = [[s[1], s[0], s[2]] for s in scores]
+    assert yes_no_auc(truth, flipped) == pytest.approx(1 - 3.5 / 4)
+    assert yes_no_auc(["yes", "maybe"], scores[:2]) is None
+    with pytest.raises(ValueError, match="one score triple"):
+        yes_no_auc(truth, scores[:-1])
+    sklearn = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    truth = list(rng.choice(["yes", "no", "maybe"], size=200))
+    scores = np.round(rng.normal(size=(200, 3)), 1).tolist()  # rounded: ties occur
+    keep = [i for i, t in enumerate(truth) if t != "maybe"]
+    expected = sklearn.roc_auc_score([truth[i] == "yes" for i in keep], [scores[i][0] - scores[i][1] for i in keep])
+    assert yes_no_auc(truth, scores) == pytest.approx(expected)
 
 
 def test_official_scorer_and_its_errors(tmp_path):

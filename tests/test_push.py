@@ -91,6 +91,10 @@ def test_dry_run_folder_and_card(evaluated_run, tmp_path, token, capsys):
     assert f"{ours['pubmedqa']['accuracy']:.3f}" in card.text  # the evaluation table, base vs this model
     assert f"{report['results']['base']['pubmedqa']['accuracy']:.3f}" in card.text
     assert f"{ours['pubmedqa']['vs_base']['fixed']} answers fixed" in card.text  # the paired comparison
+    assert (
+        f"| yes-vs-no ranking AUC (0.5 = chance) | {report['results']['base']['pubmedqa']['yes_no_auc']:.3f} |"
+        in card.text
+    )
     # no secret, no local absolute path, no user name in any file or in the output
     forbidden = [FAKE_TOKEN, str(tmp_path), str(evaluated_run.parent), str(Path.home()), str(ROOT)]
     for file in folder.rglob("*"):

@@ -89,6 +89,7 @@ def comparison_table(results: dict[str, dict]) -> Table:
             ("  vs base, paired 95% CI", vs_base),
             ("  fixed/broken vs base", fixed_broken),
             ("PubMedQA macro-F1", lambda p: _fmt(p.get("pubmedqa", {}).get("macro_f1"))),
+            ("  yes-vs-no ranking AUC", lambda p: _fmt(p.get("pubmedqa", {}).get("yes_no_auc"))),
             (
                 "  predicted yes/no/maybe",
                 lambda p: (
