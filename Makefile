@@ -100,9 +100,19 @@ memory:
 eval-speed:
 	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 40 --texts 20
 
-# Ranking (yes-vs-no AUC) vs answer prior in the PubMedQA evaluations above, and the ceiling of any calibration
+# Ranking (yes-vs-no AUC) vs answer prior in the PubMedQA evaluations above: offsets tuned on the 50 validation
+# questions (the same models scored there first, 5 min), and the ceiling of any calibration
+VALIDATION = $(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_split validation
 pubmedqa-ceiling:
-	python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) $$(ls runs/pubmedqa_lora_smollm2*/eval/report.json)
+	[ -f runs/pubmedqa_validation_loglikelihood/report.json ] || $(VALIDATION) --pubmedqa_mode loglikelihood \
+		--adapters runs/pubmedqa_lora_smollm2_instruction runs/pubmedqa_lora_smollm2_rationale \
+		--output_dir runs/pubmedqa_validation_loglikelihood
+	[ -f runs/pubmedqa_validation_chat/report.json ] || $(VALIDATION) --pubmedqa_mode chat \
+		--adapters runs/pubmedqa_lora_smollm2 --output_dir runs/pubmedqa_validation_chat
+	python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) runs/eval_smollm2_loglikelihood/report.json \
+		runs/pubmedqa_lora_smollm2/eval/report.json runs/pubmedqa_lora_smollm2_instruction/eval/report.json \
+		runs/pubmedqa_lora_smollm2_rationale/eval/report.json --validation_reports \
+		runs/pubmedqa_validation_loglikelihood/report.json runs/pubmedqa_validation_chat/report.json
 
 # Loss curves of the runs above (the confusion matrices are written by each evaluation, beside its report).
 plots:

@@ -11,12 +11,16 @@ each model in ``medsft.evaluate`` reports, this prints:
   ceiling is an upper bound for any calibration (contextual calibration, a threshold tuned on validation) of these
   scores, never a score to report as the model's.
 
+- with ``--validation_reports`` (the same models evaluated with ``--pubmedqa_split validation``): the honest version
+  of a calibration — the offsets with the best accuracy on the 50 validation questions, applied to the test.
+
 It reads the per-question choice log-likelihoods that every ``loglikelihood``/``chat`` report keeps
 (``pubmedqa_outputs``); nothing is recomputed, so it takes seconds.
 
 ```bash
 python bench/pubmedqa_ceiling.py --pubmedqa ../shared/data/pubmedqa \\
-    runs/pubmedqa_lora_smollm2/eval/report.json runs/pubmedqa_lora_smollm2_instruction/eval/report.json
+    runs/pubmedqa_lora_smollm2/eval/report.json runs/pubmedqa_lora_smollm2_instruction/eval/report.json \\
+    --validation_reports runs/pubmedqa_validation_chat/report.json
 ```
 Prints a table and writes ``bench/results/pubmedqa_ceiling.json``.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +82,7 @@ def ceiling(truth: list[str], scores: np.ndarray) -> dict:
             "accuracy": float(acc[i]),
             "macro_f1": float(f1[i]),
             "offset_no": round(float(offsets[i, 1]), 3),
-            "offset_maybe": round(float(offsets[i, 2]), 3),
+            "offset_maybe": round(float(offsets[i, 2]), 3) if np.isfinite(offsets[i, 2]) else None,  # None: never
         }
     return out
 
@@ -85,54 +90,72 @@ def ceiling(truth: list[str], scores: np.ndarray) -> dict:
 def _run_name(report: str) -> str:
     """runs/<run>/eval/report.json -> <run>; any other layout -> the report's directory."""
     folder = Path(report).parent
-    return folder.parent.name if folder.name.startswith("eval") else folder.name
+    return folder.parent.name if re.fullmatch(r"eval(-\d+)?", folder.name) else folder.name
+
+
+def _choice_scores(path: str, truth_by_pmid: dict[str, str], source: str):
+    """(mode, model, truth, scores) for each model in a report."""
+    report = json.loads(Path(path).read_text())
+    settings = report["settings"].get("pubmedqa") or {}
+    if settings.get("mode") not in ("loglikelihood", "chat"):
+        raise SystemExit(f"{path}: no PubMedQA choice scores (mode {settings.get('mode')}); nothing to analyse")
+    for model, outputs in report["pubmedqa_outputs"].items():
+        missing = [pmid for pmid in outputs if pmid not in truth_by_pmid]
+        if missing:
+            raise SystemExit(f"{path}: {len(missing)} PMIDs (e.g. {missing[0]}) are not in {source}")
+        truth = [truth_by_pmid[pmid] for pmid in outputs]
+        yield settings["mode"], model, truth, np.asarray(list(outputs.values()), dtype=np.float64)
+
+
+def _scored(truth: list[str], scores: np.ndarray, offsets: np.ndarray | None = None) -> dict:
+    preds = [LABELS[i] for i in (scores if offsets is None else scores + offsets).argmax(axis=1)]
+    return {"accuracy": accuracy(truth, preds), "macro_f1": macro_f1(truth, preds)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", help="medsft.evaluate report.json files (loglikelihood or chat mode)")
     parser.add_argument("--pubmedqa", default="qiaojin/PubMedQA", help="the PubMedQA release the reports scored")
+    parser.add_argument(
+        "--validation_reports",
+        nargs="*",
+        default=[],
+        help="the same models on the validation split: offsets tuned there",
+    )
     parser.add_argument("--out", default="bench/results/pubmedqa_ceiling.json")
     args = parser.parse_args()
 
     splits, _ = load_pubmedqa(args.pubmedqa)
     truth_by_pmid = {str(r["pmid"]): r["final_decision"] for split in splits.values() for r in split}
+    tuned = {}  # (mode, model) -> offsets with the best validation accuracy
+    for path in args.validation_reports:
+        for mode, model, truth, scores in _choice_scores(path, truth_by_pmid, args.pubmedqa):
+            best = ceiling(truth, scores)["best_accuracy"]
+            tuned[mode, model] = {**best, "questions": len(truth), "report": path}
     rows, bases = [], {}
     for path in args.reports:
-        report = json.loads(Path(path).read_text())
-        settings = report["settings"].get("pubmedqa") or {}
-        if settings.get("mode") not in ("loglikelihood", "chat"):
-            raise SystemExit(f"{path}: no PubMedQA choice scores (mode {settings.get('mode')}); nothing to analyse")
-        for model, outputs in report["pubmedqa_outputs"].items():
-            missing = [pmid for pmid in outputs if pmid not in truth_by_pmid]
-            if missing:
-                raise SystemExit(f"{path}: {len(missing)} PMIDs (e.g. {missing[0]}) are not in {args.pubmedqa}")
-            truth = [truth_by_pmid[pmid] for pmid in outputs]
-            scores = np.asarray(list(outputs.values()), dtype=np.float64)
-            if model == "base" and any(np.array_equal(scores, seen) for seen in bases.get(settings["mode"], [])):
+        for mode, model, truth, scores in _choice_scores(path, truth_by_pmid, args.pubmedqa):
+            if model == "base" and any(np.array_equal(scores, seen) for seen in bases.get(mode, [])):
                 continue  # the same base scores in another report: listed once
             if model == "base":
-                bases.setdefault(settings["mode"], []).append(scores)
-            preds = [LABELS[i] for i in scores.argmax(axis=1)]
-            rows.append(
-                {
-                    "report": path,
-                    "mode": settings["mode"],
-                    "model": model,
-                    "questions": len(truth),
-                    "accuracy": accuracy(truth, preds),
-                    "macro_f1": macro_f1(truth, preds),
-                    "yes_no_auc": yes_no_auc(truth, scores.tolist()),
-                    **ceiling(truth, scores),
-                }
-            )
+                bases.setdefault(mode, []).append(scores)
+            row = {"report": path, "mode": mode, "model": model, "questions": len(truth), **_scored(truth, scores)}
+            row["yes_no_auc"] = yes_no_auc(truth, scores.tolist())
+            row.update(ceiling(truth, scores))
+            if (mode, model) in tuned:
+                on_validation = tuned[mode, model]
+                maybe = on_validation["offset_maybe"]
+                offsets = np.array([0.0, on_validation["offset_no"], -np.inf if maybe is None else maybe])
+                row["validation_tuned"] = {"on_validation": on_validation, "test": _scored(truth, scores, offsets)}
+            rows.append(row)
 
-    table = Table(title="PubMedQA: as evaluated vs the ceiling of any answer-prior correction (offsets tuned on test)")
-    for column in ("report", "model", "mode", "accuracy", "macro-F1", "yes/no AUC", "ceiling acc (F1)",
-                   "ceiling F1 (acc)"):  # fmt: skip
+    table = Table(title="PubMedQA: as evaluated, calibrated on validation, and the ceiling of any calibration")
+    for column in ("report", "model", "mode", "accuracy", "macro-F1", "yes/no AUC", "validation-tuned acc (F1)",
+                   "ceiling acc (F1)", "ceiling F1 (acc)"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("report", "model", "mode") else "right")
     for r in rows:
         best_acc, best_f1 = r["best_accuracy"], r["best_macro_f1"]
+        calibrated = r.get("validation_tuned", {}).get("test")
         table.add_row(
             _run_name(r["report"]),
             r["model"],
@@ -140,10 +163,11 @@ def main() -> None:
             f"{r['accuracy']:.3f}",
             f"{r['macro_f1']:.3f}",
             f"{r['yes_no_auc']:.3f}",
+            f"{calibrated['accuracy']:.3f} ({calibrated['macro_f1']:.3f})" if calibrated else "—",
             f"{best_acc['accuracy']:.3f} ({best_acc['macro_f1']:.3f})",
             f"{best_f1['macro_f1']:.3f} ({best_f1['accuracy']:.3f})",
         )
-    Console(width=160).print(table)
+    Console(width=180).print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command_settings": vars(args), "results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
