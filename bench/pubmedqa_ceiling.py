@@ -9,8 +9,7 @@ each model in ``medsft.evaluate`` reports, this prints:
 - the *ceiling*: the best accuracy (and, separately, macro-F1) that any per-label offsets added to the choice
   log-likelihoods reach on the same questions. The offsets are tuned on the test questions themselves, so the
   ceiling is an upper bound for any calibration (contextual calibration, a threshold tuned on validation) of these
-  scores, never a score to report as the model's.
-
+  scores, never a score to report as the model's;
 - with ``--validation_reports`` (the same models evaluated with ``--pubmedqa_split validation``): the honest version
   of a calibration — the offsets with the best accuracy on the 50 validation questions, applied to the test.
 
@@ -95,6 +94,8 @@ def _run_name(report: str) -> str:
 
 def _choice_scores(path: str, truth_by_pmid: dict[str, str], source: str):
     """(mode, model, truth, scores) for each model in a report."""
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such report; run medsft.evaluate (or the Makefile target) that writes it first")
     report = json.loads(Path(path).read_text())
     settings = report["settings"].get("pubmedqa") or {}
     if settings.get("mode") not in ("loglikelihood", "chat"):
