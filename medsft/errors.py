@@ -27,9 +27,27 @@ def hub_errors(what: str, name: str) -> Iterator[None]:
 
 
 def run_cli(main: Callable[[], object], prog: str) -> None:
-    """Run an entry point: a ``MedsftError`` becomes one line on stderr and exit status 2, not a traceback."""
+    """Run an entry point: a ``MedsftError`` becomes one line on stderr and exit status 2, not a traceback.
+
+    A distributed run's process group is destroyed before the interpreter exits, whichever way ``main`` ended.
+    """
     try:
         main()
     except MedsftError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        destroy_process_group()
+
+
+def destroy_process_group() -> None:
+    """Destroy torch.distributed's default process group, if one is up.
+
+    Neither accelerate nor the Trainer does this at the end of a run. Left to interpreter shutdown, gloo's worker
+    threads can still hold work objects and abort the process ("terminate called without an active exception",
+    SIGABRT; pytorch/pytorch#179291) after everything was saved, which fails the whole launch.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -63,3 +63,29 @@ def test_two_process_evaluation_equals_one_process(tiny_gpt2, tmp_path):
         assert (tmp_path / name / "pubmedqa_predictions_base.json").read_text() == (
             tmp_path / "one" / "pubmedqa_predictions_base.json"
         ).read_text()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_cli_destroys_the_process_group_however_main_ends(tmp_path, fails):
+    """Left to interpreter exit, gloo can abort a finished rank (SIGABRT); the CLI wrapper tears the group down."""
+    import torch.distributed as dist
+
+    from medsft.errors import MedsftError, run_cli
+
+    def main() -> None:
+        assert dist.is_initialized()
+        if fails:
+            raise MedsftError("bad recipe")
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        if fails:
+            with pytest.raises(SystemExit) as exit_info:
+                run_cli(main, "medsft.train")
+            assert exit_info.value.code == 2
+        else:
+            run_cli(main, "medsft.train")
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -11,6 +11,7 @@ from pathlib import Path
 from accelerate import PartialState
 from trl import SFTTrainer
 
+from medsft.errors import destroy_process_group
 from medsft.train import main
 
 record_dir = Path(sys.argv[1])
@@ -38,3 +39,4 @@ record_dir.mkdir(parents=True, exist_ok=True)
 (record_dir / f"rank{state.process_index}.json").write_text(
     json.dumps({"world_size": state.num_processes, "examples": seen, "steps": trainer.state.global_step})
 )
+destroy_process_group()  # as medsft.train's CLI does: without it gloo can abort at interpreter exit
