@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medsft.data.pubmedqa import load_pubmedqa
-from medsft.metrics import LABELS, accuracy, macro_f1, yes_no_auc
+from medsft.metrics import LABELS, accuracy, bootstrap_accuracy_ci, macro_f1, paired_accuracy_difference, yes_no_auc
 
 # grid sizes for the offsets added to the "no" and "maybe" log-likelihoods ("yes" stays at 0: only differences
 # matter); each grid spans the whole range of the margins it moves across, so no better point lies beyond its ends
@@ -108,8 +108,11 @@ def _choice_scores(path: str, truth_by_pmid: dict[str, str], source: str):
         yield settings["mode"], model, truth, np.asarray(list(outputs.values()), dtype=np.float64)
 
 
-def _scored(truth: list[str], scores: np.ndarray, offsets: np.ndarray | None = None) -> dict:
-    preds = [LABELS[i] for i in (scores if offsets is None else scores + offsets).argmax(axis=1)]
+def _predict(scores: np.ndarray, offsets: np.ndarray | None = None) -> list[str]:
+    return [LABELS[i] for i in (scores if offsets is None else scores + offsets).argmax(axis=1)]
+
+
+def _scored(truth: list[str], preds: list[str]) -> dict:
     return {"accuracy": accuracy(truth, preds), "macro_f1": macro_f1(truth, preds)}
 
 
@@ -140,20 +143,32 @@ def main() -> None:
                 continue  # the same base scores in another report: listed once
             if model == "base":
                 bases.setdefault(mode, []).append(scores)
-            row = {"report": path, "mode": mode, "model": model, "questions": len(truth), **_scored(truth, scores)}
+            row = {
+                "report": path,
+                "mode": mode,
+                "model": model,
+                "questions": len(truth),
+                **_scored(truth, _predict(scores)),
+            }
             row["yes_no_auc"] = yes_no_auc(truth, scores.tolist())
             row.update(ceiling(truth, scores))
             if (mode, model) in tuned:
                 on_validation = tuned[mode, model]
                 maybe = on_validation["offset_maybe"]
                 offsets = np.array([0.0, on_validation["offset_no"], -np.inf if maybe is None else maybe])
-                row["validation_tuned"] = {"on_validation": on_validation, "test": _scored(truth, scores, offsets)}
+                preds = _predict(scores, offsets)
+                hits = [t == p for t, p in zip(truth, preds)]
+                test = {**_scored(truth, preds), "accuracy_ci95": list(bootstrap_accuracy_ci(hits))}
+                # is the calibrated model clearly above always answering "yes" (the majority baseline)? paired
+                test["vs_always_yes"] = paired_accuracy_difference(truth, ["yes"] * len(truth), preds)
+                row["validation_tuned"] = {"on_validation": on_validation, "test": test}
             rows.append(row)
 
     table = Table(title="PubMedQA: as evaluated, calibrated on validation, and the ceiling of any calibration")
     for column in ("report", "model", "mode", "accuracy", "macro-F1", "yes/no AUC", "validation-tuned acc (F1)",
-                   "ceiling acc (F1)", "ceiling F1 (acc)"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("report", "model", "mode") else "right")
+                   "… − always-yes (paired 95% CI)", "ceiling acc (F1)", "ceiling F1 (acc)"):  # fmt: skip
+        left = column in ("report", "model", "mode")
+        table.add_column(column, justify="left" if left else "right", overflow="fold" if left else "ellipsis")
     for r in rows:
         best_acc, best_f1 = r["best_accuracy"], r["best_macro_f1"]
         calibrated = r.get("validation_tuned", {}).get("test")
@@ -165,10 +180,15 @@ def main() -> None:
             f"{r['macro_f1']:.3f}",
             f"{r['yes_no_auc']:.3f}",
             f"{calibrated['accuracy']:.3f} ({calibrated['macro_f1']:.3f})" if calibrated else "—",
+            "{:+.3f} ({:+.3f}…{:+.3f})".format(
+                calibrated["vs_always_yes"]["accuracy_difference"], *calibrated["vs_always_yes"]["difference_ci95"]
+            )
+            if calibrated
+            else "—",
             f"{best_acc['accuracy']:.3f} ({best_acc['macro_f1']:.3f})",
             f"{best_f1['macro_f1']:.3f} ({best_f1['accuracy']:.3f})",
         )
-    Console(width=180).print(table)
+    Console(width=210).print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command_settings": vars(args), "results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")

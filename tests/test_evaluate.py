@@ -140,6 +140,39 @@ def test_calibration_ceiling_finds_the_offsets_a_shifted_prior_needs():
     assert ceiling(random_truth, noise)["best_accuracy"]["accuracy"] < 0.62
 
 
+def test_ceiling_script_applies_validation_offsets_to_the_test_reports(tiny_gpt2, tmp_path):
+    """bench/pubmedqa_ceiling.py end to end, on real reports: offsets tuned on validation, scored on test."""
+    import subprocess
+
+    reports = {}
+    for split in ("validation", "test"):
+        args = _eval_args(tiny_gpt2, "--tasks", "pubmedqa", "--pubmedqa_split", split, "--limit", "20")
+        reports[split] = _quiet([*args, "--output_dir", str(tmp_path / split)])
+    out = tmp_path / "ceiling.json"
+    cmd = [sys.executable, str(ROOT / "bench/pubmedqa_ceiling.py"), "--pubmedqa", str(PUBMEDQA_DIR),
+           str(tmp_path / "test/report.json"), "--validation_reports", str(tmp_path / "validation/report.json"),
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [row] = json.loads(out.read_text())["results"]
+    assert row["model"] == "base" and row["questions"] == 20
+    assert row["accuracy"] == reports["test"]["results"]["base"]["pubmedqa"]["accuracy"]
+    tuned = row["validation_tuned"]
+    assert tuned["on_validation"]["questions"] == 20
+    # the validation offsets, applied by hand to the test report's choice scores, give the reported test numbers
+    outputs = reports["test"]["pubmedqa_outputs"]["base"]
+    truth_by_pmid = {str(r["pmid"]): r["final_decision"] for r in load_pubmedqa(str(PUBMEDQA_DIR))[0]["test"]}
+    maybe = tuned["on_validation"]["offset_maybe"]
+    offsets = np.array([0.0, tuned["on_validation"]["offset_no"], -np.inf if maybe is None else maybe])
+    truth = [truth_by_pmid[pmid] for pmid in outputs]
+    preds = [LABELS[int(np.argmax(np.array(s) + offsets))] for s in outputs.values()]
+    hits = [t == p for t, p in zip(truth, preds)]
+    assert tuned["test"]["accuracy"] == pytest.approx(sum(hits) / 20)
+    always_yes = sum(t == "yes" for t in truth) / 20
+    assert tuned["test"]["vs_always_yes"]["accuracy_difference"] == pytest.approx(sum(hits) / 20 - always_yes)
+    assert row["best_accuracy"]["accuracy"] >= max(row["accuracy"], tuned["test"]["accuracy"])
+
+
 @pytest.mark.parametrize("mode", ["loglikelihood", "chat"])
 def test_one_forward_per_question_equals_one_per_choice(tiny_llama, test_rows, mode):
     model, tokenizer = _load(tiny_llama)
