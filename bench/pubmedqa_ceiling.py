@@ -131,9 +131,14 @@ def main() -> None:
 
     splits, _ = load_pubmedqa(args.pubmedqa)
     truth_by_pmid = {str(r["pmid"]): r["final_decision"] for split in splits.values() for r in split}
-    tuned = {}  # (mode, model) -> offsets with the best validation accuracy
+    tuned, tuned_on = {}, {}  # (mode, model) -> offsets with the best validation accuracy, and the scores behind
     for path in args.validation_reports:
         for mode, model, truth, scores in _choice_scores(path, truth_by_pmid, args.pubmedqa):
+            if (mode, model) in tuned_on:
+                if np.array_equal(scores, tuned_on[mode, model]):
+                    continue  # the same model in two validation reports (the base, in each): the first one counts
+                raise SystemExit(f"{path}: '{model}' ({mode}) scores differently in {tuned[mode, model]['report']}")
+            tuned_on[mode, model] = scores
             best = ceiling(truth, scores)["best_accuracy"]
             tuned[mode, model] = {**best, "questions": len(truth), "report": path}
     rows, bases = [], {}

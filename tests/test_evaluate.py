@@ -150,8 +150,8 @@ def test_ceiling_script_applies_validation_offsets_to_the_test_reports(tiny_gpt2
         reports[split] = _quiet([*args, "--output_dir", str(tmp_path / split)])
     out = tmp_path / "ceiling.json"
     cmd = [sys.executable, str(ROOT / "bench/pubmedqa_ceiling.py"), "--pubmedqa", str(PUBMEDQA_DIR),
-           str(tmp_path / "test/report.json"), "--validation_reports", str(tmp_path / "validation/report.json"),
-           "--out", str(out)]  # fmt: skip
+           "--out", str(out), str(tmp_path / "test/report.json"),
+           "--validation_reports", str(tmp_path / "validation/report.json")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     [row] = json.loads(out.read_text())["results"]
@@ -171,6 +171,15 @@ def test_ceiling_script_applies_validation_offsets_to_the_test_reports(tiny_gpt2
     always_yes = sum(t == "yes" for t in truth) / 20
     assert tuned["test"]["vs_always_yes"]["accuracy_difference"] == pytest.approx(sum(hits) / 20 - always_yes)
     assert row["best_accuracy"]["accuracy"] >= max(row["accuracy"], tuned["test"]["accuracy"])
+    # the same base in two validation reports is tuned once; a base that scores differently is an error, not a pick
+    other = json.loads((tmp_path / "validation/report.json").read_text())
+    first = next(iter(other["pubmedqa_outputs"]["base"]))
+    other["pubmedqa_outputs"]["base"][first] = [0.0, -50.0, -50.0]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    same = subprocess.run([*cmd, str(tmp_path / "validation/report.json")], capture_output=True, text=True, cwd=ROOT)
+    assert same.returncode == 0 and json.loads(out.read_text())["results"] == [row]
+    clash = subprocess.run([*cmd, str(tmp_path / "other.json")], capture_output=True, text=True, cwd=ROOT)
+    assert clash.returncode != 0 and "scores differently" in clash.stderr and "Traceback" not in clash.stderr
 
 
 @pytest.mark.parametrize("mode", ["loglikelihood", "chat"])
