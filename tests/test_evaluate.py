@@ -317,6 +317,37 @@ def test_eval_recipe_parses_and_runs(tiny_gpt2, tmp_path):
     assert set(report["results"]["base"]) == {"perplexity", "pubmedqa"}
 
 
+def test_checkpoint_of_a_gguf_run_is_matched_to_its_base(tmp_path):
+    """A checkpoint has no run manifest of its own (and an unfinished run none at all): its adapter_config names
+    the dequantized GGUF cache directory, whose name carries the file's hash."""
+    from medsft.model import ModelSource, check_adapter_base, read_adapter
+
+    sha = "b179c9523d0e6a0f" + "0" * 48
+    checkpoint = tmp_path / "run" / "checkpoint-10"
+    checkpoint.mkdir(parents=True)
+    cached = f"/root/.cache/medsft/gguf/SmolLM2-135M-Instruct.Q4_1-{sha[:16]}"
+    (checkpoint / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": cached}))
+    gguf = ModelSource(
+        f"/elsewhere/gguf/SmolLM2-135M-Instruct.Q4_1-{sha[:16]}", "SmolLM2-135M-Instruct.Q4_1.gguf", sha
+    )
+    adapter = read_adapter(str(checkpoint))
+    assert adapter.name == "run-checkpoint-10" and adapter.base_gguf_sha256 is None
+    check_adapter_base(adapter, gguf)  # same file hash, another cache location: accepted
+    other = ModelSource(
+        "/c/gguf/SmolLM2-135M-Instruct.Q8_0-0123456789abcdef", "SmolLM2-135M-Instruct.Q8_0.gguf", "01" * 32
+    )
+    with pytest.raises(MedsftError, match="trained on base model"):
+        check_adapter_base(adapter, other)
+    # once the run has finished, its manifest (one level up) is what counts
+    manifest = {"model": {"name": gguf.name, "gguf_sha256": sha, "load_in_4bit": True}}
+    (tmp_path / "run" / "run_manifest.json").write_text(json.dumps(manifest))
+    adapter = read_adapter(str(checkpoint))
+    assert (adapter.base_gguf_sha256, adapter.load_in_4bit) == (sha, True)
+    check_adapter_base(adapter, gguf)
+    with pytest.raises(MedsftError, match="trained on base model"):
+        check_adapter_base(adapter, other)
+
+
 def test_bad_input_is_a_one_line_error(tiny_gpt2, tiny_llama, adapter_run, tmp_path):
     with pytest.raises(MedsftError, match="unknown task.*bleu.*choose from perplexity, pubmedqa"):
         _quiet(_eval_args(tiny_gpt2, "--tasks", "pubmedqa,bleu"))
