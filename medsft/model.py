@@ -259,7 +259,10 @@ def read_adapter(adapter: str) -> AdapterInfo:
         return AdapterInfo(
             adapter, name, trained_on["name"], trained_on.get("gguf_sha256"), trained_on.get("load_in_4bit")
         )
-    return AdapterInfo(adapter, name, config.get("base_model_name_or_path"))
+    base = config.get("base_model_name_or_path")
+    if base and Path(base).is_absolute():
+        base = Path(base).name  # the base is compared by its last component anyway; reports hold no local paths
+    return AdapterInfo(adapter, name, base)
 
 
 def check_adapter_base(adapter: AdapterInfo, source: ModelSource) -> None:

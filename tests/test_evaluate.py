@@ -332,6 +332,7 @@ def test_checkpoint_of_a_gguf_run_is_matched_to_its_base(tmp_path):
     )
     adapter = read_adapter(str(checkpoint))
     assert adapter.name == "run-checkpoint-10" and adapter.base_gguf_sha256 is None
+    assert adapter.base_name == Path(cached).name  # what goes into reports: no local absolute path
     check_adapter_base(adapter, gguf)  # same file hash, another cache location: accepted
     other = ModelSource(
         "/c/gguf/SmolLM2-135M-Instruct.Q8_0-0123456789abcdef", "SmolLM2-135M-Instruct.Q8_0.gguf", "01" * 32
