@@ -243,12 +243,12 @@ def read_adapter(adapter: str) -> AdapterInfo:
                 f"{adapter} holds a full model, not a LoRA adapter: evaluate it with --model_name_or_path {adapter}"
             )
         raise MedsftError(f"{adapter} has no adapter_config.json: is it a LoRA adapter directory from medsft.train?")
-    name = local.resolve().name
-    manifest_file = local / "run_manifest.json"
+    resolved = local.resolve()
+    name, manifest_file = resolved.name, local / "run_manifest.json"
     if re.fullmatch(r"checkpoint-\d+", name):
         # a Trainer checkpoint: the run's manifest (written when the run ends) sits one level up
-        manifest_file = local.resolve().parent / "run_manifest.json"
-        name = f"{local.resolve().parent.name}-{name}"
+        manifest_file = resolved.parent / "run_manifest.json"
+        name = f"{resolved.parent.name}-{name}"
     try:
         config = json.loads((local / "adapter_config.json").read_text())
         manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
@@ -271,14 +271,14 @@ def check_adapter_base(adapter: AdapterInfo, source: ModelSource) -> None:
     A GGUF base is compared by file hash; other bases by Hub id or directory name (the last path component of the
     recorded path, since the run may have moved).
     """
+    recorded = (adapter.base_name or "").rstrip("/")
     if adapter.base_gguf_sha256:
         same = adapter.base_gguf_sha256 == source.gguf_sha256
     elif source.gguf_sha256:
         # no manifest (a checkpoint of an unfinished run): the recorded base is the dequantized cache directory,
         # named <file stem>-<sha256 prefix> by resolve_model_source, so its name still identifies the GGUF file
-        same = Path((adapter.base_name or "").rstrip("/")).name == Path(source.path).name
+        same = Path(recorded).name == Path(source.path).name
     else:
-        recorded = (adapter.base_name or "").rstrip("/")
         same = recorded in (source.name, source.path) or Path(recorded).name == Path(source.name).name
     if not same:
         raise MedsftError(
