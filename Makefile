@@ -29,11 +29,11 @@ EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
 .PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale \
-	pubmedqa-rationale-3ep wikidoc medquad generated lm-eval throughput memory eval-speed pubmedqa-ceiling plots
+	pubmedqa-rationale-3ep wikidoc wikidoc-full medquad generated lm-eval throughput memory eval-speed pubmedqa-ceiling plots
 
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale pubmedqa-rationale-3ep wikidoc \
-	medquad generated
+	wikidoc-full medquad generated
 bench: lm-eval throughput memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
@@ -73,6 +73,15 @@ wikidoc:
 		--pubmedqa_reference $(PUBMEDQA) $(call steps,$(WIKIDOC_STEPS))
 	$(EVAL) --load_in_4bit true --use_bnb_nested_quant true --bnb_4bit_quant_type nf4 --tasks perplexity \
 		--perplexity_dataset $(WIKIDOC) --adapters runs/wikidoc_qlora_smollm2
+
+# The WikiDoc recipe's full epoch (44 steps, 3.6 h here), checkpoints every 10 steps; the final adapter and the last
+# two checkpoints (the recipe keeps two) against the NF4 base.
+WIKIDOC_FULL = runs/wikidoc_qlora_smollm2_full
+wikidoc-full:
+	$(TRAIN) recipes/wikidoc_qlora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(WIKIDOC) \
+		--pubmedqa_reference $(PUBMEDQA) --output_dir $(WIKIDOC_FULL) --save_steps 10 --logging_steps 1
+	$(EVAL) --load_in_4bit true --use_bnb_nested_quant true --bnb_4bit_quant_type nf4 --tasks perplexity \
+		--perplexity_dataset $(WIKIDOC) --adapters $(WIKIDOC_FULL) $(WIKIDOC_FULL)/checkpoint-*
 
 medquad:
 	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \

@@ -29,6 +29,11 @@ _SECRET_FIELDS = {"hub_token", "push_to_hub_token"}
 _LIBRARIES = ("medsft", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets")
 
 
+def checkpoint_step(checkpoint: str) -> int:
+    """The optimizer step a Trainer checkpoint was saved at."""
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"]
+
+
 def prepare_output_dir(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
     """Decide what to do with ``output_dir`` before anything heavy runs; return the checkpoint to resume from.
 
@@ -45,6 +50,11 @@ def prepare_output_dir(output_dir: str, resume_from_checkpoint: str | None, over
     if resume and resume is not True:
         if not Path(resume).is_dir():
             raise MedsftError(f"checkpoint to resume from not found: {resume}")
+        if not (Path(resume) / "trainer_state.json").is_file():
+            raise MedsftError(
+                f"{resume} is not a training checkpoint (no trainer_state.json); resume from a checkpoint-* directory "
+                "of a run, or pass an adapter to evaluate/generate instead"
+            )
         return str(resume)
     non_empty = out.is_dir() and any(out.iterdir())
     if resume is True:

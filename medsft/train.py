@@ -46,7 +46,15 @@ from medsft.model import (
     resolve_model_source,
 )
 from medsft.push import PushArguments, check_token, push
-from medsft.run_dir import git_commit, library_versions, now, prepare_output_dir, write_manifest, write_recipe
+from medsft.run_dir import (
+    checkpoint_step,
+    git_commit,
+    library_versions,
+    now,
+    prepare_output_dir,
+    write_manifest,
+    write_recipe,
+)
 from medsft.trainer import FullLogitsSFTTrainer
 
 logger = logging.getLogger("medsft.train")
@@ -150,6 +158,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     if trainer.is_world_process_zero():
         write_recipe(training_args.output_dir, explicit_keys, script_args, model_args, training_args, mixture)
         logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        # The Trainer averages the loss over this session's steps only: after a resume, the steps since the checkpoint
+        first_step = 1 + (checkpoint_step(resume_from) if resume_from else 0)
         write_manifest(
             training_args.output_dir,
             {
@@ -176,6 +186,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 "hardware": describe_device(),
                 "global_step": trainer.state.global_step,
                 "train_loss_mean": result.training_loss,
+                "train_loss_mean_steps": [first_step, trainer.state.global_step],
                 "final_train_loss": logged[-1] if logged else None,
             },
         )

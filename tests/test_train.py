@@ -98,6 +98,8 @@ def test_existing_output_dir_is_never_overwritten(tiny_gpt2, wikidoc_small, tmp_
     assert (out / "my_notes.txt").read_text() == "precious"
     with pytest.raises(MedsftError, match="holds no checkpoint"):
         main(recipe_args(tiny_gpt2, wikidoc_small, out, "--resume_from_checkpoint", "true"))
+    with pytest.raises(MedsftError, match="not a training checkpoint"):
+        main(recipe_args(tiny_gpt2, wikidoc_small, out, "--resume_from_checkpoint", str(out)))
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_gpt2, wikidoc_small, tmp_path):
@@ -115,7 +117,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_gpt2, wikidoc_
 
     trainer = main(recipe_args(tiny_gpt2, wikidoc_small, killed, "--resume_from_checkpoint", "true"))
     assert trainer.state.global_step == 6
-    assert json.loads((killed / "run_manifest.json").read_text())["resumed_from"] == "checkpoint-3"
+    manifest = json.loads((killed / "run_manifest.json").read_text())
+    assert manifest["resumed_from"] == "checkpoint-3"
+    # the Trainer's mean loss covers the resumed session only, and the manifest says which steps
+    assert manifest["train_loss_mean_steps"] == [4, 6]
+    assert json.loads((full / "run_manifest.json").read_text())["train_loss_mean_steps"] == [1, 6]
 
     a = load_file(full / "adapter_model.safetensors")
     b = load_file(killed / "adapter_model.safetensors")
