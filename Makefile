@@ -74,14 +74,16 @@ wikidoc:
 	$(EVAL) --load_in_4bit true --use_bnb_nested_quant true --bnb_4bit_quant_type nf4 --tasks perplexity \
 		--perplexity_dataset $(WIKIDOC) --adapters runs/wikidoc_qlora_smollm2
 
-# The WikiDoc recipe's full epoch (44 steps, 3.6 h here), checkpoints every 10 steps; the final adapter and the last
-# two checkpoints (the recipe keeps two) against the NF4 base.
+# The WikiDoc recipe's full epoch (44 steps, 3.4 h here), with a checkpoint every 10 steps kept (the recipe saves
+# every 100 and keeps 2), each checkpoint and the final adapter against the NF4 base (~25 min here).
 WIKIDOC_FULL = runs/wikidoc_qlora_smollm2_full
 wikidoc-full:
 	$(TRAIN) recipes/wikidoc_qlora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(WIKIDOC) \
-		--pubmedqa_reference $(PUBMEDQA) --output_dir $(WIKIDOC_FULL) --save_steps 10 --logging_steps 1
+		--pubmedqa_reference $(PUBMEDQA) --output_dir $(WIKIDOC_FULL) --save_steps 10 --save_total_limit 5 \
+		--logging_steps 1
 	$(EVAL) --load_in_4bit true --use_bnb_nested_quant true --bnb_4bit_quant_type nf4 --tasks perplexity \
-		--perplexity_dataset $(WIKIDOC) --adapters $(WIKIDOC_FULL) $(WIKIDOC_FULL)/checkpoint-*
+		--perplexity_dataset $(WIKIDOC) --adapters $(foreach n,10 20 30 40,$(WIKIDOC_FULL)/checkpoint-$(n)) \
+		$(WIKIDOC_FULL) --output_dir runs/wikidoc_full_eval
 
 medquad:
 	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
@@ -97,6 +99,9 @@ generated:
 		--prompt "$(METFORMIN)" "What are the symptoms of asthma?" \
 		"Is daily aspirin recommended for everyone over 50 to prevent heart disease?"
 	python -m medsft.generate runs/wikidoc_qlora_smollm2 --max_new_tokens 40 --model_name_or_path $(MODEL) \
+		--prompt "What are the symptoms of asthma?" "How is type 2 diabetes treated?" \
+		"What causes iron deficiency anemia?"
+	[ ! -d $(WIKIDOC_FULL) ] || python -m medsft.generate $(WIKIDOC_FULL) --max_new_tokens 40 --model_name_or_path $(MODEL) \
 		--prompt "What are the symptoms of asthma?" "How is type 2 diabetes treated?" \
 		"What causes iron deficiency anemia?"
 
@@ -138,6 +143,6 @@ pubmedqa-ceiling:
 plots:
 	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/pubmedqa_lora_smollm2_rationale \
 		runs/pubmedqa_lora_smollm2_rationale_3ep \
-		runs/wikidoc_qlora_smollm2 runs/medquad_smollm2; do \
+		runs/wikidoc_qlora_smollm2 runs/wikidoc_qlora_smollm2_full runs/medquad_smollm2; do \
 		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
 	done
