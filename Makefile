@@ -1,6 +1,6 @@
 # Reproduce docs/RESULTS.md.
 #
-#   make results                 # everything below, in order (about 8 h on 2 CPU cores; minutes on a GPU)
+#   make results                 # everything below, in order (about 12 h on 2 CPU cores; minutes on a GPU)
 #   make pubmedqa-instruction    # one measurement
 #   make results PUBMEDQA_EPOCHS= WIKIDOC_STEPS= MEDQUAD_STEPS=   # the recipes' full epochs (what a GPU should run)
 #
