@@ -29,7 +29,8 @@ EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
 .PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale \
-	pubmedqa-rationale-3ep wikidoc wikidoc-full medquad generated lm-eval throughput memory eval-speed pubmedqa-ceiling plots
+	pubmedqa-rationale-3ep wikidoc wikidoc-full medquad generated lm-eval throughput memory eval-speed pubmedqa-ceiling \
+	plots
 
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale pubmedqa-rationale-3ep wikidoc \
@@ -94,16 +95,16 @@ medquad:
 # Generated answers, base vs fine-tuned (greedy), for fixed prompts; each adapter on the base it was trained on.
 METFORMIN = $$(printf 'Abstract:\nPatients with type 2 diabetes were randomised to metformin or placebo; HbA1c fell by \
 1.1%% with metformin and 0.1%% with placebo.\n\nQuestion: Does metformin lower HbA1c in type 2 diabetes?')
+WIKIDOC_PROMPTS = "What are the symptoms of asthma?" "How is type 2 diabetes treated?" \
+	"What causes iron deficiency anemia?"
 generated:
 	python -m medsft.generate runs/pubmedqa_lora_smollm2 --max_new_tokens 40 --model_name_or_path $(MODEL) \
 		--prompt "$(METFORMIN)" "What are the symptoms of asthma?" \
 		"Is daily aspirin recommended for everyone over 50 to prevent heart disease?"
 	python -m medsft.generate runs/wikidoc_qlora_smollm2 --max_new_tokens 40 --model_name_or_path $(MODEL) \
-		--prompt "What are the symptoms of asthma?" "How is type 2 diabetes treated?" \
-		"What causes iron deficiency anemia?"
-	[ ! -d $(WIKIDOC_FULL) ] || python -m medsft.generate $(WIKIDOC_FULL) --max_new_tokens 40 --model_name_or_path $(MODEL) \
-		--prompt "What are the symptoms of asthma?" "How is type 2 diabetes treated?" \
-		"What causes iron deficiency anemia?"
+		--prompt $(WIKIDOC_PROMPTS)
+	[ ! -d $(WIKIDOC_FULL) ] || python -m medsft.generate $(WIKIDOC_FULL) --max_new_tokens 40 \
+		--model_name_or_path $(MODEL) --prompt $(WIKIDOC_PROMPTS)
 
 # Sections 3 and 4: agreement with lm-evaluation-harness, speed and memory (each prints a table and writes JSON).
 lm-eval:
