@@ -18,12 +18,14 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
 from medsft.errors import MedsftError
 
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "run_manifest.json"
+TRAINER_STATE_FILE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME (that module is slow to import)
 # Fields never written anywhere (secrets)
 _SECRET_FIELDS = {"hub_token", "push_to_hub_token"}
 _LIBRARIES = ("medsft", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets")
@@ -31,7 +33,7 @@ _LIBRARIES = ("medsft", "torch", "transformers", "trl", "peft", "bitsandbytes", 
 
 def checkpoint_step(checkpoint: str) -> int:
     """The optimizer step a Trainer checkpoint was saved at."""
-    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"]
+    return TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_FILE)).global_step
 
 
 def prepare_output_dir(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
@@ -50,7 +52,7 @@ def prepare_output_dir(output_dir: str, resume_from_checkpoint: str | None, over
     if resume and resume is not True:
         if not Path(resume).is_dir():
             raise MedsftError(f"checkpoint to resume from not found: {resume}")
-        if not (Path(resume) / "trainer_state.json").is_file():
+        if not (Path(resume) / TRAINER_STATE_FILE).is_file():
             raise MedsftError(
                 f"{resume} is not a training checkpoint (no trainer_state.json); resume from a checkpoint-* directory "
                 "of a run, or pass an adapter to evaluate/generate instead"
