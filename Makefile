@@ -1,6 +1,6 @@
 # Reproduce docs/RESULTS.md.
 #
-#   make results                 # everything below, in order (about 12 h on 2 CPU cores; minutes on a GPU)
+#   make results                 # everything below, in order (about 17 h on 2 CPU cores; under an hour on a GPU)
 #   make pubmedqa-instruction    # one measurement
 #   make results PUBMEDQA_EPOCHS= WIKIDOC_STEPS= MEDQUAD_STEPS=   # the recipes' full epochs (what a GPU should run)
 #
@@ -29,12 +29,12 @@ EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
 .PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale \
-	pubmedqa-rationale-3ep wikidoc wikidoc-full medquad generated lm-eval throughput memory eval-speed pubmedqa-ceiling \
-	plots
+	pubmedqa-rationale-3ep pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated lm-eval throughput memory \
+	eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 results: quality bench plots
-quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale pubmedqa-rationale-3ep wikidoc \
-	wikidoc-full medquad generated
+quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-rationale pubmedqa-rationale-3ep \
+	pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated
 bench: lm-eval throughput memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
@@ -67,6 +67,17 @@ pubmedqa-rationale-3ep:
 		--dataset_format instruction --pubmedqa_long_answer true --output_dir runs/pubmedqa_lora_smollm2_rationale_3ep
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_rationale_3ep
+
+# The rationale format for 5 epochs, validation after each (the best epoch kept), scored on the test set and on the
+# 50 validation questions (for pubmedqa-ceiling). Minutes on a GPU; about 5.3 h on 2 CPU cores.
+pubmedqa-rationale-5ep:
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		--dataset_format instruction --pubmedqa_long_answer true --num_train_epochs 5 \
+		--output_dir runs/pubmedqa_lora_smollm2_rationale_5ep
+	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--adapters runs/pubmedqa_lora_smollm2_rationale_5ep
+	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_rationale_5ep \
+		--output_dir runs/pubmedqa_validation_rationale_5ep
 
 # Section 2: perplexity of the WikiDoc QLoRA and MedQuAD LoRA adapters against the base.
 wikidoc:
@@ -123,6 +134,30 @@ memory:
 eval-speed:
 	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 40 --texts 20
 
+# Section 4 on a GPU: the scripts above with GPU-sized settings (the recipe's max_length and more steps), and
+# GPT-2-size LoRA in bf16 for model FLOPs utilisation. GPT2 is any GPT-2-architecture model (gpt2 from the Hub).
+GPT2 ?= gpt2
+gpu-bench:
+	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--steps 10 --warmup 2 --max_length 1024 --batch_size 4 --out bench/results/gpu_throughput_smollm2_qlora.json
+	python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model $(GPT2) --data $(WIKIDOC) \
+		--steps 20 --warmup 3 --max_length 1024 --batch_size 16 \
+		--override="--load_in_4bit false --dtype bfloat16 --bf16 true" --out bench/results/gpu_throughput_gpt2_lora_bf16.json
+	python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model $(GPT2) --data $(WIKIDOC) \
+		--steps 20 --warmup 3 --max_length 1024 --batch_size 16 --variants packed,padded \
+		--override="--load_in_4bit false --dtype bfloat16 --bf16 true --gradient_checkpointing false" \
+		--out bench/results/gpu_throughput_gpt2_lora_bf16_no_ckpt.json
+	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--steps 10 --warmup 3 --max_length 1024 --batch_size 16 --variants packed,padded \
+		--override="--load_in_4bit false --dtype bfloat16 --bf16 true --gradient_checkpointing false \
+		--attn_implementation sdpa" --out bench/results/gpu_throughput_smollm2_lora_bf16_no_ckpt.json
+	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--steps 2 --max_length 1024 --batch_size 4 --out bench/results/gpu_qlora_memory.json
+
+gpu-eval-speed:
+	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 500 \
+		--texts 100 --out bench/results/gpu_eval_speed.json
+
 # Ranking (yes-vs-no AUC) vs answer prior in the PubMedQA evaluations above: offsets tuned on the 50 validation
 # questions (the same models scored there first, 11 min), and the ceiling of any calibration
 VALIDATION = $(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_split validation
@@ -137,13 +172,15 @@ pubmedqa-ceiling:
 	python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) runs/eval_smollm2_loglikelihood/report.json \
 		runs/pubmedqa_lora_smollm2/eval/report.json runs/pubmedqa_lora_smollm2_instruction/eval/report.json \
 		runs/pubmedqa_lora_smollm2_rationale/eval/report.json runs/pubmedqa_lora_smollm2_rationale_3ep/eval/report.json \
+		runs/pubmedqa_lora_smollm2_rationale_5ep/eval/report.json \
 		--validation_reports runs/pubmedqa_validation_loglikelihood/report.json \
-		runs/pubmedqa_validation_chat/report.json runs/pubmedqa_validation_rationale_3ep/report.json
+		runs/pubmedqa_validation_chat/report.json runs/pubmedqa_validation_rationale_3ep/report.json \
+		runs/pubmedqa_validation_rationale_5ep/report.json
 
 # Loss curves of the runs above (the confusion matrices are written by each evaluation, beside its report).
 plots:
 	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/pubmedqa_lora_smollm2_rationale \
-		runs/pubmedqa_lora_smollm2_rationale_3ep \
+		runs/pubmedqa_lora_smollm2_rationale_3ep runs/pubmedqa_lora_smollm2_rationale_5ep \
 		runs/wikidoc_qlora_smollm2 runs/wikidoc_qlora_smollm2_full runs/medquad_smollm2; do \
 		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
 	done

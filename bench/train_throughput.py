@@ -10,11 +10,26 @@ how examples become batches:
 Every step's real tokens (attention-mask ones, or every token when padding-free) and its wall time are recorded by a
 Trainer callback; the first ``--warmup`` steps are left out. Ratios are from one run of this script.
 
+On CUDA the callback synchronizes at each step's start and end (kernels run asynchronously, so wall time would
+otherwise drift between steps), and the script also reports model FLOPs utilisation (MFU): the FLOPs the model needs
+for the real tokens, divided by time and by the GPU's dense peak for the training dtype. Model FLOPs are counted, per
+real token, as 2 (forward) + 2 (gradient of the input) per frozen matmul weight, 6 per trainable (LoRA) weight, plus
+attention's 12 x layers x hidden x sequence length (PaLM's accounting, Chowdhery et al. 2022, appendix B; a frozen
+weight needs no weight gradient, hence 4 rather than 6). Gradient checkpointing's recomputed forward is not counted:
+this is MFU, not hardware FLOPs utilisation. Pad tokens count for nothing.
+
 ```bash
 python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml \\
     --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
     --data ../shared/data/wikidoc_patient_information --steps 4 --max_length 512 --batch_size 4 \\
     --override="--load_in_4bit false"   # plain LoRA (the recipe is QLoRA)
+```
+GPT-2-size LoRA in bf16 on a GPU (MFU):
+
+```bash
+python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model gpt2 \\
+    --data medalpaca/medical_meadow_wikidoc_patient_information --steps 20 --warmup 3 --max_length 1024 \\
+    --batch_size 16 --override="--load_in_4bit false --dtype bfloat16 --bf16 true" --out bench/results/gpu_gpt2.json
 ```
 Writes ``bench/results/train_throughput.json``.
 """
@@ -31,6 +46,11 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.pytorch_utils import Conv1D
+
+# Dense (no sparsity) peak TFLOP/s by GPU and compute dtype, from NVIDIA's H100/H200 SXM datasheets; float32 is the
+# non-tensor-core peak (PyTorch does not use TF32 for float32 matmuls unless asked to).
+PEAK_TFLOPS = {"H100 80GB HBM3": {"bfloat16": 989.4, "float32": 66.9}, "H200": {"bfloat16": 989.4, "float32": 66.9}}
 
 VARIANTS = {
     "packed": [],
@@ -44,22 +64,62 @@ class TokenMeter(TrainerCallback):
 
     def __init__(self):
         self.steps: list[dict] = []
-        self._tokens = self._padded = 0
+        self._tokens = self._padded = self._square_lengths = 0
         self._start = None
+        self.flops_per_token = self.attention_flops_per_square_token = 0
+        self.dtype = "float32"
 
     def count(self, inputs) -> None:
         ids = inputs["input_ids"]
         mask = inputs.get("attention_mask")
         self._tokens += int(mask.sum()) if mask is not None else ids.numel()
         self._padded += ids.numel()
+        self._square_lengths += sum(n * n for n in sequence_lengths(inputs))
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        frozen = trainable = 0
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                size = module.in_features * module.out_features  # not weight.numel(): 4-bit weights are packed
+            elif isinstance(module, Conv1D):  # GPT-2's transposed linear layers
+                size = module.weight.shape[0] * module.weight.shape[1]
+            else:
+                continue
+            if module.weight.requires_grad:
+                trainable += size
+            else:
+                frozen += size
+        config = model.config
+        self.dtype = "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32"
+        self.flops_per_token = 4 * frozen + 6 * trainable
+        self.attention_flops_per_square_token = 12 * config.num_hidden_layers * config.hidden_size
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._tokens = self._padded = 0
-        self._start = time.perf_counter()
+        self._tokens = self._padded = self._square_lengths = 0
+        self._start = self._now()
 
     def on_step_end(self, args, state, control, **kwargs):
-        seconds = time.perf_counter() - self._start
-        self.steps.append({"seconds": seconds, "real_tokens": self._tokens, "batch_tokens": self._padded})
+        seconds = self._now() - self._start
+        flops = self._tokens * self.flops_per_token + self._square_lengths * self.attention_flops_per_square_token
+        self.steps.append(
+            {"seconds": seconds, "real_tokens": self._tokens, "batch_tokens": self._padded, "model_flops": flops}
+        )
+
+
+def sequence_lengths(inputs) -> list[int]:
+    """Real lengths of the sequences in a batch: rows of the attention mask, or, padding-free, the runs of
+    ``position_ids`` that restart at 0 (one per packed example)."""
+    mask = inputs.get("attention_mask")
+    if mask is not None:
+        return mask.sum(dim=1).tolist()
+    positions = inputs["position_ids"].flatten()
+    starts = (positions == 0).nonzero().flatten().tolist() + [positions.numel()]
+    return [b - a for a, b in zip(starts, starts[1:])]
 
 
 def run_variant(name: str, args, meter: TokenMeter) -> dict:
@@ -94,6 +154,7 @@ def run_variant(name: str, args, meter: TokenMeter) -> dict:
     seconds = sum(s["seconds"] for s in measured)
     real = sum(s["real_tokens"] for s in measured)
     batch = sum(s["batch_tokens"] for s in measured)
+    flops = sum(s["model_flops"] for s in measured)
     return {
         "steps": len(measured),
         "seconds": seconds,
@@ -101,7 +162,16 @@ def run_variant(name: str, args, meter: TokenMeter) -> dict:
         "batch_tokens": batch,
         "real_token_share": real / batch,
         "real_tokens_per_second": real / seconds,
+        "model_tflops_per_second": flops / seconds / 1e12,
     }
+
+
+def peak_tflops(dtype: str) -> float | None:
+    """The GPU's dense peak TFLOP/s for the training dtype (None on CPU or a GPU missing from PEAK_TFLOPS)."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peaks.get(dtype) for gpu, peaks in PEAK_TFLOPS.items() if gpu in name), None)
 
 
 def main() -> None:
@@ -123,12 +193,19 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/train_throughput.json")
     args = parser.parse_args()
 
-    results = {name: run_variant(name, args, TokenMeter()) for name in args.variants.split(",")}
+    meters = {name: TokenMeter() for name in args.variants.split(",")}
+    results = {name: run_variant(name, args, meter) for name, meter in meters.items()}
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    dtype = next(iter(meters.values())).dtype
+    peak = peak_tflops(dtype)
+    for r in results.values():
+        r["mfu"] = r["model_tflops_per_second"] / peak if peak else None
     report = {
         "machine": f"{platform.machine()}, {device}",
         "versions": library_versions(),
         "command_settings": vars(args),
+        "compute_dtype": dtype,
+        "peak_tflops": peak,
         "results": results,
     }
     if "padded" in results:
@@ -138,13 +215,14 @@ def main() -> None:
             else None
         )
     table = Table(title=f"Training real tokens/s, {Path(args.recipe).stem}, {report['machine']}")
-    for column in ("variant", "real tokens/s", "real-token share", "steps", "seconds", "vs padded"):
+    for column in ("variant", "real tokens/s", "real-token share", "steps", "seconds", "vs padded", "TFLOP/s", "MFU"):
         table.add_column(column, justify="right")
     for name, r in results.items():
         ratio = r["real_tokens_per_second"] / results["padded"]["real_tokens_per_second"] if "padded" in results else 0
         table.add_row(
             name, f"{r['real_tokens_per_second']:.1f}", f"{r['real_token_share']:.2f}", str(r["steps"]),
-            f"{r['seconds']:.1f}", f"{ratio:.2f}×",
+            f"{r['seconds']:.1f}", f"{ratio:.2f}×", f"{r['model_tflops_per_second']:.2f}",
+            f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a",
         )  # fmt: skip
     Console().print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,36 @@
+"""bench/train_throughput.py's accounting: real sequence lengths per batch and model FLOPs per token (for MFU)."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from train_throughput import TokenMeter, sequence_lengths  # noqa: E402
+
+
+def test_sequence_lengths_from_the_mask_or_from_restarting_positions():
+    padded = {"input_ids": torch.zeros(2, 5), "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])}
+    assert sequence_lengths(padded) == [3, 5]
+    # padding-free: one row, position_ids restart at 0 for each packed example
+    packed = {"input_ids": torch.zeros(1, 9), "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])}
+    assert sequence_lengths(packed) == [3, 2, 4]
+
+
+def test_model_flops_count_frozen_matmuls_four_times_and_lora_six_times(tiny_gpt2):
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    config = model.config
+    d, layers, vocab = config.n_embd, config.n_layer, config.vocab_size
+    # GPT-2 block matmuls: c_attn d->3d, attn c_proj d->d, mlp c_fc d->4d, mlp c_proj 4d->d; plus the LM head d->vocab
+    frozen = layers * (d * 3 * d + d * d + d * 4 * d + 4 * d * d) + d * vocab
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True))
+    lora = layers * 4 * (d + 3 * d)  # A: d->r, B: r->3d
+    assert model.get_nb_trainable_parameters()[0] == lora
+    meter = TokenMeter()
+    meter.on_train_begin(SimpleNamespace(bf16=False, fp16=False), None, None, model=model)
+    assert meter.flops_per_token == 4 * frozen + 6 * lora
+    assert meter.attention_flops_per_square_token == 12 * layers * d
+    assert meter.dtype == "float32"
