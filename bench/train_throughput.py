@@ -29,9 +29,10 @@ GPT-2-size LoRA in bf16 on a GPU (MFU):
 ```bash
 python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model gpt2 \\
     --data medalpaca/medical_meadow_wikidoc_patient_information --steps 20 --warmup 3 --max_length 1024 \\
-    --batch_size 16 --override="--load_in_4bit false --dtype bfloat16 --bf16 true" --out bench/results/gpu_gpt2.json
+    --batch_size 16 --override="--load_in_4bit false --dtype bfloat16 --bf16 true" \\
+    --out bench/results/gpu_throughput_gpt2_lora_bf16.json      # what `make gpu-bench` runs, with local paths
 ```
-Writes ``bench/results/train_throughput.json``.
+Writes ``bench/results/train_throughput.json`` unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
