@@ -35,7 +35,7 @@ from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArg
 from medsft.data import load_sft_datasets
 from medsft.data.lengths import count_longer_than
 from medsft.errors import MedsftError, run_cli
-from medsft.hardware import describe_device, warn_if_one_cpu_thread
+from medsft.hardware import describe_device, warn_if_dense_packed_attention, warn_if_one_cpu_thread
 from medsft.lora import build_lora_config
 from medsft.model import (
     add_special_tokens,
@@ -118,6 +118,14 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     # Load model
     ###############
     model = load_model(source, model_args, gradient_checkpointing=training_args.gradient_checkpointing)
+    warn_if_dense_packed_attention(
+        model.config._attn_implementation,
+        # TRL's own rule for when its collator goes padding-free
+        training_args.padding_free
+        or (training_args.packing and training_args.packing_strategy in {"bfd", "bfd_split"}),
+        training_args.per_device_train_batch_size,
+        logger,
+    )
     if token_ids:
         fit_embeddings(model, len(tokenizer))
         if peft_config is not None:

@@ -31,3 +31,20 @@ def test_one_cpu_thread_of_several_cores_is_warned_about(monkeypatch, caplog):
         "cpus": 8,
         "torch_threads": 8,
     }
+
+
+def test_padding_free_packing_on_dense_attention_is_warned_about(monkeypatch, caplog):
+    """A packed batch becomes one row; SDPA/eager attention computes it densely (docs/RESULTS.md, section 4)."""
+    logger = logging.getLogger("medsft.test")
+    with caplog.at_level(logging.WARNING, "medsft.test"):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert hardware.warn_if_dense_packed_attention("sdpa", True, 16, logger)
+        assert "16 concatenated rows" in caplog.text and "flash_attention_2" in caplog.text
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert hardware.warn_if_dense_packed_attention("eager", True, 4, logger)
+        assert "--packing false" in caplog.text
+        caplog.clear()
+        assert not hardware.warn_if_dense_packed_attention("flash_attention_2", True, 16, logger)  # varlen kernel
+        assert not hardware.warn_if_dense_packed_attention("sdpa", False, 16, logger)  # padded batches
+        assert not hardware.warn_if_dense_packed_attention("sdpa", True, 1, logger)  # nothing concatenated
+        assert caplog.text == ""
