@@ -71,11 +71,10 @@ class TokenMeter(TrainerCallback):
         self.dtype = "float32"
 
     def count(self, inputs) -> None:
-        ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        self._tokens += int(mask.sum()) if mask is not None else ids.numel()
-        self._padded += ids.numel()
-        self._square_lengths += sum(n * n for n in sequence_lengths(inputs))
+        lengths = sequence_lengths(inputs)
+        self._tokens += sum(lengths)
+        self._padded += inputs["input_ids"].numel()
+        self._square_lengths += sum(n * n for n in lengths)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         frozen = trainable = 0
