@@ -191,6 +191,7 @@ class MedSFTConfig(SFTConfig):
         overwrite_output_dir: delete a non-empty ``output_dir`` and start over. Without it (or
             ``resume_from_checkpoint``) a non-empty output directory is an error, never overwritten.
         bf16: ``None`` (default) means bf16 mixed precision where the GPU supports it, float32 elsewhere.
+        dataloader_pin_memory: turned off on machines without an accelerator, where it does nothing.
         early_stopping_patience: stop when the validation metric (``metric_for_best_model``, default the loss) has
             not improved for this many evaluations; needs ``load_best_model_at_end`` so the best model is saved.
     """
@@ -213,6 +214,10 @@ class MedSFTConfig(SFTConfig):
             # TRL defaults bf16 to True everywhere; on a CPU without bf16 kernels that is slow and on old GPUs it
             # fails, so medsft turns it on only where the hardware supports it.
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if not torch.accelerator.is_available():
+            # Pinned memory only speeds host-to-device copies; without an accelerator torch's DataLoader warns on
+            # every run that it is ignored, so medsft does not ask for it there.
+            self.dataloader_pin_memory = False
         processes = launched_processes()
         if processes > 1 and not torch.cuda.is_available():
             # Measured (accelerate 1.15, transformers 5.23): `accelerate launch` with several processes on a machine

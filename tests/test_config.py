@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from medsft.configs import MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
 from medsft.errors import MedsftError
@@ -31,6 +32,8 @@ def test_recipe_positional_or_config_and_cli_overrides(recipe, form):
     assert script.dataset_type == "auto" and script.dataset_format == "chat"
     assert {"learning_rate", "max_steps", "model_name_or_path", "output_dir"} <= keys
     assert train.bf16 is False  # no bf16-capable GPU here: medsft does not force bf16
+    # pinned memory only where there is a device to copy to (torch's DataLoader warns about it otherwise)
+    assert train.dataloader_pin_memory is torch.accelerator.is_available()
 
 
 def test_unknown_recipe_key_is_named(recipe):
