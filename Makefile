@@ -1,6 +1,6 @@
 # Reproduce docs/RESULTS.md.
 #
-#   make results                 # everything below, in order (about 17 h on 2 CPU cores; under an hour on a GPU)
+#   make results                 # everything below, in order (about 18 h on 2 CPU cores; under an hour on a GPU)
 #   make pubmedqa-instruction    # one measurement
 #   make results PUBMEDQA_EPOCHS= WIKIDOC_STEPS= MEDQUAD_STEPS=   # the recipes' full epochs (what a GPU should run)
 #
@@ -183,14 +183,16 @@ pubmedqa-ceiling:
 		runs/pubmedqa_lora_smollm2/eval/report.json runs/pubmedqa_lora_smollm2_instruction/eval/report.json \
 		runs/pubmedqa_lora_smollm2_rationale/eval/report.json runs/pubmedqa_lora_smollm2_rationale_3ep/eval/report.json \
 		runs/pubmedqa_lora_smollm2_rationale_5ep/eval/report.json \
+		runs/pubmedqa_lora_smollm2_instruction_lr5e-5/eval/report.json \
 		--validation_reports runs/pubmedqa_validation_loglikelihood/report.json \
 		runs/pubmedqa_validation_chat/report.json runs/pubmedqa_validation_rationale_3ep/report.json \
-		runs/pubmedqa_validation_rationale_5ep/report.json
+		runs/pubmedqa_validation_rationale_5ep/report.json runs/pubmedqa_validation_instruction_lr5e-5/report.json
 
 # Loss curves of the runs above (the confusion matrices are written by each evaluation, beside its report).
 plots:
 	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/pubmedqa_lora_smollm2_rationale \
 		runs/pubmedqa_lora_smollm2_rationale_3ep runs/pubmedqa_lora_smollm2_rationale_5ep \
+		runs/pubmedqa_lora_smollm2_instruction_lr5e-5 \
 		runs/wikidoc_qlora_smollm2 runs/wikidoc_qlora_smollm2_full runs/medquad_smollm2; do \
 		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
 	done
