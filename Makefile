@@ -143,6 +143,8 @@ memory:
 
 eval-speed:
 	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 40 --texts 20
+	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 500 --texts 293 \
+		--out bench/results/eval_speed_full.json
 
 # Section 4 on a GPU: the scripts above with GPU-sized settings (the recipe's max_length and more steps), and
 # GPT-2-size LoRA in bf16 for model FLOPs utilisation. GPT2 is any GPT-2-architecture model (gpt2 from the Hub).
