@@ -1,6 +1,6 @@
 # Reproduce docs/RESULTS.md.
 #
-#   make results                 # everything below, in order (about 18 h on 2 CPU cores; under an hour on a GPU)
+#   make results                 # everything below, in order (about 19 h on 2 CPU cores; under an hour on a GPU)
 #   make pubmedqa-instruction    # one measurement
 #   make results PUBMEDQA_EPOCHS= WIKIDOC_STEPS= MEDQUAD_STEPS=   # the recipes' full epochs (what a GPU should run)
 #
@@ -136,6 +136,9 @@ THROUGHPUT = python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smo
 throughput:
 	$(THROUGHPUT) --max_length 512
 	$(THROUGHPUT) --max_length 1024 --out bench/results/train_throughput_1024.json
+	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--steps 10 --warmup 1 --max_length 1024 --batch_size 4 --override="--load_in_4bit false" \
+		--out bench/results/train_throughput_1024_10steps.json
 
 memory:
 	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
