@@ -133,12 +133,11 @@ lm-eval:
 
 THROUGHPUT = python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) \
 	--data $(WIKIDOC) --steps 2 --warmup 1 --batch_size 4 --override="--load_in_4bit false"
+# The last run repeats --steps: argparse keeps the later value, 10.
 throughput:
 	$(THROUGHPUT) --max_length 512
 	$(THROUGHPUT) --max_length 1024 --out bench/results/train_throughput_1024.json
-	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
-		--steps 10 --warmup 1 --max_length 1024 --batch_size 4 --override="--load_in_4bit false" \
-		--out bench/results/train_throughput_1024_10steps.json
+	$(THROUGHPUT) --max_length 1024 --steps 10 --out bench/results/train_throughput_1024_10steps.json
 
 memory:
 	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
