@@ -118,14 +118,6 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     # Load model
     ###############
     model = load_model(source, model_args, gradient_checkpointing=training_args.gradient_checkpointing)
-    warn_if_dense_packed_attention(
-        model.config._attn_implementation,
-        # TRL's own rule for when its collator goes padding-free
-        training_args.padding_free
-        or (training_args.packing and training_args.packing_strategy in {"bfd", "bfd_split"}),
-        training_args.per_device_train_batch_size,
-        logger,
-    )
     if token_ids:
         fit_embeddings(model, len(tokenizer))
         if peft_config is not None:
@@ -155,6 +147,12 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         ],
     )
     keep_adapter_float32(trainer.model)
+    warn_if_dense_packed_attention(
+        model.config._attn_implementation,
+        trainer.padding_free,  # what TRL decided its collator does (padding_free, or BFD packing)
+        training_args.per_device_train_batch_size,
+        logger,
+    )
     if state.is_main_process and peft_config is not None:
         trainer.model.print_trainable_parameters()
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -48,12 +48,14 @@ class KillAfterSave(TrainerCallback):
             raise Interrupt
 
 
-def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tmp_path):
+def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tmp_path, caplog):
     from medsft.configs import MedModelConfig
     from medsft.model import load_adapter, load_model, resolve_model_source
 
     out = tmp_path / "run"
     trainer = main(recipe_args(tiny_gpt2, wikidoc_small, out))
+    # the recipe packs padding-free (TRL's BFD) with batch 2 on SDPA: medsft says the attention is dense
+    assert trainer.padding_free and "2 concatenated rows" in caplog.text
     files = {p.name for p in out.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "recipe.yaml"} <= files
     assert "run_manifest.json" in files
