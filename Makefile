@@ -151,20 +151,19 @@ eval-speed:
 # Section 4 on a GPU: the scripts above with GPU-sized settings (the recipe's max_length and more steps), and
 # GPT-2-size LoRA in bf16 for model FLOPs utilisation. GPT2 is any GPT-2-architecture model (gpt2 from the Hub).
 GPT2 ?= gpt2
+LORA_BF16 = --load_in_4bit false --dtype bfloat16 --bf16 true
+GPT2_LORA = python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model $(GPT2) --data $(WIKIDOC) \
+	--steps 20 --warmup 3 --max_length 1024 --batch_size 16
 gpu-bench:
 	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
 		--steps 10 --warmup 2 --max_length 1024 --batch_size 4 --out bench/results/gpu_throughput_smollm2_qlora.json
-	python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model $(GPT2) --data $(WIKIDOC) \
-		--steps 20 --warmup 3 --max_length 1024 --batch_size 16 \
-		--override="--load_in_4bit false --dtype bfloat16 --bf16 true" --out bench/results/gpu_throughput_gpt2_lora_bf16.json
-	python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model $(GPT2) --data $(WIKIDOC) \
-		--steps 20 --warmup 3 --max_length 1024 --batch_size 16 --variants packed,padded \
-		--override="--load_in_4bit false --dtype bfloat16 --bf16 true --gradient_checkpointing false" \
+	$(GPT2_LORA) --override="$(LORA_BF16)" --out bench/results/gpu_throughput_gpt2_lora_bf16.json
+	$(GPT2_LORA) --variants packed,padded --override="$(LORA_BF16) --gradient_checkpointing false" \
 		--out bench/results/gpu_throughput_gpt2_lora_bf16_no_ckpt.json
 	python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
 		--steps 10 --warmup 3 --max_length 1024 --batch_size 16 --variants packed,padded \
-		--override="--load_in_4bit false --dtype bfloat16 --bf16 true --gradient_checkpointing false \
-		--attn_implementation sdpa" --out bench/results/gpu_throughput_smollm2_lora_bf16_no_ckpt.json
+		--override="$(LORA_BF16) --gradient_checkpointing false --attn_implementation sdpa" \
+		--out bench/results/gpu_throughput_smollm2_lora_bf16_no_ckpt.json
 	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
 		--steps 2 --max_length 1024 --batch_size 4 --out bench/results/gpu_qlora_memory.json
 
