@@ -1,6 +1,6 @@
 # Reproduce docs/RESULTS.md.
 #
-#   make results                 # everything below, in order (about 19 h on 2 CPU cores; under an hour on a GPU)
+#   make results                 # everything below, in order (about 20 h on 2 CPU cores; under an hour on a GPU)
 #   make pubmedqa-instruction    # one measurement
 #   make results PUBMEDQA_EPOCHS= WIKIDOC_STEPS= MEDQUAD_STEPS=   # the recipes' full epochs (what a GPU should run)
 #
@@ -17,7 +17,7 @@ MEDQUAD ?= $(SHARED)/data/medquad
 # The CPU-time limits behind the published numbers; set empty for the recipes' own epochs.
 PUBMEDQA_EPOCHS ?= 1
 WIKIDOC_STEPS ?= 6
-MEDQUAD_STEPS ?= 3
+MEDQUAD_STEPS ?= 16
 MEDQUAD_EVAL_LIMIT ?= 100
 
 # accelerate launch would otherwise give a CPU-only run one thread (it sets OMP_NUM_THREADS=1 when unset)
@@ -109,7 +109,7 @@ wikidoc-full:
 
 medquad:
 	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
-		--pubmedqa_reference $(PUBMEDQA) $(call steps,$(MEDQUAD_STEPS))
+		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS))
 	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
 		--adapters runs/medquad_smollm2
 
