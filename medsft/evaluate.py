@@ -52,6 +52,7 @@ from medsft.hardware import describe_device, warn_if_one_cpu_thread
 from medsft.metrics import PubMedQAScores, paired_accuracy_difference, yes_no_auc
 from medsft.model import (
     check_adapter_base,
+    check_adapter_loads,
     load_adapter,
     load_model,
     load_tokenizer,
@@ -154,21 +155,15 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     started = now()
 
     ###############
-    # Models and adapters: checked before anything heavy runs
+    # Models and adapters: every adapter checked (base, config, weights, shapes) before any model is evaluated
     ###############
     source = resolve_model_source(model_args.model_name_or_path, args.gguf_cache_dir)
     adapters = [read_adapter(a) for a in args.adapters]
     for adapter in adapters:
         if not args.allow_base_mismatch:
             check_adapter_base(adapter, source)
-        if adapter.load_in_4bit is not None and adapter.load_in_4bit != model_args.load_in_4bit:
-            logger.warning(
-                "%s was trained on a %s base; evaluating on a %s one (--load_in_4bit %s)",
-                adapter.name,
-                "4-bit" if adapter.load_in_4bit else "full-precision",
-                "4-bit" if model_args.load_in_4bit else "full-precision",
-                model_args.load_in_4bit,
-            )
+        check_adapter_loads(adapter, source, model_args.model_revision)
+        _warn_precision(adapter, model_args.load_in_4bit)
     taken: set[str] = {"base"}
     labels = ["base"]
     for adapter in adapters:
@@ -207,59 +202,36 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     )  # fmt: skip
 
     ###############
-    # Evaluate the base model, then each adapter on a fresh copy of it
+    # Evaluate the base model, then each adapter on a fresh copy of it; if one fails, the finished ones are kept
     ###############
     results: dict[str, dict] = {}
     outputs: dict[str, dict] = {}
     timings: dict[str, dict] = {}
-    truth = [r["final_decision"] for r in rows]
+    failure = None
     max_length = None
     for label, adapter in zip(labels, [None, *adapters]):
-        model = load_model(source, model_args, for_training=False)
-        if adapter is not None:
-            model = load_adapter(model, adapter.path)
-        if not model_args.load_in_4bit:
-            model = model.to(state.device)
-        model.eval()
-        max_length = _max_length(model, args.max_length)
-        results[label], timings[label] = {}, {}
-        if texts:
-            start = time.perf_counter()
-            stride = args.stride or max_length // 2
-            results[label]["perplexity"] = ppl.evaluate_perplexity(
-                model, tokenizer, texts, max_length, stride, args.batch_size
-            )
-            seconds = time.perf_counter() - start
-            timings[label]["perplexity"] = {
-                "seconds": seconds,
-                "tokens_per_second": results[label]["perplexity"]["tokens"] / seconds,
-            }
-        if rows:
-            start = time.perf_counter()
-            predicted, details = pqa.predict(
-                model, tokenizer, rows, args.pubmedqa_mode, max_length, args.batch_size, args.max_new_tokens
-            )
-            seconds = time.perf_counter() - start
-            timings[label]["pubmedqa"] = {"seconds": seconds, "questions_per_second": len(rows) / seconds}
-            scores = PubMedQAScores().compute(
-                predictions=predicted,
-                references=truth,
-                bootstrap_samples=args.bootstrap_samples,
-                seed=args.seed,
-            )
-            if args.pubmedqa_mode == "generate":
-                scores["unparsable"] = predicted.count(pqa.UNPARSABLE)
-            else:  # choice scores exist: how well they rank yes vs no, apart from the answer prior
-                scores["yes_no_auc"] = yes_no_auc(truth, details)
-            results[label]["pubmedqa"] = scores
-            outputs[label] = {"predicted": predicted, "details": details}
+        try:
+            model = load_model(source, model_args, for_training=False)
+            if adapter is not None:
+                model = load_adapter(model, adapter.path)
+            if not model_args.load_in_4bit:
+                model = model.to(state.device)
+            model.eval()
+            max_length = _max_length(model, args.max_length)
+            results[label], timings[label], output = _evaluate_model(model, tokenizer, texts, rows, max_length, args)
+        except (MedsftError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: out of memory, for one
+            failure = {"model": label, "error": _first_line(e)}
+            break
+        if output:
+            outputs[label] = output
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
     # each adapter against the base on the same questions: a paired test, since separate intervals overlap easily
-    if rows:
-        for label in labels[1:]:
+    truth = [r["final_decision"] for r in rows]
+    if rows and "base" in outputs:
+        for label in [label for label in labels[1:] if label in outputs]:
             results[label]["pubmedqa"]["vs_base"] = paired_accuracy_difference(
                 truth, outputs["base"]["predicted"], outputs[label]["predicted"], samples=args.bootstrap_samples,
                 seed=args.seed,
@@ -275,52 +247,117 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         "versions": library_versions(),
         "hardware": describe_device(),
         "world_size": state.num_processes,
-        "model": {"name": source.name, "gguf_sha256": source.gguf_sha256, "load_in_4bit": model_args.load_in_4bit},
-        "adapters": {label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},
-        "settings": {
-            "tasks": args.task_list,
-            "max_length": max_length,
-            "batch_size": args.batch_size,
-            "limit": args.limit,
-            "seed": args.seed,
-            "perplexity": {
-                "dataset": Path(args.perplexity_dataset).name,
-                "hub_id": hub_id_for(args.perplexity_dataset, args.perplexity_dataset_type),
-                "split": args.perplexity_split,
-                "format": ppl_format,
-                "stride": args.stride or (max_length // 2 if max_length else None),
-            }
-            if texts
-            else None,
-            "pubmedqa": {
-                "dataset": Path(args.pubmedqa_dataset).name,
-                "split": args.pubmedqa_split,
-                "mode": args.pubmedqa_mode,
-                "questions": len(rows),
-            }
-            if rows
-            else None,
+        "model": {
+            "name": source.name,
+            "gguf_sha256": source.gguf_sha256,
+            "fingerprint": source.fingerprint,
+            "load_in_4bit": model_args.load_in_4bit,
         },
+        "adapters": {label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},
+        "settings": _settings(args, texts, rows, ppl_format, max_length),
         "results": results,
         "timings": timings,
+        "incomplete": failure,
     }
-    if state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        for label, output in outputs.items():
-            pmids = [r["pmid"] for r in rows]
-            rep.write_predictions(out, label, pmids, output["predicted"])
-            rep.plot_confusion(out, label, results[label]["pubmedqa"])
-        report["pubmedqa_outputs"] = {
-            label: {r["pmid"]: d for r, d in zip(rows, output["details"])} for label, output in outputs.items()
-        }
-        rep.plot_comparison(out, results)
-        rep.write_report(out, report)
-        console = console or Console()
-        rep.print_report(results, console)
-        console.print(f"report: {out / rep.REPORT_FILE}")
+    if state.is_main_process and results:
+        _write_outputs(out, report, rows, outputs, console or Console())
     state.wait_for_everyone()
+    if failure:
+        kept = f"the models that finished ({', '.join(results)}) are in {out / rep.REPORT_FILE}"
+        raise MedsftError(
+            f"evaluating {failure['model']} failed: {failure['error']}; "
+            + (kept if results else "no model finished, nothing was written")
+        )
     report["output_dir"] = str(out)
     return report
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+def _warn_precision(adapter, load_in_4bit: bool) -> None:
+    if adapter.load_in_4bit is not None and adapter.load_in_4bit != load_in_4bit:
+        logger.warning(
+            "%s was trained on a %s base; evaluating on a %s one (--load_in_4bit %s)",
+            adapter.name,
+            "4-bit" if adapter.load_in_4bit else "full-precision",
+            "4-bit" if load_in_4bit else "full-precision",
+            load_in_4bit,
+        )
+
+
+def _evaluate_model(model, tokenizer, texts, rows, max_length: int, args: EvalArguments) -> tuple[dict, dict, dict]:
+    """One model on every task: ``(results, timings, PubMedQA outputs)``."""
+    results, timings, output = {}, {}, {}
+    if texts:
+        start = time.perf_counter()
+        stride = args.stride or max_length // 2
+        results["perplexity"] = ppl.evaluate_perplexity(model, tokenizer, texts, max_length, stride, args.batch_size)
+        seconds = time.perf_counter() - start
+        timings["perplexity"] = {"seconds": seconds, "tokens_per_second": results["perplexity"]["tokens"] / seconds}
+    if rows:
+        truth = [r["final_decision"] for r in rows]
+        start = time.perf_counter()
+        predicted, details = pqa.predict(
+            model, tokenizer, rows, args.pubmedqa_mode, max_length, args.batch_size, args.max_new_tokens
+        )
+        seconds = time.perf_counter() - start
+        timings["pubmedqa"] = {"seconds": seconds, "questions_per_second": len(rows) / seconds}
+        scores = PubMedQAScores().compute(
+            predictions=predicted, references=truth, bootstrap_samples=args.bootstrap_samples, seed=args.seed
+        )
+        if args.pubmedqa_mode == "generate":
+            scores["unparsable"] = predicted.count(pqa.UNPARSABLE)
+        else:  # choice scores exist: how well they rank yes vs no, apart from the answer prior
+            scores["yes_no_auc"] = yes_no_auc(truth, details)
+        results["pubmedqa"] = scores
+        output = {"predicted": predicted, "details": details}
+    return results, timings, output
+
+
+def _settings(args: EvalArguments, texts, rows, ppl_format, max_length) -> dict:
+    return {
+        "tasks": args.task_list,
+        "max_length": max_length,
+        "batch_size": args.batch_size,
+        "limit": args.limit,
+        "seed": args.seed,
+        "perplexity": {
+            "dataset": Path(args.perplexity_dataset).name,
+            "hub_id": hub_id_for(args.perplexity_dataset, args.perplexity_dataset_type),
+            "split": args.perplexity_split,
+            "format": ppl_format,
+            "stride": args.stride or (max_length // 2 if max_length else None),
+        }
+        if texts
+        else None,
+        "pubmedqa": {
+            "dataset": Path(args.pubmedqa_dataset).name,
+            "split": args.pubmedqa_split,
+            "mode": args.pubmedqa_mode,
+            "questions": len(rows),
+        }
+        if rows
+        else None,
+    }
+
+
+def _write_outputs(out: Path, report: dict, rows: list[dict], outputs: dict[str, dict], console: Console) -> None:
+    """report.json, the official scorer's prediction files, the plots, and the table on the console."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = report["results"]
+    for label, output in outputs.items():
+        rep.write_predictions(out, label, [r["pmid"] for r in rows], output["predicted"])
+        rep.plot_confusion(out, label, results[label]["pubmedqa"])
+    report["pubmedqa_outputs"] = {
+        label: {r["pmid"]: d for r, d in zip(rows, output["details"])} for label, output in outputs.items()
+    }
+    rep.plot_comparison(out, results)
+    rep.write_report(out, report)
+    rep.print_report(results, console)
+    console.print(f"report: {out / rep.REPORT_FILE}")
 
 
 def cli() -> None:

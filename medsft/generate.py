@@ -32,7 +32,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, 
 
 from medsft.configs import MedModelConfig
 from medsft.errors import MedsftError, run_cli
-from medsft.model import fit_embeddings, load_adapter, load_model, resolve_model_source
+from medsft.model import (
+    check_adapter_base,
+    fit_embeddings,
+    load_adapter,
+    load_model,
+    read_adapter,
+    resolve_model_source,
+)
 
 
 @dataclass
@@ -43,6 +50,7 @@ class GenerateArguments:
     model_name_or_path: base model, when not the one recorded in the run's recipe.
     load_in_4bit: load the base in 4-bit (the run's quantization settings); default: as the run was trained.
     max_new_tokens / do_sample / temperature / seed: decoding.
+    allow_base_mismatch: compare on a base other than the one the run recorded (another name, other weights).
     """
 
     run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
@@ -55,6 +63,9 @@ class GenerateArguments:
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (with --do_sample)."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling."})
+    allow_base_mismatch: bool = field(
+        default=False, metadata={"help": "Use a base model other than the one the run was trained on."}
+    )
 
 
 def _recipe(run_dir: Path) -> dict:
@@ -103,6 +114,10 @@ def compare(args: GenerateArguments) -> list[dict]:
         raise MedsftError(
             f"{run_dir} holds a full fine-tuned model, not an adapter: --load_in_4bit applies to adapters"
         )
+    if not args.allow_base_mismatch and (is_adapter or (run_dir / "config.json").is_file()):
+        trained_on = read_adapter(str(run_dir), full_model_ok=True)
+        if trained_on.base_name:  # another model, or other weights under the same name, is refused
+            check_adapter_base(trained_on, source)
     # An adapter is only what it learned on top of the base it was trained with: a QLoRA adapter on a float32 base is
     # a different model (at 135M parameters NF4 alone moves WikiDoc perplexity from 16.9 to 21.8).
     in_4bit = is_adapter and (recipe.get("load_in_4bit", False) if args.load_in_4bit is None else args.load_in_4bit)

@@ -46,11 +46,14 @@ class ModelSource:
         name: how the model is named in manifests and cards: the Hub id, or the file/directory name of a local model
             (never an absolute local path).
         gguf_sha256: hash of the GGUF file the weights came from, if any.
+        fingerprint: for a local directory, a cheap hash of its weights (``weights_fingerprint``), so that other
+            weights saved under the same folder name are told apart.
     """
 
     path: str
     name: str
     gguf_sha256: str | None = None
+    fingerprint: str | None = None
 
 
 def default_cache_dir() -> Path:
@@ -63,6 +66,31 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_FINGERPRINT_SAMPLE = 1 << 20  # bytes read at the start, middle and end of each weight file
+
+
+def weights_fingerprint(model_dir: str | Path) -> str:
+    """A cheap identity of a local model directory's weights: a hash of ``config.json`` and, for each weight file,
+    its name, size and three 1 MiB samples (start, middle, end). Other weights saved under the same folder name
+    (a retrained model, another random initialisation) differ in it; a copy of the folder elsewhere does not.
+    Reads a few MiB per file, whatever the model's size."""
+    root = Path(model_dir)
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in root.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin", ".pt", ".pth")
+    )
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}\n".encode())
+        with open(file, "rb") as f:
+            for offset in sorted(
+                {0, max(0, size // 2 - _FINGERPRINT_SAMPLE // 2), max(0, size - _FINGERPRINT_SAMPLE)}
+            ):
+                f.seek(offset)
+                digest.update(f.read(_FINGERPRINT_SAMPLE))
+    return digest.hexdigest()[:32]
 
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
@@ -109,7 +137,7 @@ def resolve_model_source(model_name_or_path: str | None, gguf_cache_dir: str | N
     if path.exists():
         if not (path / "config.json").is_file():
             raise MedsftError(f"local model directory {model_name_or_path} has no config.json")
-        return ModelSource(path=str(path), name=path.resolve().name)
+        return ModelSource(path=str(path), name=path.resolve().name, fingerprint=weights_fingerprint(path))
     if model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1:
         raise MedsftError(f"model path not found: {model_name_or_path}")
     return ModelSource(path=model_name_or_path, name=model_name_or_path)
@@ -222,10 +250,14 @@ class AdapterInfo:
     base_name: str | None
     base_gguf_sha256: str | None = None
     load_in_4bit: bool | None = None
+    base_fingerprint: str | None = None
 
 
-def read_adapter(adapter: str) -> AdapterInfo:
-    """Describe a local adapter directory (``medsft.train`` output) or a Hub adapter id; errors say what to do."""
+def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
+    """Describe a local adapter directory (``medsft.train`` output) or a Hub adapter id; errors say what to do.
+
+    ``full_model_ok``: also describe a full fine-tune's run directory (what its base was, for the base check).
+    """
     import json
 
     local = Path(adapter)
@@ -237,8 +269,9 @@ def read_adapter(adapter: str) -> AdapterInfo:
         with hub_errors("adapter", adapter):
             config = PeftConfig.from_pretrained(adapter)
         return AdapterInfo(adapter, adapter.replace("/", "__"), config.base_model_name_or_path)
-    if not (local / "adapter_config.json").is_file():
-        if (local / "config.json").is_file():
+    is_adapter, is_model = (local / "adapter_config.json").is_file(), (local / "config.json").is_file()
+    if not is_adapter and not (is_model and full_model_ok):
+        if is_model:
             raise MedsftError(
                 f"{adapter} holds a full model, not a LoRA adapter: evaluate it with --model_name_or_path {adapter}"
             )
@@ -246,18 +279,23 @@ def read_adapter(adapter: str) -> AdapterInfo:
     resolved = local.resolve()
     name, manifest_file = resolved.name, local / "run_manifest.json"
     if re.fullmatch(r"checkpoint-\d+", name):
-        # a Trainer checkpoint: the run's manifest (written when the run ends) sits one level up
+        # a Trainer checkpoint: the run's manifest sits one level up
         manifest_file = resolved.parent / "run_manifest.json"
         name = f"{resolved.parent.name}-{name}"
     try:
-        config = json.loads((local / "adapter_config.json").read_text())
+        config = json.loads((local / "adapter_config.json").read_text()) if is_adapter else {}
         manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     except json.JSONDecodeError as e:
         raise MedsftError(f"{adapter}: unreadable adapter_config.json or run_manifest.json: {e}") from None
     trained_on = manifest.get("model") or {}
     if trained_on.get("name"):
         return AdapterInfo(
-            adapter, name, trained_on["name"], trained_on.get("gguf_sha256"), trained_on.get("load_in_4bit")
+            adapter,
+            name,
+            trained_on["name"],
+            trained_on.get("gguf_sha256"),
+            trained_on.get("load_in_4bit"),
+            trained_on.get("fingerprint"),
         )
     base = config.get("base_model_name_or_path")
     if base and Path(base).is_absolute():
@@ -268,21 +306,56 @@ def read_adapter(adapter: str) -> AdapterInfo:
 def check_adapter_base(adapter: AdapterInfo, source: ModelSource) -> None:
     """Refuse an adapter whose recorded base model is not ``source``.
 
-    A GGUF base is compared by file hash; other bases by Hub id or directory name (the last path component of the
-    recorded path, since the run may have moved).
+    A GGUF base is compared by file hash, a local directory by its weights' fingerprint (when the run recorded one:
+    the same folder name with other weights is refused, the same weights under another name accepted); otherwise by
+    Hub id or directory name (the last path component of the recorded path, since the run may have moved).
     """
     recorded = (adapter.base_name or "").rstrip("/")
+    given = f"the base model given is '{source.name}'"
     if adapter.base_gguf_sha256:
         same = adapter.base_gguf_sha256 == source.gguf_sha256
     elif source.gguf_sha256:
         # no manifest (a checkpoint of an unfinished run): the recorded base is the dequantized cache directory,
         # named <file stem>-<sha256 prefix> by resolve_model_source, so its name still identifies the GGUF file
         same = Path(recorded).name == Path(source.path).name
+    elif adapter.base_fingerprint and source.fingerprint:
+        same = adapter.base_fingerprint == source.fingerprint
+        given = (
+            f"the base model given, '{source.name}' at {source.path}, holds other weights (fingerprint "
+            f"{source.fingerprint[:12]}, "
+            f"recorded {adapter.base_fingerprint[:12]})"
+        )
     else:
         same = recorded in (source.name, source.path) or Path(recorded).name == Path(source.name).name
     if not same:
         raise MedsftError(
-            f"adapter {adapter.path} was trained on base model '{adapter.base_name}', but the base model given is "
-            f"'{source.name}': pass --model_name_or_path for that base (or --allow_base_mismatch true if they are "
-            "the same weights under another name)"
+            f"adapter {adapter.path} was trained on base model '{adapter.base_name}', but {given}: pass "
+            "--model_name_or_path for the base it was trained on (or --allow_base_mismatch true if they are the same "
+            "weights under another name)"
         )
+
+
+def check_adapter_loads(adapter: AdapterInfo, source: ModelSource, revision: str = "main") -> None:
+    """Load ``adapter`` onto a weightless (meta-device) copy of the base: its config and weights must load and every
+    tensor's shape must match the base's layers. Instant, so every adapter is checked before any model is evaluated.
+    """
+    import warnings
+
+    from peft import PeftModel
+
+    from medsft.lora import meta_model
+
+    if not Path(adapter.path).is_dir():
+        return  # a Hub adapter: peft reads it when the evaluation reaches it
+    base = meta_model(source.path, revision)
+    local = Path(adapter.path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. peft's fan_in_fan_out note for a 4-bit GPT-2 adapter on Conv1D
+            if (local / "tokenizer_config.json").is_file():
+                fit_embeddings(base, len(AutoTokenizer.from_pretrained(local)))
+            PeftModel.from_pretrained(base, adapter.path, low_cpu_mem_usage=True)
+    except Exception as e:  # noqa: BLE001 - any failure here is the adapter's, reported in one line
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        reason = next((line for line in lines if "size mismatch" in line), lines[0] if lines else type(e).__name__)
+        raise MedsftError(f"adapter {adapter.path} does not load onto {source.name}: {reason[:300]}") from None

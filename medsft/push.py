@@ -39,7 +39,7 @@ from transformers import HfArgumentParser
 
 from medsft.card import build_card
 from medsft.errors import MedsftError, run_cli
-from medsft.run_dir import MANIFEST_FILE, RECIPE_FILE
+from medsft.run_dir import MANIFEST_FILE, RECIPE_FILE, run_finished
 
 logger = logging.getLogger("medsft.push")
 
@@ -63,6 +63,8 @@ class PushArguments:
     eval_report: evaluation ``report.json`` to publish (default: the newest ``<run_dir>/eval*/report.json``).
     license: the card's licence identifier (default ``other``: the base model's and the data's licences apply).
     commit_message: the Hub commit message.
+    allow_base_mismatch: publish although the run's local base model (still at its recorded path) now holds other
+        weights than the run was trained on.
     """
 
     run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
@@ -74,6 +76,9 @@ class PushArguments:
     eval_report: str | None = field(default=None, metadata={"help": "Evaluation report.json to publish."})
     license: str = field(default="other", metadata={"help": "Licence identifier for the card."})
     commit_message: str = field(default="Upload model trained with medsft", metadata={"help": "Commit message."})
+    allow_base_mismatch: bool = field(
+        default=False, metadata={"help": "Publish although the local base model now holds other weights."}
+    )
 
 
 def scrub_paths(value):
@@ -91,12 +96,13 @@ def scrub_paths(value):
     return value
 
 
-def check_token() -> str:
-    """The Hub token from the usual places, checked against the Hub; errors never show it."""
+def check_token(token: str | None = None) -> str:
+    """The Hub token (``token``, else from the usual places: ``HF_TOKEN``, ``hf auth login``), checked against the
+    Hub; errors never show it."""
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    token = get_token()
+    token = token or get_token()
     if not token:
         raise MedsftError(
             "no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry_run OUT_DIR to build the "
@@ -154,6 +160,19 @@ def _public_base(manifest: dict, recipe: dict, explicit: str | None) -> str:
     )
 
 
+def _check_local_base(run_dir: Path, recipe: dict) -> None:
+    """Where the run's local base model is still at its recorded path, it must hold the weights the run was trained
+    on (the card and a merge would otherwise describe or use another model)."""
+    from medsft.model import check_adapter_base, read_adapter, resolve_model_source
+
+    name = recipe.get("model_name_or_path")
+    if not name or not Path(name).expanduser().exists():
+        return
+    trained_on = read_adapter(str(run_dir), full_model_ok=True)
+    if trained_on.base_name:
+        check_adapter_base(trained_on, resolve_model_source(name, recipe.get("gguf_cache_dir")))
+
+
 def _tokenizer_differs(run_dir: Path, recipe: dict, manifest: dict) -> bool:
     """Whether the run's tokenizer differs from the base model's (added tokens, a chat template medsft gave it)."""
     from transformers import AutoTokenizer
@@ -196,6 +215,11 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
             raise MedsftError(f"{run_dir} has no {required}: is it a finished medsft.train run?")
     recipe = yaml.safe_load((run_dir / RECIPE_FILE).read_text()) or {}
     manifest = _read_json(run_dir / MANIFEST_FILE)
+    if not run_finished(manifest):
+        raise MedsftError(
+            f"{run_dir} is a run that has not finished (status '{manifest.get('status')}'): continue it with "
+            "medsft.train ... --resume_from_checkpoint true, then publish it"
+        )
     is_adapter = (run_dir / "adapter_config.json").is_file()
     if is_adapter and not (run_dir / "adapter_model.safetensors").is_file():
         raise MedsftError(f"{run_dir} has adapter_config.json but no adapter_model.safetensors")
@@ -204,6 +228,8 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
     if args.merge and not is_adapter:
         raise MedsftError(f"{run_dir} is a full fine-tune already; --merge is for LoRA adapters")
     base_model = _public_base(manifest, recipe, args.base_model)
+    if not args.allow_base_mismatch:
+        _check_local_base(run_dir, recipe)
     report_path = find_report(run_dir, args.eval_report)
     report = _read_json(report_path) if report_path else None
     label = _report_label(report, run_dir) if report else None
@@ -282,8 +308,11 @@ def check_folder(folder: Path, run_dir: Path) -> None:
             raise MedsftError(f"{file.name} would publish a local path ({len(leaked)} found); nothing was uploaded")
 
 
-def push(args: PushArguments) -> dict:
-    """Build the folder (in ``--dry_run`` or a temporary directory) and, unless a dry run, upload it."""
+def push(args: PushArguments, token: str | None = None) -> dict:
+    """Build the folder (in ``--dry_run`` or a temporary directory) and, unless a dry run, upload it.
+
+    ``token`` (kept in memory, never in ``args``): a token given to ``medsft.train --hub_token``; by default the
+    usual places."""
     if not args.repo_id or args.repo_id.count("/") != 1:
         raise MedsftError(f"--repo_id must be owner/name, got '{args.repo_id}'")
     if args.dry_run:
@@ -293,7 +322,7 @@ def push(args: PushArguments) -> dict:
         result = build_folder(args, out)
         logger.info("dry run: wrote %d files to %s; nothing uploaded", len(result["files"]), out)
         return {**result, "uploaded": False, "folder": str(out)}
-    token = check_token()  # before anything heavy
+    token = check_token(token)  # before anything heavy
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 

@@ -26,6 +26,7 @@ accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --resume_from_check
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
@@ -47,11 +48,13 @@ from medsft.model import (
 )
 from medsft.push import PushArguments, check_token, push
 from medsft.run_dir import (
-    checkpoint_step,
+    check_resume,
+    checkpoint_state,
+    clear_output_dir,
     git_commit,
     library_versions,
     now,
-    prepare_output_dir,
+    plan_output_dir,
     write_manifest,
     write_recipe,
 )
@@ -73,20 +76,42 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     set_seed(training_args.seed)
 
     ###############
-    # Output directory: refuse to overwrite, or find the checkpoint to resume from (before anything heavy runs)
+    # Output directory: refuse, or pick the checkpoint to resume from (nothing is deleted or written yet)
     ###############
-    resume_from = prepare_output_dir(
-        training_args.output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
+    plan = plan_output_dir(
+        training_args.output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir, logger
     )
+    if plan.finished_step is not None:
+        logger.warning(
+            "nothing to resume: the run in %s finished at step %s; nothing was changed (to train further, resume one "
+            "of its checkpoints into a new --output_dir)",
+            training_args.output_dir,
+            plan.finished_step,
+        )
+        return None
+    # The Trainer pickles its arguments into training_args.bin of the run and of every checkpoint: a token given as
+    # --hub_token is kept in memory only, for the upload at the end.
+    hub_token, training_args.hub_token = training_args.hub_token, None
 
     ###############
     # Model source and LoRA targets: checked on the module tree before any weights are loaded
     ###############
     source = resolve_model_source(model_args.model_name_or_path, model_args.gguf_cache_dir)
-    push_to = _publishing(training_args, source, state)
+    push_to = _publishing(training_args, source, state, hub_token)
     peft_config = build_lora_config(model_args, source.path)
     if peft_config is not None:
         logger.info("LoRA targets %s (fan_in_fan_out=%s)", peft_config.target_modules, peft_config.fan_in_fan_out)
+    resume_changes = (
+        check_resume(plan, source, peft_config, explicit_keys, script_args, training_args, model_args, mixture)
+        if plan.resume_from
+        else {}
+    )
+    if resume_changes:
+        logger.warning(
+            "resuming %s with settings that differ from its recipe.yaml (recorded in the manifest): %s",
+            plan.resume_from,
+            ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in resume_changes.items()),
+        )
 
     ###############
     # Load data (cleaned, split, checked against the PubMedQA test set, formatted)
@@ -155,31 +180,59 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     )
     if state.is_main_process and peft_config is not None:
         trainer.model.print_trainable_parameters()
-    result = trainer.train(resume_from_checkpoint=resume_from)
 
     ###############
-    # Save adapter/model, tokenizer, resolved recipe and run manifest
+    # Every check passed: only now is an overwritten run deleted; the run directory starts with its recipe and a
+    # manifest that says it is training (so an interrupted run is recognisable and resumable)
+    ###############
+    clear_output_dir(plan, logger)
+    manifest = {
+        **((plan.previous_manifest or {}) if plan.resume_from else {}),
+        "status": "training",
+        "medsft_git_commit": git_commit(),
+        "versions": library_versions(),
+        "seed": training_args.seed,
+        "started": (plan.previous_manifest or {}).get("started", started) if plan.resume_from else started,
+        "resumed_from": plan.resume_from and _checkpoint_name(plan),
+        "resumed_at_step": plan.resume_step,
+        "resume_changed_settings": {k: list(v) for k, v in resume_changes.items()} or None,
+        "model": {
+            "name": source.name,
+            "gguf_sha256": source.gguf_sha256,
+            "fingerprint": source.fingerprint,
+            "load_in_4bit": model_args.load_in_4bit,
+        },
+        "world_size": state.num_processes,
+        "hardware": describe_device(),
+    }
+    if trainer.is_world_process_zero():
+        write_recipe(training_args.output_dir, explicit_keys, script_args, model_args, training_args, mixture)
+        write_manifest(training_args.output_dir, manifest)
+    length_changed = {"max_steps", "num_train_epochs"} & set(resume_changes)
+    if plan.resume_from and plan.resume_step >= (plan.resume_max_steps or 0) > 0 and not length_changed:
+        # The checkpoint is the run's last step (the run stopped before its final save). The Trainer would train one
+        # step more at learning rate 0 (transformers 5.24); load the checkpoint's weights and state instead.
+        logger.info(
+            "%s is the run's last step (%d): saving it as the run's result", plan.resume_from, plan.resume_step
+        )
+        trainer._load_from_checkpoint(plan.resume_from)
+        trainer.state = checkpoint_state(plan.resume_from)
+        result = None
+    else:
+        result = trainer.train(resume_from_checkpoint=plan.resume_from)
+
+    ###############
+    # Save adapter/model, tokenizer and the finished run manifest
     ###############
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        write_recipe(training_args.output_dir, explicit_keys, script_args, model_args, training_args, mixture)
         logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-        # The Trainer averages the loss over this session's steps only: after a resume, the steps since the checkpoint
-        first_step = 1 + (checkpoint_step(resume_from) if resume_from else 0)
         write_manifest(
             training_args.output_dir,
             {
-                "medsft_git_commit": git_commit(),
-                "versions": library_versions(),
-                "seed": training_args.seed,
-                "started": started,
+                **manifest,
+                "status": "finished",
                 "finished": now(),
-                "resumed_from": resume_from and str(resume_from).rsplit("/", 1)[-1],
-                "model": {
-                    "name": source.name,
-                    "gguf_sha256": source.gguf_sha256,
-                    "load_in_4bit": model_args.load_in_4bit,
-                },
                 "dataset": {
                     "sources": [report.to_dict() for report in data.reports],
                     "licenses": data.licenses,
@@ -188,11 +241,11 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                     "train_examples": len(train_dataset),
                     "longer_than_max_length": over,
                 },
-                "world_size": state.num_processes,
-                "hardware": describe_device(),
                 "global_step": trainer.state.global_step,
-                "train_loss_mean": result.training_loss,
-                "train_loss_mean_steps": [first_step, trainer.state.global_step],
+                "train_loss_mean": result.training_loss if result else None,
+                # The Trainer averages the loss over this session's steps only: after a resume, those since the
+                # checkpoint (read when the run started: the checkpoint itself may have been rotated away since)
+                "train_loss_mean_steps": [1 + (plan.resume_step or 0), trainer.state.global_step] if result else None,
                 "final_train_loss": logged[-1] if logged else None,
             },
         )
@@ -201,12 +254,13 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             push(
                 PushArguments(
                     run_dir=training_args.output_dir, repo_id=push_to, private=bool(training_args.hub_private_repo)
-                )
+                ),
+                token=hub_token,
             )
     return trainer
 
 
-def _publishing(training_args, source, state) -> str | None:
+def _publishing(training_args, source, state, token: str | None) -> str | None:
     """With ``--push_to_hub``: check the repo id, base model and token now (not after hours of training), and turn
     the Trainer's own upload off: medsft publishes the finished run with its model card (``medsft.push``)."""
     if not training_args.push_to_hub:
@@ -220,9 +274,16 @@ def _publishing(training_args, source, state) -> str | None:
             "without --push_to_hub, then run python -m medsft.push RUN_DIR --repo_id ... --base_model HUB_ID"
         )
     if state.is_main_process:
-        check_token()
+        check_token(token)
     training_args.push_to_hub = False
     return repo_id
+
+
+def _checkpoint_name(plan) -> str:
+    """``checkpoint-N``, or ``run/checkpoint-N`` for a checkpoint of another run (never an absolute path)."""
+    checkpoint = Path(plan.resume_from).resolve()
+    inside = checkpoint.parent == plan.output_dir.resolve()
+    return checkpoint.name if inside else f"{checkpoint.parent.name}/{checkpoint.name}"
 
 
 def cli() -> None:

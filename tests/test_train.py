@@ -95,8 +95,10 @@ def test_existing_output_dir_is_never_overwritten(tiny_gpt2, wikidoc_small, tmp_
     out = tmp_path / "run"
     out.mkdir()
     (out / "my_notes.txt").write_text("precious")
-    with pytest.raises(MedsftError, match="not empty.*--overwrite_output_dir true"):
+    with pytest.raises(MedsftError, match="not empty .*my_notes.txt.* not a medsft run"):
         main(recipe_args(tiny_gpt2, wikidoc_small, out))
+    with pytest.raises(MedsftError, match="not a medsft run"):
+        main(recipe_args(tiny_gpt2, wikidoc_small, out, "--overwrite_output_dir", "true"))
     assert (out / "my_notes.txt").read_text() == "precious"
     with pytest.raises(MedsftError, match="holds no checkpoint"):
         main(recipe_args(tiny_gpt2, wikidoc_small, out, "--resume_from_checkpoint", "true"))
@@ -132,12 +134,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_gpt2, wikidoc_
         torch.testing.assert_close(b[key].float(), a[key].float(), atol=1e-6, rtol=0, msg=key)
 
 
-def test_overwrite_output_dir_starts_over(tiny_gpt2, wikidoc_small, tmp_path):
+def test_overwrite_output_dir_starts_over(tiny_gpt2, wikidoc_small, tmp_path, caplog):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    main(recipe_args(tiny_gpt2, wikidoc_small, out, "--overwrite_output_dir", "true", "--max_steps", "1"))
-    assert not (out / "old.txt").exists() and (out / "adapter_model.safetensors").exists()
+    main(recipe_args(tiny_gpt2, wikidoc_small, out, "--max_steps", "1", "--save_steps", "1"))
+    (out / "eval").mkdir()  # a report of the old run goes with it
+    main(recipe_args(tiny_gpt2, wikidoc_small, out, "--overwrite_output_dir", "true", "--max_steps", "2"))
+    assert "deleting" in caplog.text and "checkpoint-1" in caplog.text  # what was deleted is logged
+    assert not (out / "eval").exists() and not (out / "checkpoint-1").exists()
+    assert json.loads((out / "run_manifest.json").read_text())["global_step"] == 2
 
 
 def test_wrong_lora_targets_fail_before_training(tiny_gpt2, wikidoc_small, tmp_path):
