@@ -188,7 +188,8 @@ class MedSFTConfig(SFTConfig):
     """Training arguments: TRL's ``SFTConfig`` with medsft's output-directory safety.
 
     Parameters:
-        overwrite_output_dir: delete a non-empty ``output_dir`` and start over. Without it (or
+        overwrite_output_dir: delete a non-empty ``output_dir`` and start over; only a directory that is a medsft run
+            (manifest, recipe.yaml or checkpoint-*), and only once every other check has passed. Without it (or
             ``resume_from_checkpoint``) a non-empty output directory is an error, never overwritten.
         bf16: ``None`` (default) means bf16 mixed precision where the GPU supports it, float32 elsewhere.
         dataloader_pin_memory: turned off on machines without an accelerator, where it does nothing.
@@ -198,7 +199,7 @@ class MedSFTConfig(SFTConfig):
 
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Delete a non-empty output_dir and start over (otherwise it is an error)."},
+        metadata={"help": "Delete a non-empty output_dir that is a medsft run and start over (otherwise an error)."},
     )
     early_stopping_patience: int | None = field(
         default=None,

@@ -40,6 +40,7 @@ from medsft.model import (
     read_adapter,
     resolve_model_source,
 )
+from medsft.run_dir import check_finished
 
 
 @dataclass
@@ -98,6 +99,7 @@ def compare(args: GenerateArguments) -> list[dict]:
         raise MedsftError(f"run directory not found: {run_dir}")
     if not args.prompt:
         raise MedsftError("give at least one --prompt")
+    check_finished(run_dir)
     recipe = _recipe(run_dir)
     base_name = args.model_name_or_path or recipe.get("model_name_or_path")
     source = resolve_model_source(base_name, recipe.get("gguf_cache_dir"))

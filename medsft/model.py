@@ -270,6 +270,10 @@ def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
             config = PeftConfig.from_pretrained(adapter)
         return AdapterInfo(adapter, adapter.replace("/", "__"), config.base_model_name_or_path)
     is_adapter, is_model = (local / "adapter_config.json").is_file(), (local / "config.json").is_file()
+    if not re.fullmatch(r"checkpoint-\d+", local.resolve().name):
+        from medsft.run_dir import check_finished
+
+        check_finished(local)
     if not is_adapter and not (is_model and full_model_ok):
         if is_model:
             raise MedsftError(

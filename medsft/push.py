@@ -39,7 +39,7 @@ from transformers import HfArgumentParser
 
 from medsft.card import build_card
 from medsft.errors import MedsftError, run_cli
-from medsft.run_dir import MANIFEST_FILE, RECIPE_FILE, run_finished
+from medsft.run_dir import MANIFEST_FILE, RECIPE_FILE, check_finished
 
 logger = logging.getLogger("medsft.push")
 
@@ -210,16 +210,12 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise MedsftError(f"run directory not found: {run_dir}")
+    check_finished(run_dir)
     for required in (RECIPE_FILE, MANIFEST_FILE):
         if not (run_dir / required).is_file():
             raise MedsftError(f"{run_dir} has no {required}: is it a finished medsft.train run?")
     recipe = yaml.safe_load((run_dir / RECIPE_FILE).read_text()) or {}
     manifest = _read_json(run_dir / MANIFEST_FILE)
-    if not run_finished(manifest):
-        raise MedsftError(
-            f"{run_dir} is a run that has not finished (status '{manifest.get('status')}'): continue it with "
-            "medsft.train ... --resume_from_checkpoint true, then publish it"
-        )
     is_adapter = (run_dir / "adapter_config.json").is_file()
     if is_adapter and not (run_dir / "adapter_model.safetensors").is_file():
         raise MedsftError(f"{run_dir} has adapter_config.json but no adapter_model.safetensors")

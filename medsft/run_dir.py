@@ -1,8 +1,12 @@
 """The run's output directory: never overwritten unasked, resumable, and self-describing.
 
-A finished run directory holds the LoRA adapter (safetensors), the tokenizer, ``recipe.yaml`` (every setting that
-differs from the defaults, after CLI overrides; enough to rerun it) and ``run_manifest.json`` (library versions, git
-commit, seed, start/end time, final train loss, data counts).
+A run directory holds the LoRA adapter (safetensors), the tokenizer, ``recipe.yaml`` (every setting the user gave,
+after CLI overrides; enough to rerun it), ``run_manifest.json`` (library versions, git commit, seed, start/end time,
+base model and its fingerprint, final train loss, data counts; ``status`` ``training`` from the start, ``finished``
+at the end) and the Trainer's ``checkpoint-*`` directories.
+
+Training decides everything about the directory first (``plan_output_dir``: refusals, the checkpoint to resume from,
+what an overwrite would delete) and changes it only once every other check has passed (``clear_output_dir``).
 """
 
 from __future__ import annotations
@@ -158,6 +162,16 @@ def run_finished(manifest: dict | None) -> bool:
     if not manifest:
         return False
     return manifest.get("status", "finished" if "finished" in manifest else None) == "finished"
+
+
+def check_finished(run_dir: str | Path) -> None:
+    """Refuse a run directory whose training has not finished (interrupted, or still running)."""
+    manifest = read_manifest(run_dir)
+    if manifest is not None and not run_finished(manifest):
+        raise MedsftError(
+            f"{run_dir} is a run that has not finished (status '{manifest.get('status')}'): continue it with "
+            "medsft.train ... --resume_from_checkpoint true, or use one of its checkpoint-* directories"
+        )
 
 
 def is_medsft_run(path: Path) -> bool:

@@ -18,8 +18,11 @@ accelerate launch -m medsft.train recipes/wikidoc_qlora_smollm2.yaml \
 # several GPUs (see accelerate_configs/README.md for the others)
 accelerate launch --config_file accelerate_configs/multi_gpu.yaml -m medsft.train recipes/wikidoc_qlora.yaml
 
-# continue an interrupted run from its last checkpoint
+# continue an interrupted run from its last complete checkpoint (same recipe and flags as the first launch)
 accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --resume_from_checkpoint true
+
+# start over: deletes the earlier run in output_dir (a medsft run only), once every other check has passed
+accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --overwrite_output_dir true
 ```
 """
 

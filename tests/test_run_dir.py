@@ -1,0 +1,343 @@
+"""The run directory is never lost or left broken: each case replayed from the command line, as a user would.
+
+Every refusal is checked for exit code 2, one line naming the file or setting, no traceback, and, where an earlier
+run was at stake, every one of its files byte-for-byte unchanged. Tiny GPT-2 (the real tokenizer), the shipped
+QLoRA recipe (``save_total_limit: 2``), a few steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import ROOT
+
+RECIPE = str(ROOT / "recipes/wikidoc_qlora.yaml")
+FAKE_TOKEN = "hf_medsftFakeToken0123456789abcdefXYZ"
+STEPS = 12
+
+
+def cli(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m medsft.<module> ARGS`` from the project root, offline."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(
+        [sys.executable, "-m", f"medsft.{module}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def error_line(proc: subprocess.CompletedProcess, prog: str) -> str:
+    """The one-line error of a refused command (exit 2, no traceback)."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"medsft.{prog}: error: "), line
+    return line
+
+
+def snapshot(path: Path) -> dict[str, str]:
+    """Every file below ``path`` with the sha256 of its bytes."""
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in path.rglob("*") if p.is_file()
+    }
+
+
+def train_args(model: str, data: str, out: Path, *extra: str) -> list[str]:
+    """The shipped recipe on the tiny model: 12 steps, a checkpoint every 2 (the recipe keeps the last 2)."""
+    return [
+        RECIPE, "--model_name_or_path", model, "--dataset_name", data, "--output_dir", str(out),
+        "--max_length", "128", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+        "--max_steps", str(STEPS), "--save_steps", "2", "--logging_steps", "1", "--gradient_checkpointing", "false",
+        "--learning_rate", "1e-2", "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_gpt2, wikidoc_small) -> Path:
+    """An uninterrupted run, through the command line."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, tiny_gpt2, wikidoc_small) -> Path:
+    """The same run killed with SIGKILL as soon as its second checkpoint starts being written (so that checkpoint
+    may be half-written), with a Hub token on the command line."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    args = train_args(tiny_gpt2, wikidoc_small, out, "--hub_token", FAKE_TOKEN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medsft.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (out / "checkpoint-4").exists():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "adapter_model.safetensors").exists()
+    assert json.loads((out / "run_manifest.json").read_text())["status"] == "training"
+    return out
+
+
+@pytest.fixture
+def texts(tmp_path) -> Path:
+    """A two-paragraph text file for perplexity."""
+    path = tmp_path / "texts.txt"
+    path.write_text("Asthma narrows the airways.\n\nInsulin lowers blood sugar.\n")
+    return path
+
+
+def copy_of(run: Path, tmp_path: Path, name: str = "run") -> Path:
+    shutil.copytree(run, tmp_path / name)
+    return tmp_path / name
+
+
+# 1. --overwrite_output_dir checks everything before deleting, and deletes only medsft runs
+def test_overwrite_with_a_mistyped_dataset_deletes_nothing(finished_run, tiny_gpt2, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    before = snapshot(run)
+    proc = cli("train", *train_args(tiny_gpt2, str(tmp_path / "typo.json"), run, "--overwrite_output_dir", "true"))
+    assert "typo.json" in error_line(proc, "train")
+    assert snapshot(run) == before
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_medsft_run(tiny_gpt2, wikidoc_small, tmp_path):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("\\documentclass{article}")
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, thesis, "--overwrite_output_dir", "true"))
+    line = error_line(proc, "train")
+    assert str(thesis) in line and "not a medsft run" in line and "thesis.tex" in line
+    assert (thesis / "thesis.tex").read_text() == "\\documentclass{article}"
+
+
+# 2. resuming another run's checkpoint never writes into a finished run
+def test_resume_into_a_finished_run_is_refused(finished_run, killed_run, tiny_gpt2, wikidoc_small, tmp_path):
+    run_b = copy_of(finished_run, tmp_path, "run_b")
+    before = snapshot(run_b)
+    checkpoint = next(killed_run.glob("checkpoint-*"))
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run_b, "--resume_from_checkpoint", str(checkpoint)))
+    line = error_line(proc, "train")
+    assert str(run_b) in line and "finished run" in line
+    assert snapshot(run_b) == before
+
+
+# 3 and 7. the README's resume after kill -9, with the shipped recipe's save_total_limit; no token on disk
+def test_resume_after_kill_finishes_evaluates_and_pushes(
+    finished_run, killed_run, tiny_gpt2, wikidoc_small, tmp_path, texts
+):
+    run = copy_of(killed_run, tmp_path)
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == STEPS
+    resumed_at = manifest["resumed_at_step"]
+    assert manifest["resumed_from"] == f"checkpoint-{resumed_at}" and resumed_at in (2, 4)
+    assert manifest["train_loss_mean_steps"] == [resumed_at + 1, STEPS]
+    # the checkpoint it resumed from was rotated away by save_total_limit: 2 while the resumed run saved
+    assert not (run / f"checkpoint-{resumed_at}").exists()
+    # the resumed adapter is the uninterrupted run's
+    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+
+    # the token given as --hub_token is in no file of the run or its checkpoints (training_args.bin included)
+    for file in [*killed_run.rglob("*"), *run.rglob("*")]:
+        assert not file.is_file() or FAKE_TOKEN.encode() not in file.read_bytes(), file
+
+    # the resumed run evaluates and publishes (dry run)
+    proc = cli(
+        "evaluate", "--model_name_or_path", tiny_gpt2, "--adapters", str(run), "--tasks", "perplexity",
+        "--perplexity_dataset", str(texts), "--load_in_4bit", "true", "--use_bnb_nested_quant", "true",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run / "eval/report.json").is_file()
+    proc = cli(
+        "push", str(run), "--repo_id", "me/tiny-wikidoc", "--base_model", "gpt2", "--dry_run", str(tmp_path / "card")
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "card/adapter_model.safetensors").is_file() and (tmp_path / "card/eval/report.json").is_file()
+
+
+# 4. a half-written checkpoint is skipped (named), the newest complete one is used; named explicitly, it is refused
+def test_half_written_checkpoint_is_skipped(finished_run, tiny_gpt2, wikidoc_small, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    for name in ("adapter_model.safetensors", "adapter_config.json", "run_manifest.json"):
+        (run / name).unlink()  # as if it stopped while writing its last checkpoint
+    newest = run / f"checkpoint-{STEPS}"
+    optimizer = newest / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])  # what a full disk leaves
+    (newest / "trainer_state.json").unlink()
+
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", str(newest)))
+    assert f"checkpoint {newest} is incomplete" in error_line(proc, "train")
+
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"skipping incomplete checkpoint {newest}" in proc.stderr
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["resumed_from"] == f"checkpoint-{STEPS - 2}" and manifest["global_step"] == STEPS
+
+
+# 5. a setting the checkpoint's weights depend on differs: one line naming it, nothing changed
+def test_resume_with_another_lora_rank_is_refused(killed_run, tiny_gpt2, wikidoc_small, tmp_path):
+    run = copy_of(killed_run, tmp_path)
+    before = snapshot(run)
+    proc = cli(
+        "train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true", "--lora_r", "4")
+    )
+    line = error_line(proc, "train")
+    assert "lora_r: 16 in the run, 4 now" in line
+    assert snapshot(run) == before
+
+
+# 6. resuming a finished run: nothing to do, exit 0, nothing changed
+def test_resume_of_a_finished_run_changes_nothing(finished_run, tiny_gpt2, wikidoc_small, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    before = snapshot(run)
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"nothing to resume: the run in {run} finished at step {STEPS}" in proc.stderr
+    assert snapshot(run) == before
+
+
+def test_run_stopped_after_its_last_checkpoint_is_not_trained_further(
+    finished_run, tiny_gpt2, wikidoc_small, tmp_path
+):
+    run = copy_of(finished_run, tmp_path)
+    for name in ("adapter_model.safetensors", "adapter_config.json", "run_manifest.json"):
+        (run / name).unlink()  # stopped between its last checkpoint and its final save
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "run_manifest.json").read_text())["global_step"] == STEPS  # not STEPS + 1
+    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# 8. an output_dir that is a file is refused before anything is loaded
+def test_output_dir_that_is_a_file_is_refused(tiny_gpt2, wikidoc_small, tmp_path):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    line = error_line(cli("train", *train_args(tiny_gpt2, wikidoc_small, file)), "train")
+    assert f"output_dir {file} is a file" in line
+    assert file.read_text() == "mine"
+
+
+# 9. evaluate checks every adapter before evaluating any model
+def test_corrupt_adapter_is_found_before_any_model_is_evaluated(finished_run, tiny_gpt2, tmp_path, texts):
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(finished_run, corrupt, ignore=shutil.ignore_patterns("checkpoint-*"))
+    weights = corrupt / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:3000])
+    proc = cli(
+        "evaluate", "--model_name_or_path", tiny_gpt2, "--adapters", str(finished_run), str(corrupt),
+        "--tasks", "perplexity", "--perplexity_dataset", str(texts), "--output_dir", str(tmp_path / "ev"),
+    )  # fmt: skip
+    line = error_line(proc, "evaluate")
+    assert f"adapter {corrupt} does not load onto" in line
+    assert "(+2 adapters)" not in proc.stderr  # the log line that starts the evaluation
+    assert not (tmp_path / "ev").exists()
+
+
+def test_results_of_finished_models_are_kept_when_one_fails(finished_run, tiny_gpt2, tmp_path, texts, monkeypatch):
+    import medsft.evaluate as evaluate
+    from medsft.errors import MedsftError
+
+    second = copy_of(finished_run, tmp_path, "second")
+    real = evaluate.load_adapter
+
+    def fail_on_second(model, path):
+        if Path(path) == second:
+            raise OSError("disk read error")  # as if the disk failed after the checks
+        return real(model, path)
+
+    monkeypatch.setattr(evaluate, "load_adapter", fail_on_second)
+    out = tmp_path / "ev"
+    with pytest.raises(MedsftError, match=rf"evaluating second failed: disk read error; .*\(base, run\).*{out}"):
+        evaluate.main([
+            "--model_name_or_path", tiny_gpt2, "--adapters", str(finished_run), str(second), "--tasks", "perplexity",
+            "--perplexity_dataset", str(texts), "--load_in_4bit", "true", "--output_dir", str(out),
+        ])  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["results"]) == {"base", "run"} and report["incomplete"]["model"] == "second"
+
+
+# 10. a local base is identified by its weights, not its folder name
+@pytest.fixture
+def run_on_replaced_base(tiny_gpt2, wikidoc_small, tmp_path) -> tuple[Path, Path]:
+    """A run trained on a local base whose folder then got other weights under the same name."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from medsft.train import main as train
+
+    base = tmp_path / "bases/tiny"
+    shutil.copytree(tiny_gpt2, base)
+    run = tmp_path / "run"
+    train(train_args(str(base), wikidoc_small, run, "--max_steps", "1", "--save_strategy", "no"))
+    torch.manual_seed(1)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base)).save_pretrained(
+        base
+    )  # same name, other weights
+    return run, base
+
+
+def test_base_with_other_weights_under_the_same_name_is_refused(run_on_replaced_base, tmp_path, texts):
+    run, base = run_on_replaced_base
+    proc = cli(
+        "evaluate", "--model_name_or_path", str(base), "--adapters", str(run), "--tasks", "perplexity",
+        "--perplexity_dataset", str(texts), "--load_in_4bit", "true",
+    )  # fmt: skip
+    line = error_line(proc, "evaluate")
+    assert f"adapter {run} was trained on base model 'tiny'" in line and "holds other weights" in line
+    line = error_line(cli("generate", str(run), "--prompt", "Asthma is"), "generate")
+    assert "holds other weights" in line
+    line = error_line(
+        cli("push", str(run), "--repo_id", "me/x", "--base_model", "gpt2", "--dry_run", str(tmp_path / "card")), "push"
+    )
+    assert "holds other weights" in line and not (tmp_path / "card").exists()
+
+
+def test_same_weights_under_another_name_are_accepted(finished_run, tiny_gpt2, tmp_path):
+    from medsft.model import check_adapter_base, read_adapter, resolve_model_source
+
+    renamed = tmp_path / "renamed-copy"
+    shutil.copytree(tiny_gpt2, renamed)
+    check_adapter_base(read_adapter(str(finished_run)), resolve_model_source(str(renamed)))
+
+
+def test_interrupted_run_is_not_published_or_evaluated_as_finished(killed_run, tmp_path):
+    from medsft.errors import MedsftError
+    from medsft.model import read_adapter
+
+    line = error_line(cli("push", str(killed_run), "--repo_id", "me/x", "--dry_run", str(tmp_path / "card")), "push")
+    assert f"{killed_run} is a run that has not finished" in line and "--resume_from_checkpoint true" in line
+    with pytest.raises(MedsftError, match="has not finished"):
+        read_adapter(str(killed_run))
+    checkpoint = read_adapter(str(next(killed_run.glob("checkpoint-2"))))  # its checkpoints still evaluate
+    assert checkpoint.base_fingerprint is not None  # from the manifest written when the run started
