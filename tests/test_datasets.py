@@ -272,7 +272,7 @@ def test_abstract_recipe_data_never_holds_a_test_pmid(official):
     data = load_sft_datasets(args)
     (report,) = data.reports
     assert report.dropped["PubMedQA test PMID"] == len(test)
-    assert report.decontamination == {"policy": "error", "overlapping_rows": 0}
+    assert report.decontamination == {"policy": "error", "overlapping_rows": 0, "test_set": "pubmedqa test set"}
 
 
 # ---------------------------------------------------------------- clinical notes

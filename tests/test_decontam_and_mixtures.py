@@ -46,6 +46,44 @@ def test_overlap_is_found_by_pmid_question_and_ngram(test_rows):
     assert overlap.reasons == {"PMID": 1, "question": 1, "13-gram": 1}
 
 
+def test_shipped_index_is_the_official_release(tmp_path):
+    """The index medsft ships (used offline, whenever no local PubMedQA is given) equals a rebuild from the release."""
+    from medsft.data import pubmedqa
+
+    rebuilt = tmp_path / "index"
+    decontam.TestSetIndex.from_pubmedqa(str(PUBMEDQA_DIR)).save(
+        rebuilt, pubmedqa.official_test_labels(str(PUBMEDQA_DIR))
+    )
+    for file in rebuilt.iterdir():
+        assert file.read_bytes() == (decontam.SHIPPED / file.name).read_bytes(), file.name
+    shipped = decontam.TestSetIndex.shipped()
+    assert len(shipped.pmids) == 500 and len(shipped.questions) == 500 and len(shipped.ngrams) > 100_000
+    assert pubmedqa.official_test_labels(pubmedqa.HUB_ID) == json.loads(
+        (PUBMEDQA_DIR / "test_ground_truth.json").read_text()
+    )
+
+
+def test_offline_check_of_other_data_uses_the_shipped_index(tmp_path, test_rows, monkeypatch):
+    """WikiDoc-like data without --pubmedqa_reference: checked, with no network request, and a leak is found."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the decontamination check made a network request")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    (t1, *_), _ = test_rows
+    leak = " ".join(t1["CONTEXTS"][0].split()[:15])
+    path = _hf_file(tmp_path, ["a clean answer", f"Background. {leak}", "another clean answer"])
+    data = load_sft_datasets(MedScriptArguments(dataset_name=path, dataset_type="hf"))
+    (report,) = data.reports
+    assert report.decontamination == {
+        "policy": "warn",
+        "overlapping_rows": 1,
+        "test_set": "PubMedQA official test set (index shipped with medsft)",
+    }
+
+
 def _hf_file(tmp_path, texts):
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps({"prompt": "Q: ", "completion": t}) for t in texts))
@@ -67,16 +105,23 @@ def test_policies(tmp_path, test_rows):
     assert off.reports[0].decontamination["overlapping_rows"] is None
 
 
-def test_error_policy_without_the_test_set_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_error_policy_without_the_test_set_is_a_clear_error(tmp_path):
     path = _hf_file(tmp_path, ["text"])
+    missing = str(tmp_path / "no-pubmedqa")  # a --pubmedqa_reference that is not there
     with pytest.raises(
         MedsftError, match="decontamination \\(error\\) needs the PubMedQA test set.*--pubmedqa_reference"
     ):
-        load_sft_datasets(MedScriptArguments(dataset_name=path, dataset_type="hf", decontamination="error"))
-    # warn: trains, says it could not check
-    data = load_sft_datasets(MedScriptArguments(dataset_name=path, dataset_type="hf", decontamination="warn"))
-    assert data.reports[0].decontamination == {"policy": "warn", "overlapping_rows": None}
+        load_sft_datasets(
+            MedScriptArguments(
+                dataset_name=path, dataset_type="hf", decontamination="error", pubmedqa_reference=missing
+            )
+        )
+    # warn: trains, and the report says why it could not check (never a bare null)
+    data = load_sft_datasets(
+        MedScriptArguments(dataset_name=path, dataset_type="hf", decontamination="warn", pubmedqa_reference=missing)
+    )
+    checked = data.reports[0].decontamination
+    assert checked["overlapping_rows"] is None and "no-pubmedqa" in checked["not_checked"]
 
 
 def _mixture_recipe(tmp_path, datasets: list[dict]) -> str:

@@ -70,7 +70,7 @@ def test_preview_command_shows_counts_and_lengths(tmp_path):
     )
     text = out.getvalue()
     assert "pubmedqa: read 1000, kept 1000 (train 450, validation 50, test 500); dropped: none" in text
-    assert "decontamination: {'policy': 'error', 'overlapping_rows': 0}" in text
+    assert "decontamination: {'policy': 'error', 'overlapping_rows': 0, 'test_set': 'pubmedqa test set'}" in text
     assert "example 1:" in text and "example 2:" not in text
     # the truncated count is what tokenizing every example gives, independently of the preview
     from transformers import GPT2TokenizerFast

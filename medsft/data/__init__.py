@@ -200,14 +200,15 @@ def _load_one(entry: dict, script_args) -> tuple[DatasetDict, LoadReport, str, t
         license_ = spec.license
         tokens = spec.special_tokens.get(entry["format"], ())
         formatter, options = spec.formatters[entry["format"]], spec.format_options(script_args)
-    splits["train"], overlap = decontam.decontaminate(
+    splits["train"], checked = decontam.decontaminate(
         splits["train"],
         policy,
         _pubmedqa_reference(entry["path"], script_args),
         script_args.pubmedqa_test_file,
         what=report.source,
     )
-    report.decontamination = {"policy": policy, "overlapping_rows": overlap}
+    report.decontamination = {"policy": policy, **checked}
+    overlap = checked["overlapping_rows"]
     if policy == "drop" and overlap:
         report.dropped["overlaps PubMedQA test set"] += overlap
         report.splits["train"] = len(splits["train"])

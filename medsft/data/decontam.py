@@ -9,14 +9,25 @@ Every training run checks its training rows against the 500 test questions befor
 
 Policies: ``error`` stops the run and names examples, ``drop`` removes the rows (counted in the load report),
 ``warn`` logs the counts and trains on everything, ``off`` skips the check.
+
+The check needs no network: unless a local PubMedQA release is given (``--pubmedqa_reference``), it uses the index
+shipped in ``medsft/data/pubmedqa_test/`` (the 500 test PMIDs and labels, normalised questions, and 8-byte hashes of
+every 13-gram of the test abstracts, questions and long answers; PubMedQA is MIT-licensed, see the LICENSE there).
+``python -m medsft.data.decontam PUBMEDQA_DIR`` rebuilds it from the official release; a test checks that it
+matches the release in ``../shared``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
+import sys
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from datasets import Dataset
 
@@ -33,9 +44,17 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
+SHIPPED = Path(__file__).with_name("pubmedqa_test")
+_LABELS_FILE, _QUESTIONS_FILE, _NGRAMS_FILE = "test_ground_truth.json", "questions.json", "ngrams_13.u64"
+
+
 def ngram_hashes(text: str, n: int = NGRAM) -> set[int]:
+    """Stable 8-byte hashes of the text's word n-grams (the same in every process, so an index can be shipped)."""
     tokens = words(text)
-    return {hash(tuple(tokens[i : i + n])) for i in range(len(tokens) - n + 1)}
+    return {
+        int.from_bytes(hashlib.blake2b(" ".join(tokens[i : i + n]).encode(), digest_size=8).digest(), "little")
+        for i in range(len(tokens) - n + 1)
+    }
 
 
 def _normal(text: str) -> str:
@@ -63,6 +82,9 @@ class TestSetIndex:
 
     @classmethod
     def from_pubmedqa(cls, reference: str, test_file: str | None = None) -> TestSetIndex:
+        """From a local PubMedQA release; for the Hub id (or no local copy), the index shipped with medsft."""
+        if reference == pubmedqa.HUB_ID and test_file is None:
+            return cls.shipped()
         labels = pubmedqa.official_test_labels(reference, test_file)
         test = [q for q in pubmedqa.read_questions(reference) if q["pmid"] in labels]
         grams: set[int] = set()
@@ -70,6 +92,28 @@ class TestSetIndex:
             for text in (q["question"], *q["contexts"], q["long_answer"]):
                 grams |= ngram_hashes(text)
         return cls(pmids=set(labels), questions={_normal(q["question"]) for q in test}, ngrams=grams)
+
+    @classmethod
+    def shipped(cls) -> TestSetIndex:
+        grams = array("Q")
+        grams.frombytes((SHIPPED / _NGRAMS_FILE).read_bytes())
+        if sys.byteorder != "little":
+            grams.byteswap()
+        return cls(
+            pmids=set(json.loads((SHIPPED / _LABELS_FILE).read_text())),
+            questions=set(json.loads((SHIPPED / _QUESTIONS_FILE).read_text())),
+            ngrams=set(grams),
+        )
+
+    def save(self, folder: Path, labels: dict[str, str]) -> None:
+        """Write the index in the shipped layout (``labels``: the official ``{PMID: label}``)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / _LABELS_FILE).write_text(json.dumps(dict(sorted(labels.items())), indent=0) + "\n")
+        (folder / _QUESTIONS_FILE).write_text(json.dumps(sorted(self.questions), indent=0) + "\n")
+        grams = array("Q", sorted(self.ngrams))
+        if sys.byteorder != "little":
+            grams.byteswap()
+        (folder / _NGRAMS_FILE).write_bytes(grams.tobytes())
 
 
 @dataclass
@@ -109,30 +153,44 @@ def decontaminate(dataset: Dataset, policy: str, reference: str, test_file: str 
     """Apply ``policy`` to the training rows of ``what``.
 
     Returns:
-        The dataset (rows removed under ``drop``) and the number of overlapping rows found (``None`` if not checked).
+        The dataset (rows removed under ``drop``) and what the load report records: ``overlapping_rows`` and the
+        ``test_set`` checked against, or ``overlapping_rows: None`` with the reason it was ``not_checked``.
     """
     if policy == "off":
-        return dataset, None
+        return dataset, {"overlapping_rows": None, "not_checked": "--decontamination off"}
+    shipped = reference == pubmedqa.HUB_ID and test_file is None
+    against = (
+        "PubMedQA official test set (index shipped with medsft)" if shipped else f"{Path(reference).name} test set"
+    )
     try:
         index = TestSetIndex.from_pubmedqa(reference, test_file)
     except MedsftError as e:
         if policy == "warn":
-            logger.warning("decontamination not checked (%s); pass --pubmedqa_reference to check", e)
-            return dataset, None
+            logger.warning("decontamination NOT checked (%s); pass --pubmedqa_reference to check", e)
+            return dataset, {"overlapping_rows": None, "not_checked": str(e)}
         raise MedsftError(
             f"decontamination ({policy}) needs the PubMedQA test set: {e}. Pass --pubmedqa_reference "
             "(a local PubMedQA directory) or --decontamination warn/off"
         ) from None
+    info = {"test_set": against}
     overlap = find_overlap(dataset, index)
     if not overlap.rows:
-        logger.info("decontamination: no overlap between %s training rows and the PubMedQA test set", what)
-        return dataset, 0
+        logger.info("decontamination: no overlap between %s training rows and the %s", what, against)
+        return dataset, {"overlapping_rows": 0, **info}
     message = f"{what}: {overlap.summary()}; e.g. {', '.join(overlap.examples)}"
     if policy == "error":
         raise MedsftError(f"{message}. Use --decontamination drop to remove them, or warn to keep them")
     if policy == "drop":
         logger.warning("%s; dropped", message)
         drop = set(overlap.rows)
-        return dataset.select([i for i in range(len(dataset)) if i not in drop]), len(overlap.rows)
+        kept = dataset.select([i for i in range(len(dataset)) if i not in drop])
+        return kept, {"overlapping_rows": len(overlap.rows), **info}
     logger.warning("%s; kept (decontamination=warn)", message)
-    return dataset, len(overlap.rows)
+    return dataset, {"overlapping_rows": len(overlap.rows), **info}
+
+
+if __name__ == "__main__":  # python -m medsft.data.decontam PUBMEDQA_DIR [OUT_DIR]: rebuild the shipped index
+    source = sys.argv[1]
+    index = TestSetIndex.from_pubmedqa(source)
+    index.save(Path(sys.argv[2]) if len(sys.argv) > 2 else SHIPPED, pubmedqa.official_test_labels(source))
+    print(f"{len(index.pmids)} PMIDs, {len(index.questions)} questions, {len(index.ngrams)} 13-grams")

@@ -8,8 +8,7 @@ questions are never trained on. The other 500 give train/validation, stratified 
 
 Sources:
     Hub: ``qiaojin/PubMedQA`` config ``pqa_labeled`` (one 1,000-row split; its row order says nothing about the test
-    set, so the test PMIDs are read from the official list, fetched from the PubMedQA repository unless
-    ``pubmedqa_test_file`` names a local copy).
+    set, so the test PMIDs are read from the official list: shipped with medsft, or ``pubmedqa_test_file``).
     Offline: the official release directory holding ``ori_pqal.json`` and ``test_ground_truth.json`` (or the
     ``ori_pqal.json`` file itself, with the list beside it). Licence: MIT.
 """
@@ -32,8 +31,9 @@ HUB_CONFIG = "pqa_labeled"
 LICENSE = "mit"
 DATA_FILE = "ori_pqal.json"
 TEST_FILE = "test_ground_truth.json"
-# The official list, for users who load the questions from the Hub (the Hub copy does not mark the test set).
+# The official list (the Hub copy does not mark the test set), shipped with medsft from its source:
 TEST_FILE_URL = "https://raw.githubusercontent.com/pubmedqa/pubmedqa/master/data/test_ground_truth.json"
+SHIPPED_TEST_FILE = Path(__file__).with_name("pubmedqa_test") / TEST_FILE
 LABELS = ("yes", "no", "maybe")
 SPLIT_SEED = 42
 VALIDATION_SIZE = 0.1  # of the 500 non-test questions: 450 train / 50 validation, as in the PubMedQA paper
@@ -114,7 +114,7 @@ def official_test_labels(source: str = HUB_ID, test_file: str | None = None) -> 
     """``{PMID: label}`` of the official 500-question test set.
 
     Read from ``test_file`` when given, else from ``test_ground_truth.json`` beside a local ``source``, else from the
-    PubMedQA repository (connected users).
+    copy of the official list shipped with medsft (``medsft/data/pubmedqa_test``).
     """
     if test_file is None:
         local = _local_data_file(source)
@@ -126,31 +126,15 @@ def official_test_labels(source: str = HUB_ID, test_file: str | None = None) -> 
                     "(or pass --pubmedqa_test_file)"
                 )
     if test_file is None:
-        import os
-        import urllib.request
-
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-            raise MedsftError(
-                "the official PubMedQA test list is not local and HF_HUB_OFFLINE is set; "
-                "pass --pubmedqa_reference (a local PubMedQA directory) or --pubmedqa_test_file"
-            )
-
-        try:
-            with urllib.request.urlopen(TEST_FILE_URL, timeout=30) as response:
-                data = json.loads(response.read().decode("utf-8"))
-        except OSError as e:
-            raise MedsftError(
-                f"could not fetch the official PubMedQA test list ({TEST_FILE_URL}: {e}); "
-                "pass --pubmedqa_test_file path/to/test_ground_truth.json"
-            ) from None
-    else:
-        path = Path(test_file)
-        if not path.is_file():
-            raise MedsftError(f"PubMedQA test list not found: {test_file}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise MedsftError(f"{test_file}, line {e.lineno}: malformed JSON ({e.msg})") from e
+        # The Hub copy does not mark the test set: the official list shipped with medsft (no network needed)
+        test_file = str(SHIPPED_TEST_FILE)
+    path = Path(test_file)
+    if not path.is_file():
+        raise MedsftError(f"PubMedQA test list not found: {test_file}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MedsftError(f"{test_file}: malformed JSON ({e})") from e
     if not isinstance(data, dict) or not all(v in LABELS for v in data.values()):
         raise MedsftError(f"{test_file or TEST_FILE_URL}: expected {{PMID: yes|no|maybe}}")
     return {str(k): v for k, v in data.items()}
