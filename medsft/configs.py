@@ -49,6 +49,9 @@ class MedScriptArguments(ScriptArguments):
         pubmedqa_test_file: the official ``test_ground_truth.json`` when it is not beside the PubMedQA data.
         medquad_top_k_focus: keep only the k MedQuAD foci with the most question-answer pairs.
         num_notes / notes_seed: size and seed of the generated clinical-notes corpus.
+        max_truncated_share: examples whose loss-carrying tokens (the answer) ``max_length`` cuts away entirely
+            would train on nothing: they are dropped and counted, and above this share of the training examples the
+            run is refused (raise ``max_length``, or set this higher to accept it). Default 0.05.
         decontamination: what to do with training rows that overlap the PubMedQA test set: ``error``, ``drop``,
             ``warn`` or ``off``. Default: ``error`` for PubMedQA and PubMed abstracts, ``warn`` otherwise.
     """
@@ -85,6 +88,13 @@ class MedScriptArguments(ScriptArguments):
         default=None,
         metadata={"help": "MedQuAD: keep only the k foci with the most question-answer pairs."},
     )
+    max_truncated_share: float = field(
+        default=0.05,
+        metadata={
+            "help": "Largest share of training examples whose whole answer max_length may cut away (they are "
+            "dropped and counted); above it the run is refused."
+        },
+    )
     num_notes: int = field(default=2000, metadata={"help": "clinical_notes: how many notes to generate."})
     notes_seed: int = field(default=0, metadata={"help": "clinical_notes: generator seed."})
     decontamination: str | None = field(
@@ -102,6 +112,8 @@ class MedScriptArguments(ScriptArguments):
             raise MedsftError(f"max_train_samples must be positive, got {self.max_train_samples}")
         if self.medquad_top_k_focus is not None and self.medquad_top_k_focus < 1:
             raise MedsftError(f"medquad_top_k_focus must be positive, got {self.medquad_top_k_focus}")
+        if not 0.0 <= self.max_truncated_share <= 1.0:
+            raise MedsftError(f"max_truncated_share must be in [0, 1], got {self.max_truncated_share}")
         if self.num_notes < 1:
             raise MedsftError(f"num_notes must be positive, got {self.num_notes}")
 

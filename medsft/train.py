@@ -37,7 +37,7 @@ from trl import SFTTrainer, is_conversational
 
 from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
 from medsft.data import load_sft_datasets
-from medsft.data.lengths import count_longer_than
+from medsft.data.lengths import truncation
 from medsft.errors import MedsftError, run_cli
 from medsft.hardware import describe_device, warn_if_dense_packed_attention, warn_if_one_cpu_thread
 from medsft.lora import build_lora_config
@@ -133,13 +133,18 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         source, model_args.model_revision, need_chat_template=is_conversational(train_dataset[0])
     )
     token_ids = add_special_tokens(tokenizer, data.special_tokens) if data.special_tokens else []
-    over = count_longer_than(train_dataset, tokenizer, training_args.max_length)
+    train_dataset, cut = _drop_cut_answers(train_dataset, tokenizer, training_args, script_args, "training")
+    if eval_dataset is not None:
+        eval_dataset, _ = _drop_cut_answers(eval_dataset, tokenizer, training_args, None, "validation")
     logger.info(
-        "data %s | training on %d examples; %d longer than max_length=%s are truncated",
+        "data %s | training on %d examples; %d longer than max_length=%s are truncated (%d of them lose part of "
+        "their answer; %d that lost all of it were dropped)",
         data.summary(),
         len(train_dataset),
-        over,
+        cut.longer,
         training_args.max_length,
+        cut.completion_cut,
+        len(cut.completion_lost),
     )
 
     ###############
@@ -242,7 +247,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                     "special_tokens": list(data.special_tokens),
                     "format": script_args.dataset_format,
                     "train_examples": len(train_dataset),
-                    "longer_than_max_length": over,
+                    "longer_than_max_length": cut.longer,
+                    "answer_partly_cut_by_max_length": cut.completion_cut,
+                    "answer_cut_away_dropped": len(cut.completion_lost),
                 },
                 "global_step": trainer.state.global_step,
                 "train_loss_mean": result.training_loss if result else None,
@@ -261,6 +268,34 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 token=hub_token,
             )
     return trainer
+
+
+def _drop_cut_answers(dataset, tokenizer, training_args, script_args, split: str):
+    """Drop (and count) the examples whose whole answer ``max_length`` cuts away: they would train on nothing, with
+    loss 0. For training, refuse when more than ``max_truncated_share`` of the examples are such, or all are."""
+    splits_overflow = training_args.packing and training_args.packing_strategy in ("bfd_split", "wrapped")
+    cut = truncation(dataset, tokenizer, None if splits_overflow else training_args.max_length)
+    lost = len(cut.completion_lost)
+    if not lost:
+        return dataset, cut
+    share = lost / len(dataset)
+    if lost == len(dataset):
+        raise MedsftError(
+            f"max_length={training_args.max_length} cuts away the whole answer of every {split} example (the prompt "
+            "alone is longer): raise --max_length"
+        )
+    if script_args is not None and share > script_args.max_truncated_share:
+        raise MedsftError(
+            f"max_length={training_args.max_length} cuts away the whole answer of {lost} of {len(dataset)} {split} "
+            f"examples ({share:.0%}; the prompt alone is longer): raise --max_length, or pass --max_truncated_share "
+            f"{min(1.0, round(share + 0.005, 2))} to drop them and train on the rest"
+        )
+    logger.warning(
+        "dropped %d of %d %s examples whose whole answer max_length=%s cuts away", lost, len(dataset), split,
+        training_args.max_length,
+    )  # fmt: skip
+    drop = set(cut.completion_lost)
+    return dataset.select([i for i in range(len(dataset)) if i not in drop]), cut
 
 
 def _publishing(training_args, source, state, token: str | None) -> str | None:

@@ -1,6 +1,8 @@
-"""Token lengths of formatted examples, as the trainer will tokenize them."""
+"""Token lengths of formatted examples, as the trainer will tokenize them, and what ``max_length`` cuts off."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -43,8 +45,35 @@ def token_lengths(dataset, tokenizer) -> list[int]:
     return [len(tokenize_for_training(example, tokenizer)[0]) for example in dataset]
 
 
-def count_longer_than(dataset, tokenizer, max_length: int | None) -> int:
-    """How many examples exceed ``max_length`` tokens (and so lose their end to truncation)."""
+@dataclass
+class Truncation:
+    """What truncation to ``max_length`` does to a split (TRL keeps the start of each example).
+
+    Parameters:
+        longer: examples longer than ``max_length``.
+        completion_lost: indices of examples none of whose loss-carrying tokens survive (the answer is cut away
+            entirely: they would train on nothing).
+        completion_cut: examples that keep part of their loss-carrying tokens.
+    """
+
+    longer: int = 0
+    completion_lost: list[int] = field(default_factory=list)
+    completion_cut: int = 0
+
+
+def truncation(dataset, tokenizer, max_length: int | None) -> Truncation:
+    """Count, per example, the loss-carrying tokens that survive truncation to ``max_length``."""
+    result = Truncation()
     if max_length is None:
-        return 0
-    return sum(length > max_length for length in token_lengths(dataset, tokenizer))
+        return result
+    for i, example in enumerate(dataset):
+        ids, trained = tokenize_for_training(example, tokenizer)
+        if len(ids) <= max_length:
+            continue
+        result.longer += 1
+        kept = sum(trained[:max_length])
+        if kept == 0 and any(trained):
+            result.completion_lost.append(i)
+        elif kept < sum(trained):
+            result.completion_cut += 1
+    return result

@@ -28,7 +28,7 @@ from trl import is_conversational
 
 from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
 from medsft.data import load_sft_datasets
-from medsft.data.lengths import token_lengths, tokenize_for_training
+from medsft.data.lengths import token_lengths, tokenize_for_training, truncation
 from medsft.errors import MedsftError
 from medsft.model import DEFAULT_CHAT_TEMPLATE, ModelSource, add_special_tokens, load_tokenizer, resolve_model_source
 
@@ -146,9 +146,16 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     lengths = token_lengths(dataset, tokenizer)
     console.print(length_table(lengths, max_length))
     console.print(histogram(lengths))
+    cut = truncation(dataset, tokenizer, max_length)
+    console.print(
+        f"max_length={max_length}: {len(cut.completion_lost)} examples lose their whole answer (training drops them), "
+        f"{cut.completion_cut} lose part of it"
+    )
     return {
         "lengths": lengths,
         "over": sum(n > max_length for n in lengths) if max_length else 0,
+        "answer_cut_away": len(cut.completion_lost),
+        "answer_partly_cut": cut.completion_cut,
         "reports": data.reports,
         "shown": shown,
     }
