@@ -231,6 +231,10 @@ class MedSFTConfig(SFTConfig):
             # Pinned memory only speeds host-to-device copies; without an accelerator torch's DataLoader warns on
             # every run that it is ignored, so medsft does not ask for it there.
             self.dataloader_pin_memory = False
+        if getattr(self, "activation_checkpointing", False) is None:
+            # transformers 5.24 renamed gradient_checkpointing (TRL's default True, and the recipes' key) to
+            # activation_checkpointing and warns on every run that sets only the old name; the same value, new name
+            self.activation_checkpointing = self.gradient_checkpointing
         processes = launched_processes()
         if processes > 1 and not torch.cuda.is_available():
             # Measured (accelerate 1.15, transformers 5.23): `accelerate launch` with several processes on a machine

@@ -49,6 +49,7 @@ from medsft.model import (
     load_tokenizer,
     resolve_model_source,
 )
+from medsft.noise import silence_packed_attention_mask_notice
 from medsft.push import PushArguments, check_token, push
 from medsft.run_dir import (
     check_resume,
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         ],
     )
     keep_adapter_float32(trainer.model)
+    if trainer.padding_free:
+        silence_packed_attention_mask_notice()
     warn_if_dense_packed_attention(
         model.config._attn_implementation,
         trainer.padding_free,  # what TRL decided its collator does (padding_free, or BFD packing)
