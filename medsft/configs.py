@@ -9,6 +9,7 @@ A recipe is a YAML file whose keys are these fields. It is given positionally (`
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -191,6 +192,11 @@ class MedModelConfig(ModelConfig):
         # as a regex that must match the whole module path, so ["c_attn"] would silently match nothing.
         if isinstance(self.lora_target_modules, str) and self.lora_target_modules != "all-linear":
             self.lora_target_modules = [self.lora_target_modules]
+        for name in ("lora_r", "lora_alpha"):
+            if self.use_peft and getattr(self, name) < 1:
+                raise MedsftError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise MedsftError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.load_in_4bit and not self.use_peft:
             raise MedsftError("load_in_4bit needs use_peft: a 4-bit base model can only be trained through adapters")
 
@@ -241,6 +247,15 @@ class MedSFTConfig(SFTConfig):
             # without GPUs starts the workers but does not tell the Trainer to use the CPU, so each worker silently
             # trains alone on all the data. use_cpu makes the Trainer join the gloo process group.
             self.use_cpu = True
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise MedsftError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_length is not None and self.max_length < 1:
+            raise MedsftError(f"--max_length must be a positive number of tokens, got {self.max_length}")
+        if self.learning_rate < 0 or self.num_train_epochs < 0:
+            raise MedsftError("--learning_rate and --num_train_epochs must not be negative")
+        if self.max_steps == 0:
+            raise MedsftError("--max_steps 0 trains nothing: give a positive number, or -1 to train num_train_epochs")
         if self.early_stopping_patience is not None and (
             self.early_stopping_patience < 1 or self.eval_strategy == "no" or not self.load_best_model_at_end
         ):
@@ -284,17 +299,37 @@ def load_recipe(path: str) -> dict:
     return recipe
 
 
-def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
+class _Parser(TrlParser):
+    """TRL's parser with one-line errors: an abbreviation is refused (argparse would silently take ``--learning_rat``
+    as ``--learning_rate``), and a bad value or unknown flag is a ``MedsftError`` naming it, not a usage dump."""
+
+    def __init__(self, dataclass_types, prog: str | None = None):
+        super().__init__(list(dataclass_types), prog=prog, allow_abbrev=False)
+
+    def error(self, message: str):
+        raise MedsftError(f"{message} (run with --help for the accepted arguments)")
+
+    def unknown_flags(self, flags: list[str]) -> MedsftError:
+        known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        hints = []
+        for flag in flags:
+            close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1, cutoff=0.75)
+            hints.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+        return MedsftError(f"unknown argument(s): {', '.join(hints)}; run with --help for the accepted arguments")
+
+
+def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """Parse a recipe (positional or ``--config``) plus CLI overrides into the given dataclasses.
 
-    Unknown keys in the recipe are an error naming the key (TRL's parser reports them as ``--key value`` strings).
+    Unknown keys in the recipe and unknown flags are errors naming the key (with the closest valid flag); an
+    abbreviated flag is refused.
 
     Returns:
         One instance per dataclass, then the set of argument names the user set (in the recipe or on the CLI),
         which is what ``run_dir.write_recipe`` records.
     """
     argv = _recipe_argv(sys.argv[1:] if argv is None else argv)
-    parser = TrlParser(list(dataclass_types))
+    parser = _Parser(dataclass_types, prog=prog)
     explicit = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--") and a != "--config"}
     if "--config" in argv:
         i = argv.index("--config")
@@ -302,11 +337,22 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
             raise MedsftError("--config needs a recipe path")
         path = argv[i + 1]
         known = {action.dest for action in parser._actions}
-        recipe_keys = set(load_recipe(path)) - {"env"}
+        recipe = load_recipe(path)
+        if not recipe:  # an empty recipe sets nothing (TRL's parser would refuse it with a traceback)
+            raise MedsftError(f"{path}: the recipe is empty; it needs at least model_name_or_path and dataset_name")
+        recipe_keys = set(recipe) - {"env"}
         explicit |= recipe_keys
         unknown = sorted(recipe_keys - known)
         if unknown:
             raise MedsftError(
                 f"{path}: unknown key(s) {', '.join(unknown)}; run with --help for the accepted arguments"
             )
-    return (*parser.parse_args_and_config(argv), explicit)
+    try:
+        *parsed, remaining = parser.parse_args_and_config(argv, return_remaining_strings=True)
+    except (ValueError, TypeError) as e:  # transformers'/TRL's own argument checks
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        raise MedsftError(f"invalid arguments: {' '.join(lines)[:400] or type(e).__name__}") from None
+    flags = [a for a in remaining if a.startswith("-")]
+    if remaining:
+        raise parser.unknown_flags(flags or remaining)
+    return (*parsed, explicit)

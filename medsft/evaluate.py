@@ -143,7 +143,7 @@ def _max_length(model, requested: int | None) -> int:
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
-    args, model_args, _ = parse_args((EvalArguments, ModelConfig), argv)
+    args, model_args, _ = parse_args((EvalArguments, ModelConfig), argv, prog="medsft.evaluate")
     # Without cpu=True, accelerate starts no process group on a machine without GPUs (the Trainer passes it for
     # training); with it, `accelerate launch` on CPU shards over gloo.
     state = PartialState(cpu=not torch.cuda.is_available())

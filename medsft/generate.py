@@ -28,9 +28,9 @@ import torch
 import yaml
 from rich.console import Console
 from rich.table import Table
-from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from medsft.configs import MedModelConfig
+from medsft.configs import MedModelConfig, parse_args
 from medsft.errors import MedsftError, run_cli
 from medsft.model import (
     check_adapter_base,
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> list[
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         argv = ["--run_dir", argv[0], *argv[1:]]
-    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
+    args, _ = parse_args((GenerateArguments,), argv, prog="medsft.generate")
     results = compare(args)
     precision = results[0]["base_precision"]
     table = Table(title=f"{args.run_dir}: base ({precision}) vs fine-tuned", show_lines=True)

@@ -143,6 +143,23 @@ def resolve_model_source(model_name_or_path: str | None, gguf_cache_dir: str | N
     return ModelSource(path=model_name_or_path, name=model_name_or_path)
 
 
+def check_max_length(source: ModelSource, max_length: int | None, revision: str = "main") -> None:
+    """Refuse a ``max_length`` beyond the model's position limit before anything is loaded (GPT-2 would fail deep in
+    its position embedding, after loading and packing)."""
+    if max_length is None:
+        return
+    from transformers import AutoConfig
+
+    with hub_errors("model config", source.path):
+        config = AutoConfig.from_pretrained(source.path, revision=revision)
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if limit and max_length > limit:
+        raise MedsftError(
+            f"--max_length {max_length} is longer than {source.name}'s {limit} positions: pass --max_length {limit} "
+            "or less"
+        )
+
+
 def load_tokenizer(source: ModelSource, revision: str = "main", need_chat_template: bool = False):
     """Load the tokenizer; give it medsft's documented default chat template if it has none and one is needed."""
     with hub_errors("tokenizer", source.path):

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from transformers import HfArgumentParser
 
 from medsft.card import build_card
+from medsft.configs import parse_args
 from medsft.errors import MedsftError, run_cli
 from medsft.run_dir import MANIFEST_FILE, RECIPE_FILE, check_finished
 
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         argv = ["--run_dir", argv[0], *argv[1:]]
-    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(argv)
+    args, _ = parse_args((PushArguments,), argv, prog="medsft.push")
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     result = push(args)
     where = result["folder"] if not result["uploaded"] else result["url"]

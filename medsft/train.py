@@ -43,6 +43,7 @@ from medsft.hardware import describe_device, warn_if_dense_packed_attention, war
 from medsft.lora import build_lora_config
 from medsft.model import (
     add_special_tokens,
+    check_max_length,
     fit_embeddings,
     keep_adapter_float32,
     load_model,
@@ -69,7 +70,7 @@ logger = logging.getLogger("medsft.train")
 
 def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> SFTTrainer:
     script_args, training_args, model_args, mixture, explicit_keys = parse_args(
-        (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig), argv
+        (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig), argv, prog="medsft.train"
     )
     state = PartialState()
     logging.basicConfig(
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     # Model source and LoRA targets: checked on the module tree before any weights are loaded
     ###############
     source = resolve_model_source(model_args.model_name_or_path, model_args.gguf_cache_dir)
+    check_max_length(source, training_args.max_length, model_args.model_revision)
     push_to = _publishing(training_args, source, state, hub_token)
     peft_config = build_lora_config(model_args, source.path)
     if peft_config is not None:

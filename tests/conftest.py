@@ -50,7 +50,7 @@ def tiny_gpt2(tmp_path_factory, gpt2_tokenizer) -> str:
         n_layer=2,
         n_embd=64,
         n_head=4,
-        n_positions=512,
+        n_positions=1024,  # the recipes' max_length
         vocab_size=len(gpt2_tokenizer),
         resid_pdrop=0.0,
         embd_pdrop=0.0,
@@ -75,7 +75,7 @@ def tiny_llama(tmp_path_factory, gpt2_tokenizer) -> str:
         num_attention_heads=4,
         num_key_value_heads=2,
         vocab_size=len(gpt2_tokenizer),
-        max_position_embeddings=512,
+        max_position_embeddings=1024,
         bos_token_id=gpt2_tokenizer.bos_token_id,
         eos_token_id=gpt2_tokenizer.eos_token_id,
     )

@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     if argv and argv[0] == "preview":
         argv = argv[1:]
     script_args, training_args, model_args, mixture, preview_args, _ = parse_args(
-        (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig, PreviewArguments), argv
+        (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig, PreviewArguments),
+        argv,
+        prog="medsft.data preview",
     )
     console = console or Console()
     data = load_sft_datasets(script_args, mixture, seed=training_args.seed)
