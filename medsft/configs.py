@@ -159,6 +159,14 @@ class MedDatasetMixtureConfig(DatasetMixtureConfig):
                 if "path" not in dataset:
                     raise MedsftError(f"datasets[{i}]: needs a path")
                 self.datasets[i] = MedDatasetConfig(**dataset)
+        # Fractions are checked before any dataset is loaded: on every dataset or none, non-negative, not all 0
+        fractions = [d.fraction for d in self.datasets]
+        if any(f is not None for f in fractions):
+            missing = [d.path for d in self.datasets if d.fraction is None]
+            if missing:
+                raise MedsftError(f"datasets: a fraction on every dataset or on none; {', '.join(missing)} has none")
+            if any(f < 0 for f in fractions) or sum(fractions) <= 0:
+                raise MedsftError(f"datasets: fractions must be non-negative and not all 0, got {fractions}")
         if self.streaming:
             raise MedsftError("streaming mixtures are not supported: medsft's loaders clean and split in memory")
         if self.test_split_size is not None:

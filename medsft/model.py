@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from trl import get_quantization_config
 
 from medsft.errors import MedsftError, hub_errors
+from medsft.hub import looks_local
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def resolve_model_source(model_name_or_path: str | None, gguf_cache_dir: str | N
         if not (path / "config.json").is_file():
             raise MedsftError(f"local model directory {model_name_or_path} has no config.json")
         return ModelSource(path=str(path), name=path.resolve().name, fingerprint=weights_fingerprint(path))
-    if model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1:
+    if looks_local(model_name_or_path) and model_name_or_path.count("/") > 0:  # "gpt2" is a Hub id without owner
         raise MedsftError(f"model path not found: {model_name_or_path}")
     return ModelSource(path=model_name_or_path, name=model_name_or_path)
 
@@ -279,7 +280,7 @@ def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
 
     local = Path(adapter)
     if not local.exists():
-        if adapter.startswith((".", "/", "~")) or adapter.count("/") != 1:
+        if looks_local(adapter):
             raise MedsftError(f"adapter not found: {adapter}")
         from peft import PeftConfig
 

@@ -39,6 +39,7 @@ import yaml
 from medsft.card import build_card
 from medsft.configs import parse_args
 from medsft.errors import MedsftError, run_cli
+from medsft.hub import looks_local
 from medsft.run_dir import MANIFEST_FILE, RECIPE_FILE, check_finished
 
 logger = logging.getLogger("medsft.push")
@@ -79,6 +80,32 @@ class PushArguments:
     allow_base_mismatch: bool = field(
         default=False, metadata={"help": "Publish although the local base model now holds other weights."}
     )
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a lost connection raises: OSError, and the HTTP client's own errors (huggingface_hub 1.x uses httpx2)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def check_repo_id(repo_id: str, flag: str) -> None:
+    """``owner/name`` as the Hub accepts it (huggingface_hub's own validator), checked before anything runs."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not repo_id or repo_id.count("/") != 1:
+        raise MedsftError(f"{flag} must be owner/name, got '{repo_id}'")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise MedsftError(f"{flag} '{repo_id}' is not a valid Hub repository id: {str(e).splitlines()[0]}") from None
 
 
 def scrub_paths(value):
@@ -152,7 +179,7 @@ def _public_base(manifest: dict, recipe: dict, explicit: str | None) -> str:
     if explicit:
         return explicit
     name = (manifest.get("model") or {}).get("name") or recipe.get("model_name_or_path") or ""
-    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists():
+    if not looks_local(name):
         return name
     raise MedsftError(
         f"the run's base model '{Path(name).name}' is a local file or directory: pass --base_model with the Hub id of "
@@ -309,10 +336,11 @@ def push(args: PushArguments, token: str | None = None) -> dict:
 
     ``token`` (kept in memory, never in ``args``): a token given to ``medsft.train --hub_token``; by default the
     usual places."""
-    if not args.repo_id or args.repo_id.count("/") != 1:
-        raise MedsftError(f"--repo_id must be owner/name, got '{args.repo_id}'")
+    check_repo_id(args.repo_id, "--repo_id")
     if args.dry_run:
         out = Path(args.dry_run)
+        if out.exists() and not out.is_dir():
+            raise MedsftError(f"--dry_run {out} is a file: give a new (or empty) directory")
         if out.exists() and any(out.iterdir()):
             raise MedsftError(f"--dry_run directory {out} is not empty; choose a new one")
         result = build_folder(args, out)
@@ -333,6 +361,12 @@ def push(args: PushArguments, token: str | None = None) -> dict:
         except HfHubHTTPError as e:
             status = getattr(e.response, "status_code", None)
             raise MedsftError(f"upload to {args.repo_id} failed (HTTP {status}); nothing was published") from None
+        except _network_errors() as e:  # the network went away (ConnectError, timeouts)
+            created = "the repository exists (it was created or already there), " if "url" in locals() else ""
+            raise MedsftError(
+                f"upload to {args.repo_id} failed ({type(e).__name__}): {created}no file was committed (an upload is "
+                "one commit); run the same command again to retry"
+            ) from None
     logger.info("published %d files to %s", len(result["files"]), url)
     return {**result, "uploaded": True, "url": str(url), "commit": str(getattr(commit, "oid", ""))}
 

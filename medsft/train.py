@@ -51,7 +51,7 @@ from medsft.model import (
     resolve_model_source,
 )
 from medsft.noise import silence_packed_attention_mask_notice
-from medsft.push import PushArguments, check_token, push
+from medsft.push import PushArguments, check_repo_id, check_token, push
 from medsft.run_dir import (
     check_resume,
     checkpoint_state,
@@ -309,8 +309,7 @@ def _publishing(training_args, source, state, token: str | None) -> str | None:
     if not training_args.push_to_hub:
         return None
     repo_id = training_args.hub_model_id or ""
-    if repo_id.count("/") != 1:
-        raise MedsftError(f"--push_to_hub needs --hub_model_id owner/name (got '{repo_id}')")
+    check_repo_id(repo_id, "--push_to_hub needs --hub_model_id owner/name:")
     if source.path != source.name:  # a local directory or GGUF file
         raise MedsftError(
             f"--push_to_hub: the base model '{source.name}' is local, so the card cannot name its Hub id; train "

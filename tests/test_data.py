@@ -59,7 +59,7 @@ def test_missing_field_names_the_row(tmp_path):
     path.write_text(
         json.dumps([{"instruction": "i", "input": "q", "output": "a"}, {"instruction": "i", "input": "q"}])
     )
-    with pytest.raises(MedsftError, match=r"row 1 has no text field\(s\) output"):
+    with pytest.raises(MedsftError, match=r"w.json, row 2: no field\(s\) output"):
         load_wikidoc(str(path))
 
 

@@ -15,8 +15,10 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from trl import is_conversational
 
 from medsft.data import clinical_notes, decontam, medquad, pubmed_abstracts, pubmedqa, wikidoc
+from medsft.data.io import read_records
 from medsft.data.report import LoadReport
 from medsft.errors import MedsftError
+from medsft.hub import looks_local
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ def dataset_type_for(dataset_name: str, dataset_type: str) -> str:
     if dataset_name in KNOWN_HUB_IDS:
         return KNOWN_HUB_IDS[dataset_name]
     path = Path(dataset_name)
+    if not path.exists() and (looks_local(dataset_name) or path.suffix != ""):
+        raise MedsftError(f"dataset path {dataset_name} does not exist (nor is it a Hub id owner/name)")
     if path.name == pubmedqa.DATA_FILE or (path / pubmedqa.DATA_FILE).is_file():
         return "pubmedqa"
     if path.is_dir() and next(path.rglob("*.xml"), None) is not None:
@@ -277,15 +281,42 @@ def _shape(dataset: Dataset) -> tuple:
     return columns, bool(len(dataset)) and is_conversational(dataset[0])
 
 
+_TRL_COLUMNS = {"text": ("text",), "messages": ("messages",), "prompt": ("prompt", "completion")}
+
+
+def _check_trl_rows(rows, where: str):
+    """``--dataset_type hf`` rows must be in a TRL format (``text``, ``messages`` or ``prompt``/``completion``) with
+    no missing value; the error names the row and field."""
+    columns = list(rows.column_names) if isinstance(rows, Dataset) else list(rows[0]) if rows else []
+    kind = next((k for k in _TRL_COLUMNS if k in columns), None)
+    if kind is None:
+        raise MedsftError(
+            f"{where}: --dataset_type hf needs a 'text', 'messages' or 'prompt'/'completion' column; it has "
+            f"{', '.join(columns) or 'none'}"
+        )
+    fields = [c for c in _TRL_COLUMNS[kind] if kind != "prompt" or c in columns]
+    for i, row in enumerate(rows, start=1):
+        for column in fields:
+            value = row.get(column)
+            if value is None or (isinstance(value, str) and not value.strip() and column != "prompt"):
+                raise MedsftError(f"{where}, row {i}: '{column}' is {'missing' if value is None else 'empty'}")
+            if column in ("text", "completion") and not isinstance(value, (str, list)):
+                raise MedsftError(f"{where}, row {i}: '{column}' must be text, got {type(value).__name__}")
+    return rows
+
+
 def _load_hf(name: str, config: str | None, split: str, test_split: str) -> tuple[DatasetDict, LoadReport]:
     """A dataset already in a TRL format: loaded with ``datasets.load_dataset`` and passed through."""
     from datasets import load_dataset
 
     from medsft.errors import hub_errors
 
-    builders = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+    builders = {".csv": "csv", ".parquet": "parquet"}
     with hub_errors("dataset", name):
-        if Path(name).suffix in builders:  # a local file: datasets needs the builder named
+        if Path(name).suffix in (".json", ".jsonl"):  # medsft's reader: errors name the file, line and row
+            loaded = DatasetDict(train=Dataset.from_list(_check_trl_rows(read_records(name), name)))
+            split = "train"
+        elif Path(name).suffix in builders:  # a local file: datasets needs the builder named
             if not Path(name).is_file():
                 raise MedsftError(f"data file not found: {name}")
             loaded = load_dataset(builders[Path(name).suffix], data_files={"train": name})
@@ -297,6 +328,8 @@ def _load_hf(name: str, config: str | None, split: str, test_split: str) -> tupl
     result = DatasetDict(train=loaded[split])
     if test_split in loaded:
         result["validation"] = loaded[test_split]
+    for split_name, rows in result.items():
+        _check_trl_rows(rows, f"{name} ({split_name})")
     report = LoadReport(
         source=Path(name).name if Path(name).exists() else name, read=sum(len(s) for s in result.values())
     )

@@ -1,4 +1,4 @@
-"""Reading local record files (JSON list, JSONL) with errors that name the file and line."""
+"""Reading local record files (JSON list, JSONL) with errors that name the file, line and row."""
 
 from __future__ import annotations
 
@@ -8,12 +8,47 @@ from pathlib import Path
 from medsft.errors import MedsftError
 
 
+def read_text(path: str | Path) -> str:
+    """A data file's text; a file that is not UTF-8 is an error naming it and the first bad byte."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise MedsftError(
+            f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); re-save it as UTF-8"
+        ) from None
+
+
+def _lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_lone_surrogate(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
+def check_unicode(records: list[dict], path: str | Path) -> list[dict]:
+    """Refuse strings that are not valid Unicode (a JSON escape like ``\\ud800`` decodes to a lone surrogate, which
+    every later step, Arrow first, fails on far from the file)."""
+    for i, record in enumerate(records, start=1):
+        for key, value in record.items():
+            if _lone_surrogate(value):
+                raise MedsftError(f"{path}, row {i}: field '{key}' holds a lone surrogate (not valid Unicode text)")
+    return records
+
+
 def read_records(path: str | Path) -> list[dict]:
     """Read a ``.json`` file holding a list of objects, or a ``.jsonl`` file with one object per line."""
     path = Path(path)
     if not path.is_file():
         raise MedsftError(f"data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if path.suffix == ".jsonl":
         records = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -26,11 +61,11 @@ def read_records(path: str | Path) -> list[dict]:
             if not isinstance(record, dict):
                 raise MedsftError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}")
             records.append(record)
-        return records
+        return check_unicode(records, path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise MedsftError(f"{path}, line {e.lineno} column {e.colno}: malformed JSON ({e.msg})") from e
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise MedsftError(f"{path}: expected a JSON list of objects")
-    return data
+    return check_unicode(data, path)

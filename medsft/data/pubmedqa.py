@@ -21,8 +21,10 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from medsft.data.io import read_text
 from medsft.data.report import LoadReport
 from medsft.errors import MedsftError, hub_errors
+from medsft.hub import looks_local
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,9 @@ def _local_data_file(source: str) -> Path | None:
         if not (path / DATA_FILE).is_file():
             raise MedsftError(f"PubMedQA directory {source} has no {DATA_FILE}")
         return path / DATA_FILE
-    if path.suffix == ".json" or path.exists():
+    if path.suffix == ".json" or looks_local(source):
         if not path.is_file():
-            raise MedsftError(f"data file not found: {source}")
+            raise MedsftError(f"PubMedQA data not found: {source} does not exist")
         return path
     return None
 
@@ -69,11 +71,21 @@ def _row(pmid: str, record: dict, where: str) -> dict:
     contexts = record["CONTEXTS"]
     if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
         raise MedsftError(f"{where}: PMID {pmid}: CONTEXTS must be a list of strings")
+    for key in ("QUESTION", "LONG_ANSWER"):
+        if key in record and not isinstance(record[key], str) and not (key == "LONG_ANSWER" and record[key] is None):
+            raise MedsftError(f"{where}: PMID {pmid}: {key} must be text, got {type(record[key]).__name__}")
+    if not record["QUESTION"].strip():
+        raise MedsftError(f"{where}: PMID {pmid}: QUESTION is empty")
+    sections = record.get("LABELS") or []
+    if not isinstance(sections, list) or not all(isinstance(x, str) for x in sections):
+        raise MedsftError(f"{where}: PMID {pmid}: LABELS must be a list of strings")
+    # LABELS names each context's section; when it is shorter, the contexts without a name are kept, unnamed
+    sections = list(sections[: len(contexts)]) + [""] * (len(contexts) - len(sections))
     return {
         "pmid": str(pmid),
         "question": record["QUESTION"],
         "contexts": contexts,
-        "sections": list(record.get("LABELS") or [""] * len(contexts)),
+        "sections": sections,
         "long_answer": record.get("LONG_ANSWER") or "",
         "final_decision": label,
     }
@@ -84,7 +96,7 @@ def read_questions(source: str = HUB_ID) -> list[dict]:
     local = _local_data_file(source)
     if local is not None:
         try:
-            data = json.loads(local.read_text(encoding="utf-8"))
+            data = json.loads(read_text(local))
         except json.JSONDecodeError as e:
             raise MedsftError(f"{local}, line {e.lineno} column {e.colno}: malformed JSON ({e.msg})") from e
         if not isinstance(data, dict):
@@ -132,7 +144,7 @@ def official_test_labels(source: str = HUB_ID, test_file: str | None = None) -> 
     if not path.is_file():
         raise MedsftError(f"PubMedQA test list not found: {test_file}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MedsftError(f"{test_file}: malformed JSON ({e})") from e
     if not isinstance(data, dict) or not all(v in LABELS for v in data.values()):

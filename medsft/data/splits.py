@@ -5,6 +5,7 @@ from __future__ import annotations
 from datasets import Dataset, DatasetDict
 
 from medsft.data.report import LoadReport
+from medsft.errors import MedsftError
 
 
 def random_split(rows: list[dict], validation_size: float, seed: int, report: LoadReport) -> DatasetDict:
@@ -14,6 +15,11 @@ def random_split(rows: list[dict], validation_size: float, seed: int, report: Lo
     same rows.
     """
     dataset = Dataset.from_list(rows)
+    if validation_size > 0 and (len(rows) < 2 or round(len(rows) * (1 - validation_size)) < 1):
+        raise MedsftError(
+            f"{report.source}: {len(rows)} example(s) after cleaning ({report.summary()}): too few to hold out "
+            f"validation_size={validation_size}; add data, or pass --validation_size 0"
+        )
     if validation_size > 0:
         splits = dataset.train_test_split(test_size=validation_size, seed=seed)
         result = DatasetDict(train=splits["train"], validation=splits["test"])

@@ -57,10 +57,13 @@ def load_wikidoc(source: str = HUB_ID, validation_size: float = VALIDATION_SIZE)
     rows = _read(source)
     report = LoadReport(source=Path(source).name if Path(source).exists() else source, read=len(rows))
     kept, seen = [], set()
-    for i, row in enumerate(rows):
-        missing = [f for f in FIELDS if not isinstance(row.get(f), str)]
+    for i, row in enumerate(rows, start=1):
+        missing = [f for f in FIELDS if row.get(f) is None]
         if missing:
-            raise MedsftError(f"{source}: row {i} has no text field(s) {', '.join(missing)} (expected {FIELDS})")
+            raise MedsftError(f"{source}, row {i}: no field(s) {', '.join(missing)} (expected {', '.join(FIELDS)})")
+        not_text = [f for f in FIELDS if not isinstance(row[f], str)]
+        if not_text:
+            raise MedsftError(f"{source}, row {i}: field(s) {', '.join(not_text)} must be text")
         if not row["input"].strip():
             report.dropped["empty question"] += 1
         elif not row["output"].strip():
