@@ -330,3 +330,31 @@ def test_auto_recognises_official_layouts():
     assert dataset_type_for(str(PUBMEDQA_DIR), "auto") == "pubmedqa"
     assert dataset_type_for(str(MEDQUAD_DIR), "auto") == "medquad"
     assert dataset_type_for("synthetic-clinical-notes", "auto") == "clinical_notes"
+
+
+def test_medquad_file_with_another_root_is_read(tmp_path):
+    """CDC-style files wrap the <Document> structure in another root (<DiseaseFile>): their pairs are read; a file
+    with no question-answer structure at all is still reported."""
+    collection = tmp_path / "2_CDC_QA"
+    collection.mkdir()
+    (collection / "wrapped.xml").write_text(
+        '<DiseaseFile><Document id="c1" source="CDC" url="https://www.cdc.gov/x"><Focus>Measles</Focus><QAPairs>'
+        '<QAPair pid="1"><Question qid="1" qtype="information">What is measles ?</Question>'
+        "<Answer>A viral disease.</Answer></QAPair></QAPairs></Document></DiseaseFile>"
+    )
+    (collection / "other.xml").write_text("<Catalog><Item>no pairs here</Item></Catalog>")
+    splits, report = medquad.load_medquad(str(tmp_path), validation_size=0.0)
+    (row,) = splits["train"]
+    assert (row["focus"], row["question"], row["source"], row["document_id"]) == (
+        "Measles", "What is measles?", "CDC", "c1",
+    )  # fmt: skip
+    assert list(report.skipped_files) == ["2_CDC_QA/other.xml"]
+    assert "no question-answer pairs" in report.skipped_files["2_CDC_QA/other.xml"]
+
+
+def test_pubmedqa_labels_shorter_than_contexts_keep_every_context():
+    from medsft.data.pubmedqa import _row, abstract
+
+    row = _row("1", {"QUESTION": "Q?", "CONTEXTS": ["first part", "second part"], "LABELS": ["BACKGROUND"],
+                     "final_decision": "yes"}, "x")  # fmt: skip
+    assert abstract(row) == "BACKGROUND: first part\nsecond part"

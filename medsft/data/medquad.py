@@ -70,13 +70,23 @@ SCHEMAS = {
 def parse_document(path: Path, collection: str) -> list[dict]:
     """The question-answer pairs of one MedQuAD XML file.
 
+    The schema is recognised by the question-answer structure, whatever the root element is called (the release also
+    has e.g. CDC files with a ``<DiseaseFile>`` root around the ``<Document>`` structure).
+
     Raises:
-        ``ET.ParseError`` for invalid XML, ``ValueError`` for a root element of neither known schema.
+        ``ET.ParseError`` for invalid XML, ``ValueError`` for a file with neither schema's question-answer structure.
     """
     root = ET.parse(path).getroot()
     tags = SCHEMAS.get(root.tag)
     if tags is None:
-        raise ValueError(f"unknown root element <{root.tag}> (expected <Document> or <doc>)")
+        tags = next((t for t in SCHEMAS.values() if root.find(f".//{t['pair']}/{t['q']}") is not None), None)
+        if tags is None:
+            raise ValueError(f"no question-answer pairs in either MedQuAD schema (root element <{root.tag}>)")
+        # the focus and document attributes sit on the element that holds the pairs' container, or on the root
+        holder = next((e for e in root.iter() if e.find(tags["focus"]) is not None), root)
+        if holder is not root:
+            holder.attrib = {**root.attrib, **holder.attrib}
+            root = holder
     focus = " ".join((root.findtext(tags["focus"]) or "").split())
     rows = []
     for pair in root.iter(tags["pair"]):
