@@ -5,6 +5,7 @@ was trained on, how well it did, how to load it, and what it must not be used fo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -17,6 +18,22 @@ NOT_A_MEDICAL_DEVICE = (
     "not a medical device, has not been clinically validated, and must not be used for diagnosis, treatment "
     "decisions, triage or any other clinical purpose, nor as a substitute for a qualified health professional."
 )
+
+
+def licence_text(base_model: str, recipe: dict) -> str:
+    """``LICENSE.md`` for ``license: other``: the base model's licence and each training dataset's apply."""
+    lines = [
+        "# Licence",
+        "",
+        "This model is derived from a base model and trained on data, whose licences apply to it:",
+        "",
+        f"- Base model: [{base_model}](https://huggingface.co/{base_model}): see its model card for its licence.",
+    ]
+    for d in training_datasets(recipe):
+        license_ = SPECS[d["type"]].license if d["type"] in SPECS else "see the dataset"
+        link = f"[{d['name']}](https://huggingface.co/datasets/{d['hub_id']})" if d["hub_id"] else d["name"]
+        lines.append(f"- Training data: {link}: {license_}.")
+    return "\n".join(lines) + "\n"
 
 
 def training_datasets(recipe: dict) -> list[dict]:
@@ -37,28 +54,106 @@ def training_datasets(recipe: dict) -> list[dict]:
     return out
 
 
+def subset(task: dict, count: str, total: str) -> tuple[int, int] | None:
+    """``(scored, in split)`` when an evaluation scored only part of its split (``--limit``), else None."""
+    n, of = task.get(count), task.get(total)
+    return (n, of) if n is not None and of is not None and n < of else None
+
+
+def _split_name(split: str, part: tuple[int, int] | None) -> str:
+    return f"{split}[:{part[0]}]" if part else split
+
+
+def _of(part: tuple[int, int] | None, what: str) -> str:
+    return f" (subset: first {part[0]} of {part[1]} {what})" if part else ""
+
+
+# Recipe keys that name local files only this machine has; a published recipe leaves them to their defaults
+_LOCAL_ONLY_KEYS = ("gguf_cache_dir", "pubmedqa_reference", "pubmedqa_test_file")
+
+
+def rerunnable_recipe(recipe: dict, base_model: str) -> tuple[dict, list[str]]:
+    """The recipe as a reader reruns it: Hub ids for the base model and the datasets where they are known, keys that
+    name local-only files left to their defaults. Returns it and notes on what was replaced (local names only)."""
+    out, notes = dict(recipe), []
+    local_model = recipe.get("model_name_or_path")
+    if local_model and local_model != base_model:
+        out["model_name_or_path"] = base_model
+        notes.append(f"model_name_or_path: trained from the local copy '{Path(local_model).name}'")
+    datasets = training_datasets(recipe)
+    if recipe.get("datasets"):
+        entries = []
+        for entry, dataset in zip(recipe["datasets"], datasets):
+            if dataset["hub_id"] and entry.get("path") != dataset["hub_id"]:
+                notes.append(
+                    f"datasets: {dataset['hub_id']} was read from the local copy '{Path(entry['path']).name}'"
+                )
+                entry = {**entry, "path": dataset["hub_id"]}
+            entries.append(entry)
+        out["datasets"] = entries
+    elif recipe.get("dataset_name") and datasets and datasets[0]["hub_id"]:
+        if recipe["dataset_name"] != datasets[0]["hub_id"]:
+            out["dataset_name"] = datasets[0]["hub_id"]
+            notes.append(f"dataset_name: read from the local copy '{Path(recipe['dataset_name']).name}'")
+    for key in _LOCAL_ONLY_KEYS:
+        if key in out:
+            notes.append(f"{key}: a local path here ('{Path(str(out.pop(key))).name}'), left to its default")
+    return out, notes
+
+
+def gguf_provenance(manifest: dict) -> str | None:
+    """Which GGUF file the base weights came from (trained and evaluated on its dequantized weights), or None."""
+    model = manifest.get("model") or {}
+    if not model.get("gguf_sha256"):
+        return None
+    name = Path(model.get("name") or "").name
+    quant = re.search(r"\.((?:I?Q\d[\w]*?)|F16|BF16|F32)\.gguf$", name, re.IGNORECASE)
+    return (
+        f"The base model's weights were read from the GGUF file `{name}`"
+        + (f" ({quant.group(1).upper()} quantization)" if quant else "")
+        + f", sha256 `{model['gguf_sha256']}`, dequantized to float: the adapter was trained and evaluated on those "
+        "weights, which differ slightly from the original checkpoint's."
+    )
+
+
 def eval_results(report: dict | None, label: str | None) -> list[EvalResult]:
-    """``model-index`` entries for the model ``label`` of an evaluation report (none without a report)."""
+    """``model-index`` entries for the model ``label`` of an evaluation report (none without a report). A subset
+    (``--limit``) is marked in the split (``test[:100]``) and the metric name; values are rounded to 4 digits."""
     if not report or label not in report.get("results", {}):
         return []
     results, settings = report["results"][label], report.get("settings") or {}
     out = []
     if "pubmedqa" in results:
         scores, task = results["pubmedqa"], settings.get("pubmedqa") or {}
+        part = subset(task, "questions", "questions_in_split")
         common = {
             "task_type": "question-answering",
             "task_name": f"PubMedQA yes/no/maybe ({task.get('mode', 'loglikelihood')} scoring)",
             "dataset_type": "qiaojin/PubMedQA",
             "dataset_name": "PubMedQA (PQA-L)",
             "dataset_config": "pqa_labeled",
-            "dataset_split": task.get("split", "test"),
+            "dataset_split": _split_name(task.get("split", "test"), part),
         }
+        questions = _of(part, "questions")
         out.append(
-            EvalResult(metric_type="accuracy", metric_name="Accuracy", metric_value=scores["accuracy"], **common)
+            EvalResult(
+                metric_type="accuracy",
+                metric_name=f"Accuracy{questions}",
+                metric_value=round(scores["accuracy"], 4),
+                **common,
+            )
         )
-        out.append(EvalResult(metric_type="f1", metric_name="Macro-F1", metric_value=scores["macro_f1"], **common))
+        out.append(
+            EvalResult(
+                metric_type="f1",
+                metric_name=f"Macro-F1{questions}",
+                metric_value=round(scores["macro_f1"], 4),
+                **common,
+            )
+        )
     if "perplexity" in results:
         task = settings.get("perplexity") or {}
+        part = subset(task, "texts", "texts_in_split")
         dataset = task.get("hub_id") or task.get("dataset") or "local"
         out.append(
             EvalResult(
@@ -66,10 +161,10 @@ def eval_results(report: dict | None, label: str | None) -> list[EvalResult]:
                 task_name=f"Perplexity ({task.get('format', '')} format)",
                 dataset_type=dataset,
                 dataset_name=dataset.split("/")[-1],
-                dataset_split=task.get("split", "validation"),
+                dataset_split=_split_name(task.get("split", "validation"), part),
                 metric_type="perplexity",
-                metric_name="Perplexity",
-                metric_value=results["perplexity"]["perplexity"],
+                metric_name=f"Perplexity{_of(part, 'texts')}",
+                metric_value=round(results["perplexity"]["perplexity"], 4),
             )
         )
     return out
@@ -87,7 +182,8 @@ def _evaluation_section(report: dict | None, label: str | None) -> str:
     pubmedqa = settings.get("pubmedqa")
     if pubmedqa and all("pubmedqa" in results[c] for c in columns):
         p = [results[c]["pubmedqa"] for c in columns]
-        lines.append("| PubMedQA accuracy | " + " | ".join(f"{s['accuracy']:.3f}" for s in p) + " |")
+        questions = _of(subset(pubmedqa, "questions", "questions_in_split"), "questions")
+        lines.append(f"| PubMedQA accuracy{questions} | " + " | ".join(f"{s['accuracy']:.3f}" for s in p) + " |")
         lines.append(
             "| 95% bootstrap CI | "
             + " | ".join(f"{s['accuracy_ci95'][0]:.3f}–{s['accuracy_ci95'][1]:.3f}" for s in p)
@@ -114,8 +210,9 @@ def _evaluation_section(report: dict | None, label: str | None) -> str:
     perplexity = settings.get("perplexity")
     if perplexity and all("perplexity" in results[c] for c in columns):
         q = [results[c]["perplexity"] for c in columns]
+        texts = _of(subset(perplexity, "texts", "texts_in_split"), "texts")
         lines.append(
-            f"| perplexity ({perplexity.get('hub_id') or perplexity['dataset']}, {perplexity['split']}) | "
+            f"| perplexity ({perplexity.get('hub_id') or perplexity['dataset']}, {perplexity['split']}){texts} | "
             + " | ".join(f"{s['perplexity']:.3f}" for s in q)
             + " |"
         )
@@ -123,14 +220,19 @@ def _evaluation_section(report: dict | None, label: str | None) -> str:
     notes = []
     if pubmedqa:
         baseline = results["base"]["pubmedqa"]["majority_baseline"]
+        part = subset(pubmedqa, "questions", "questions_in_split")
         notes.append(
-            f"PubMedQA: {pubmedqa['questions']} questions of the `{pubmedqa['split']}` split, `{pubmedqa['mode']}` "
-            f'scoring; always answering "{baseline["label"]}" scores {baseline["accuracy"]:.3f}.'
+            f"PubMedQA: {pubmedqa['questions']} questions of the `{pubmedqa['split']}` split"
+            + (f" (**a subset**: the first {part[0]} of {part[1]})" if part else "")
+            + f', `{pubmedqa["mode"]}` scoring; always answering "{baseline["label"]}" scores '
+            f"{baseline['accuracy']:.3f}."
         )
     if perplexity:
+        part = subset(perplexity, "texts", "texts_in_split")
         notes.append(
             f"Perplexity: token-weighted, over the loss-carrying tokens of the `{perplexity['format']}` format, "
-            f"{results[label]['perplexity']['tokens']} tokens."
+            f"{results[label]['perplexity']['tokens']} tokens"
+            + (f" of **a subset**: the first {part[0]} of the split's {part[1]} texts." if part else ".")
         )
     notes.append(
         f"Measured by `medsft.evaluate` on {report.get('finished', '')[:10]}; the full report is in "
@@ -168,10 +270,30 @@ def _hyperparameters(recipe: dict, manifest: dict, adapter_config: dict | None) 
     ]
     versions = manifest.get("versions") or {}
     rows.append(("library versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)))
-    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows if v is not None) + "\n"
+    shown = [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in rows if v is not None]
+    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in shown) + "\n"
 
 
-def _data_section(datasets: list[dict], manifest: dict) -> str:
+def _consumed(recipe: dict, manifest: dict) -> str | None:
+    """What training actually consumed of the split sizes above: steps, effective batch, epochs."""
+    steps = manifest.get("global_step")
+    if not steps:
+        return None
+    batch = (
+        int(recipe.get("per_device_train_batch_size", 8))
+        * int(recipe.get("gradient_accumulation_steps", 1))
+        * int(manifest.get("world_size") or 1)
+    )
+    unit = "packed rows of up to max_length tokens" if recipe.get("packing") else "examples"
+    epochs = manifest.get("epochs")
+    return (
+        f"Training consumed {steps} optimizer steps × an effective batch of {batch} {unit}"
+        + (f": {epochs:.3g} epochs of the {manifest['dataset'].get('train_examples')} training examples." if epochs
+           and manifest.get("dataset") else ".")
+    )  # fmt: skip
+
+
+def _data_section(datasets: list[dict], manifest: dict, recipe: dict) -> str:
     sources = (manifest.get("dataset") or {}).get("sources") or []
     licenses = (manifest.get("dataset") or {}).get("licenses") or []
     lines = ["| dataset | licence | read | train / validation | dropped |", "|---|---|---|---|---|"]
@@ -186,6 +308,9 @@ def _data_section(datasets: list[dict], manifest: dict) -> str:
             f"{splits.get('validation', '—')} | {dropped} |"
         )
     text = "\n".join(lines) + "\n"
+    consumed = _consumed(recipe, manifest)
+    if consumed:
+        text += f"\n{consumed}\n"
     if licenses:
         text += f"\nThe data's licences ({', '.join(licenses)}) apply to what this model learned from them.\n"
     return text
@@ -204,8 +329,12 @@ def build_card(
     merged: bool,
     tokenizer_included: bool,
     added_tokens: list[str],
+    plots: tuple[str, ...] = (),
+    recipe_notes: tuple[str, ...] = (),
 ) -> ModelCard:
-    """The card for ``repo_id``. ``report_label`` is this model's column in the evaluation ``report``."""
+    """The card for ``repo_id``. ``report_label`` is this model's column in the evaluation ``report``; ``plots``
+    the evaluation figures shipped in the folder (paths relative to it); ``recipe_notes`` what ``recipe.yaml``
+    replaced to be rerunnable. With ``license="other"`` the card links ``LICENSE.md`` (``licence_text``)."""
     datasets = training_datasets(recipe)
     qlora = bool((manifest.get("model") or {}).get("load_in_4bit"))
     tags = ["medical", "medsft", "trl", "sft", "lora" if adapter_config else "full-fine-tune"]
@@ -218,6 +347,8 @@ def build_card(
         library_name="transformers" if merged or not adapter_config else "peft",
         pipeline_tag="text-generation",
         license=license,
+        license_name="base-model-and-training-data-licences" if license == "other" else None,
+        license_link="LICENSE.md" if license == "other" else None,
         language=["en"],
         datasets=[d["hub_id"] for d in datasets if d["hub_id"]] or None,
         tags=tags,
@@ -263,25 +394,30 @@ def build_card(
         "special_tokens": f"Prompt it as `<question> … <answer>`; it ends answers with `<end>` (added tokens: "
         f"{', '.join(added_tokens)}).",
     }.get(fmt, "")
+    provenance = gguf_provenance(manifest)
+    figures = "".join(f"\n![{Path(plot).stem}]({plot})\n" for plot in plots)
+    replaced = "".join(f"\n- {note}" for note in recipe_notes)
+    if replaced:
+        replaced = "\nTo be rerunnable from the Hub, it differs from the run's own recipe here:" + replaced + "\n"
     body = f"""
 # {name}
 
 {what}
-
+{f"{chr(10)}{provenance}{chr(10)}" if provenance else ""}
 > {NOT_A_MEDICAL_DEVICE}
 
 ## Training data
 
-{_data_section(datasets, manifest)}
+{_data_section(datasets, manifest, recipe)}
 ## Training procedure
 
 Trained with `accelerate launch -m medsft.train recipe.yaml`; `recipe.yaml` in this repository holds every setting
-(local paths replaced by their names).
-
+given, and reruns as it is (`accelerate launch -m medsft.train recipe.yaml`).
+{replaced}
 {_hyperparameters(recipe, manifest, adapter_config)}
 ## Evaluation
 
-{_evaluation_section(report, report_label)}
+{_evaluation_section(report, report_label)}{figures}
 ## How to use
 
 {usage}
@@ -289,7 +425,7 @@ Trained with `accelerate launch -m medsft.train recipe.yaml`; `recipe.yaml` in t
 
 ## Limitations
 
-- {NOT_A_MEDICAL_DEVICE}
+- Not a medical device (see above).
 - A small language model fine-tuned on a small amount of data: it produces fluent text that can be wrong,
   outdated or invented (hallucinated), with no indication of which. Nothing it says has been checked by a clinician.
 - English only. The training data (see above) reflect their sources' coverage and biases; populations,

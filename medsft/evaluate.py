@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     chat = args.pubmedqa_mode != "loglikelihood" or args.perplexity_format in ("auto", "chat")
     tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=chat)
     texts, ppl_format, rows = [], None, []
+    available = {}  # examples in each task's split before --limit: a subset is marked as one in reports and cards
     if "perplexity" in args.task_list:
         examples, ppl_format = ppl.load_texts(
             args.perplexity_dataset,
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
             {"pubmedqa_test_file": args.pubmedqa_test_file},
         )
         texts = ppl.prepare(examples[: args.limit], tokenizer)
+        available["perplexity"] = len(examples)
         if not texts:
             raise MedsftError(f"{args.perplexity_dataset}: no texts in the '{args.perplexity_split}' split")
     if "pubmedqa" in args.task_list:
@@ -194,6 +196,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         if args.pubmedqa_split not in splits:
             raise MedsftError(f"{args.pubmedqa_dataset}: no '{args.pubmedqa_split}' split")
         rows = list(splits[args.pubmedqa_split])[: args.limit]
+        available["pubmedqa"] = len(splits[args.pubmedqa_split])
         if not rows:
             raise MedsftError(f"{args.pubmedqa_dataset}: the '{args.pubmedqa_split}' split is empty")
     logger.info(
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
             "load_in_4bit": model_args.load_in_4bit,
         },
         "adapters": {label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},
-        "settings": _settings(args, texts, rows, ppl_format, max_length),
+        "settings": _settings(args, texts, rows, ppl_format, max_length, available),
         "results": results,
         "timings": timings,
         "incomplete": failure,
@@ -317,7 +320,7 @@ def _evaluate_model(model, tokenizer, texts, rows, max_length: int, args: EvalAr
     return results, timings, output
 
 
-def _settings(args: EvalArguments, texts, rows, ppl_format, max_length) -> dict:
+def _settings(args: EvalArguments, texts, rows, ppl_format, max_length, available: dict) -> dict:
     return {
         "tasks": args.task_list,
         "max_length": max_length,
@@ -330,6 +333,8 @@ def _settings(args: EvalArguments, texts, rows, ppl_format, max_length) -> dict:
             "split": args.perplexity_split,
             "format": ppl_format,
             "stride": args.stride or (max_length // 2 if max_length else None),
+            "texts": len(texts),
+            "texts_in_split": available.get("perplexity"),
         }
         if texts
         else None,
@@ -338,6 +343,7 @@ def _settings(args: EvalArguments, texts, rows, ppl_format, max_length) -> dict:
             "split": args.pubmedqa_split,
             "mode": args.pubmedqa_mode,
             "questions": len(rows),
+            "questions_in_split": available.get("pubmedqa"),
         }
         if rows
         else None,

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from medsft.card import build_card
+from medsft.card import build_card, licence_text, rerunnable_recipe
 from medsft.configs import parse_args
 from medsft.errors import MedsftError, run_cli
 from medsft.hub import looks_local
@@ -282,10 +282,14 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
         for name in TOKENIZER_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, folder)
+    public_recipe, recipe_notes = rerunnable_recipe(recipe, base_model)
     (folder / RECIPE_FILE).write_text(
-        "# The medsft recipe this model was trained with (local paths replaced by their names).\n"
-        + yaml.safe_dump(scrub_paths(recipe))
+        "# The medsft recipe this model was trained with, rerunnable: accelerate launch -m medsft.train recipe.yaml\n"
+        + "".join(f"# {note}\n" for note in recipe_notes)
+        + yaml.safe_dump(scrub_paths(public_recipe))
     )
+    if args.license == "other":
+        (folder / "LICENSE.md").write_text(licence_text(base_model, recipe))
     if report:
         (folder / "eval").mkdir(exist_ok=True)
         (folder / "eval/report.json").write_text(json.dumps(scrub_paths(report), indent=2) + "\n")
@@ -304,6 +308,8 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
         merged=args.merge,
         tokenizer_included=tokenizer_included,
         added_tokens=added_tokens,
+        plots=tuple(sorted(str(p.relative_to(folder)) for p in (folder / "eval").glob("*.png"))),
+        recipe_notes=tuple(recipe_notes),
     )
     card.save(folder / "README.md")
     check_folder(folder, run_dir)

@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                     "answer_cut_away_dropped": len(cut.completion_lost),
                 },
                 "global_step": trainer.state.global_step,
+                "epochs": trainer.state.epoch,
                 "train_loss_mean": result.training_loss if result else None,
                 # The Trainer averages the loss over this session's steps only: after a resume, those since the
                 # checkpoint (read when the run started: the checkpoint itself may have been rotated away since)

@@ -243,7 +243,15 @@ def test_parse_generated_answers():
 def adapter_run(tiny_gpt2, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pubmedqa") / "pubmedqa_lora"
     return train_quickly(
-        "pubmedqa_lora", tiny_gpt2, out, "--dataset_name", str(PUBMEDQA_DIR), "--max_steps", "3", "--max_length", "256"
+        "pubmedqa_lora",
+        tiny_gpt2,
+        out,
+        "--dataset_name",
+        str(PUBMEDQA_DIR),
+        "--max_steps",
+        "3",
+        "--max_length",
+        "1024",
     )
 
 

@@ -34,7 +34,7 @@ def evaluated_run(tiny_gpt2, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("push") / "pubmedqa_lora"
     train_quickly(
         "pubmedqa_lora", tiny_gpt2, out, "--dataset_name", str(PUBMEDQA_DIR), "--dataset_format", "chat",
-        "--max_steps", "3", "--max_length", "256",
+        "--max_steps", "3", "--max_length", "1024",
     )  # fmt: skip
     evaluate_main(
         [
@@ -83,10 +83,25 @@ def test_dry_run_folder_and_card(evaluated_run, tmp_path, token, capsys):
     report = json.loads((evaluated_run / "eval/report.json").read_text())
     ours = report["results"]["pubmedqa_lora"]
     metrics = {(r.dataset_type, r.metric_type): r.metric_value for r in data.eval_results}
-    assert metrics[("qiaojin/PubMedQA", "accuracy")] == ours["pubmedqa"]["accuracy"]
-    assert metrics[("qiaojin/PubMedQA", "f1")] == ours["pubmedqa"]["macro_f1"]
+    assert metrics[("qiaojin/PubMedQA", "accuracy")] == round(ours["pubmedqa"]["accuracy"], 4)
+    assert metrics[("qiaojin/PubMedQA", "f1")] == round(ours["pubmedqa"]["macro_f1"], 4)
     wikidoc = "medalpaca/medical_meadow_wikidoc_patient_information"  # the Hub id of the local copy evaluated
-    assert metrics[(wikidoc, "perplexity")] == ours["perplexity"]["perplexity"]
+    assert metrics[(wikidoc, "perplexity")] == round(ours["perplexity"]["perplexity"], 4)
+    # --limit 10 scored a subset: marked as one in the metadata and the table
+    splits = {(r.dataset_type, r.metric_type): (r.dataset_split, r.metric_name) for r in data.eval_results}
+    assert splits[("qiaojin/PubMedQA", "accuracy")] == ("test[:10]", "Accuracy (subset: first 10 of 500 questions)")
+    texts = report["settings"]["perplexity"]["texts_in_split"]
+    assert splits[(wikidoc, "perplexity")] == ("validation[:10]", f"Perplexity (subset: first 10 of {texts} texts)")
+    assert "PubMedQA accuracy (subset: first 10 of 500 questions) |" in card.text
+    # licence: other, with its name and a link to the LICENSE.md shipped beside the card
+    assert (
+        data.license_name
+        and data.license_link == "LICENSE.md"
+        and "qiaojin/PubMedQA" in (folder / "LICENSE.md").read_text()
+    )
+    assert card.text.count("must not be used for diagnosis") == 1
+    assert "![comparison](eval/comparison.png)" in card.text  # the shipped plots are shown
+    assert "optimizer steps × an effective batch of 4" in card.text  # what training consumed, beside the split sizes
     assert "must not be used for diagnosis" in card.text and "PeftModel.from_pretrained" in card.text
     assert f"{ours['pubmedqa']['accuracy']:.3f}" in card.text  # the evaluation table, base vs this model
     assert f"{report['results']['base']['pubmedqa']['accuracy']:.3f}" in card.text
@@ -103,7 +118,19 @@ def test_dry_run_folder_and_card(evaluated_run, tmp_path, token, capsys):
             assert not [f for f in forbidden if f in text], file
     assert FAKE_TOKEN not in capsys.readouterr().out
     recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
-    assert recipe["dataset_name"] == "pubmedqa" and recipe["output_dir"] == "pubmedqa_lora"
+    # rerunnable from the Hub: the Hub ids of the base and the data, the local names only in comments
+    assert recipe["dataset_name"] == "qiaojin/PubMedQA" and recipe["model_name_or_path"] == BASE
+    assert recipe["output_dir"] == "pubmedqa_lora"
+    assert "read from the local copy 'pubmedqa'" in (folder / "recipe.yaml").read_text()
+
+
+def test_card_recipe_reruns(evaluated_run, tiny_gpt2, tmp_path):
+    """The published recipe trains as it is, with only the Hub ids swapped for local copies on the command line."""
+    _dry_run(evaluated_run, tmp_path / "card")
+    out = tmp_path / "rerun"
+    train([str(tmp_path / "card/recipe.yaml"), "--model_name_or_path", tiny_gpt2, "--dataset_name", str(PUBMEDQA_DIR),
+           "--output_dir", str(out), "--max_steps", "1"])  # fmt: skip
+    assert json.loads((out / "run_manifest.json").read_text())["global_step"] == 1
 
 
 def test_merged_model_gives_the_adapter_logits(evaluated_run, tiny_gpt2, tmp_path):
@@ -191,3 +218,12 @@ def test_train_push_to_hub_is_checked_before_training(tiny_gpt2, tmp_path, token
     with pytest.raises(MedsftError, match="the base model '.*' is local"):
         train([*base, "--output_dir", str(tmp_path / "b"), "--push_to_hub", "true", "--hub_model_id", "o/n"])
     assert not os.path.exists(tmp_path / "b" / "adapter_model.safetensors")
+
+
+def test_card_names_the_gguf_file_the_base_came_from():
+    from medsft.card import gguf_provenance
+
+    manifest = {"model": {"name": "SmolLM2-135M-Instruct.Q4_1.gguf", "gguf_sha256": "ab" * 32}}
+    text = gguf_provenance(manifest)
+    assert "`SmolLM2-135M-Instruct.Q4_1.gguf` (Q4_1 quantization)" in text and "ab" * 32 in text
+    assert gguf_provenance({"model": {"name": "gpt2"}}) is None
