@@ -297,17 +297,31 @@ def _data_section(datasets: list[dict], manifest: dict, recipe: dict) -> str:
     sources = (manifest.get("dataset") or {}).get("sources") or []
     licenses = (manifest.get("dataset") or {}).get("licenses") or []
     lines = ["| dataset | licence | read | train / validation | dropped |", "|---|---|---|---|---|"]
+    checks = []
     for i, d in enumerate(datasets):
         source = sources[i] if i < len(sources) else {}
         license_ = SPECS[d["type"]].license if d["type"] in SPECS else "see the dataset"
         link = f"[{d['name']}](https://huggingface.co/datasets/{d['hub_id']})" if d["hub_id"] else d["name"]
         splits = source.get("splits") or {}
         dropped = ", ".join(f"{n} {why}" for why, n in (source.get("dropped") or {}).items()) or "none"
+        checked = source.get("decontamination") or {}
+        if checked.get("overlapping_rows") is not None:
+            checks.append(
+                f"{d['name']}: {checked['overlapping_rows']} training rows overlap the {checked.get('test_set')}"
+            )
+        elif checked:
+            checks.append(f"{d['name']}: **not checked** against the PubMedQA test set ({checked.get('not_checked')})")
         lines.append(
             f"| {link} | {license_} | {source.get('read', '')} | {splits.get('train', '')} / "
             f"{splits.get('validation', '—')} | {dropped} |"
         )
     text = "\n".join(lines) + "\n"
+    if checks:
+        text += (
+            "\nDecontamination (PubMedQA official test set: PMIDs, questions, 13-gram overlaps): "
+            + "; ".join(checks)
+            + ".\n"
+        )
     consumed = _consumed(recipe, manifest)
     if consumed:
         text += f"\n{consumed}\n"

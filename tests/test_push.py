@@ -100,6 +100,7 @@ def test_dry_run_folder_and_card(evaluated_run, tmp_path, token, capsys):
         and "qiaojin/PubMedQA" in (folder / "LICENSE.md").read_text()
     )
     assert card.text.count("must not be used for diagnosis") == 1
+    assert "qiaojin/PubMedQA: 0 training rows overlap the pubmedqa test set" in card.text  # decontamination, checked
     assert "![comparison](eval/comparison.png)" in card.text  # the shipped plots are shown
     assert "optimizer steps × an effective batch of 4" in card.text  # what training consumed, beside the split sizes
     assert "must not be used for diagnosis" in card.text and "PeftModel.from_pretrained" in card.text
@@ -227,3 +228,20 @@ def test_card_names_the_gguf_file_the_base_came_from():
     text = gguf_provenance(manifest)
     assert "`SmolLM2-135M-Instruct.Q4_1.gguf` (Q4_1 quantization)" in text and "ab" * 32 in text
     assert gguf_provenance({"model": {"name": "gpt2"}}) is None
+
+
+def test_network_failure_during_upload_says_what_happened(evaluated_run, token, monkeypatch):
+    import httpx2
+
+    monkeypatch.setattr(HfApi, "whoami", lambda self, token=None: {"name": "someone"})
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, **kwargs):
+        raise httpx2.ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    with pytest.raises(MedsftError) as info:
+        push_main([str(evaluated_run), "--repo_id", "my-org/tiny", "--base_model", BASE])
+    message = str(info.value)
+    assert "upload to my-org/tiny failed (ConnectError)" in message and "no file was committed" in message
+    assert "the repository exists" in message and "run the same command again" in message
