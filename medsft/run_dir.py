@@ -235,6 +235,19 @@ def _read_recipe_file(run_dir: Path) -> dict | None:
     return recipe if isinstance(recipe, dict) else {}
 
 
+def _resume_plan(out: Path, checkpoint: Path, run: Path) -> OutputPlan:
+    """Resume ``checkpoint``, a checkpoint of the run in ``run``, into ``out``."""
+    state = checkpoint_state(checkpoint)
+    return OutputPlan(
+        out,
+        str(checkpoint),
+        state.global_step,
+        state.max_steps,
+        previous_recipe=_read_recipe_file(run),
+        previous_manifest=read_manifest(run),
+    )
+
+
 def plan_output_dir(
     output_dir: str, resume_from_checkpoint, overwrite: bool, logger: logging.Logger | None = None
 ) -> OutputPlan:
@@ -268,15 +281,7 @@ def plan_output_dir(
             found = checkpoints(out)
             why = f" complete (incomplete: {', '.join(p.name for p in found)})" if found else ""
             raise MedsftError(f"--resume_from_checkpoint true, but {output_dir} holds no{why} checkpoint-* directory")
-        state = checkpoint_state(last)
-        return OutputPlan(
-            out,
-            str(last),
-            state.global_step,
-            state.max_steps,
-            previous_recipe=_read_recipe_file(out),
-            previous_manifest=manifest,
-        )
+        return _resume_plan(out, last, out)
     if resume:
         checkpoint = Path(resume)
         if not checkpoint.is_dir():
@@ -296,15 +301,7 @@ def plan_output_dir(
                 f"output_dir {output_dir} holds {what}; resuming {resume} into it would overwrite them: "
                 "choose a new --output_dir"
             )
-        run, state = checkpoint.resolve().parent, checkpoint_state(checkpoint)
-        return OutputPlan(
-            out,
-            str(checkpoint),
-            state.global_step,
-            state.max_steps,
-            previous_recipe=_read_recipe_file(run),
-            previous_manifest=read_manifest(run),
-        )
+        return _resume_plan(out, checkpoint, checkpoint.resolve().parent)
     if non_empty and overwrite:
         if not is_medsft_run(out):
             contents = ", ".join(sorted(p.name for p in out.iterdir())[:5])

@@ -83,9 +83,12 @@ def test_formats():
 def test_unknown_local_dataset_needs_a_type(tmp_path):
     from medsft.configs import MedScriptArguments
 
+    (tmp_path / "x.json").write_text("[]")
     args = MedScriptArguments(dataset_name=str(tmp_path / "x.json"))
     with pytest.raises(MedsftError, match="set --dataset_type"):
         load_sft_datasets(args)
+    with pytest.raises(MedsftError, match="nope.json does not exist"):
+        load_sft_datasets(MedScriptArguments(dataset_name=str(tmp_path / "nope.json")))
 
 
 def test_hub_id_is_recognised_and_offline_failure_is_clear(monkeypatch):

@@ -188,7 +188,7 @@ def test_mixture_recipe_trains(tiny_gpt2, tmp_path):
             {"path": str(MEDQUAD_DIR), "type": "medquad", "fraction": 0.5},
         ],
     )
-    argv = [recipe, "--model_name_or_path", tiny_gpt2, "--use_peft", "--max_steps", "1", "--max_length", "64",
+    argv = [recipe, "--model_name_or_path", tiny_gpt2, "--use_peft", "--max_steps", "1", "--max_length", "1024",
             "--per_device_train_batch_size", "2", "--max_train_samples", "8", "--report_to", "none"]  # fmt: skip
     trainer = main(argv)
     assert trainer.state.global_step == 1

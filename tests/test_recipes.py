@@ -39,7 +39,9 @@ def test_recipe_trains_offline(name, tiny_gpt2, tiny_llama, tmp_path):
     out = tmp_path / "run"
     argv = [
         str(RECIPES / f"{name}.yaml"), "--model_name_or_path", model, "--output_dir", str(out),
-        "--max_steps", "2", "--eval_steps", "1", "--save_steps", "1", "--max_length", "128",
+        "--max_steps", "2", "--eval_steps", "1", "--save_steps", "1",
+        # PubMedQA's abstracts need the recipe's 1024 tokens: at 128 almost every answer would be cut away (refused)
+        "--max_length", "1024" if recipe["dataset_type"] == "pubmedqa" else "128",
         "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "8",
         "--gradient_accumulation_steps", "1", "--max_train_samples", "16", "--gradient_checkpointing", "false",
         "--disable_tqdm", "true",
