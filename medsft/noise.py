@@ -23,9 +23,11 @@ def silence_at_import() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
         _DropMessages("Failed to load CPU gemm_4bit_forward from kernels-community")
     )
-    # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` property when it wraps a model (transformers
-    # 5.24 renamed it); the value is right, the name is peft's to update.
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` property when it wraps a model, and its
+    # prepare_model_for_kbit_training (QLoRA) calls the deprecated `gradient_checkpointing_enable` (transformers 5.24
+    # renamed both to activation_checkpointing*); they do the same thing, the names are peft's to update.
+    for old in ("is_gradient_checkpointing", "gradient_checkpointing_enable"):
+        warnings.filterwarnings("ignore", message=f"`{old}` is deprecated", category=FutureWarning)
 
 
 def silence_packed_attention_mask_notice() -> None:

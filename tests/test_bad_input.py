@@ -355,3 +355,45 @@ def test_matrix_runs_as_a_real_command(files):
         proc = subprocess.run([sys.executable, "-m", "medsft.train", *argv], capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert name in proc.stderr.strip().splitlines()[-1]
+
+
+def test_accepted_inputs_with_drops_say_how_many(files, tmp_path, monkeypatch, caplog):
+    """What is accepted with drops is counted where the user looks: the load report and the run manifest."""
+    from transformers import AutoTokenizer
+
+    from medsft.configs import MedScriptArguments
+    from medsft.data import load_sft_datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # max_length cuts the whole answer of most PubMedQA examples: accepted only when asked, and counted
+    out = tmp_path / "pubmedqa-256"
+    argv = [str(ROOT / "recipes/pubmedqa_lora.yaml"), "--model_name_or_path", files["tiny"], "--dataset_name",
+            str(PUBMEDQA_DIR), "--dataset_format", "instruction", "--max_length", "256", "--max_truncated_share",
+            "0.9", "--max_steps", "1", "--output_dir", str(out), "--eval_strategy", "no", "--save_strategy", "no",
+            "--load_best_model_at_end", "false"]  # fmt: skip
+    code, stderr = run_entry("train", argv)
+    assert code == 0, stderr[-2000:]
+    manifest = json.loads((out / "run_manifest.json").read_text())["dataset"]
+    # independently: an instruction example loses its whole answer when its prompt alone fills max_length
+    tokenizer = AutoTokenizer.from_pretrained(files["tiny"])
+    train = load_sft_datasets(MedScriptArguments(dataset_name=str(PUBMEDQA_DIR), dataset_format="instruction"))
+    prompts_too_long = sum(len(tokenizer(r["prompt"])["input_ids"]) >= 256 for r in train.splits["train"])
+    assert manifest["answer_cut_away_dropped"] == prompts_too_long > 300
+    assert manifest["train_examples"] == 450 - prompts_too_long
+    assert f"dropped {prompts_too_long} of 450 training examples whose whole answer" in caplog.text
+
+    # a loader's drops: an empty answer and an exact duplicate, counted in the load report of the manifest
+    rows = json.loads(WIKIDOC_JSON.read_text())[:30]
+    data = tmp_path / "wikidoc_drops.json"
+    data.write_text(json.dumps([*rows, rows[0], {**rows[1], "output": " "}]))
+    out = tmp_path / "wikidoc-drops"
+    code, stderr = run_entry("train", train_args_for(files, data, out))
+    assert code == 0, stderr[-2000:]
+    (source,) = json.loads((out / "run_manifest.json").read_text())["dataset"]["sources"]
+    assert source["read"] == 32 and sum(source["dropped"].values()) == 2 and source["kept"] == 30
+
+
+def train_args_for(files, data, out):
+    return [RECIPE, "--model_name_or_path", files["tiny"], "--dataset_name", str(data), "--output_dir", str(out),
+            "--max_length", "128", "--max_steps", "1", "--per_device_train_batch_size", "2",
+            "--gradient_accumulation_steps", "1"]  # fmt: skip
