@@ -76,12 +76,13 @@ def main() -> None:
     from rich.table import Table
     from transformers import AutoModelForCausalLM
 
+    from medsft.core.environment import library_versions
     from medsft.data.pubmedqa import load_pubmedqa
-    from medsft.evaluation.perplexity import evaluate_perplexity, load_texts, prepare
-    from medsft.evaluation.pubmedqa import build_requests, score_choices
-    from medsft.metrics import LABELS
-    from medsft.model import load_tokenizer, resolve_model_source
-    from medsft.run_dir import library_versions
+    from medsft.evaluation.metrics import LABELS
+    from medsft.evaluation.task_perplexity import evaluate_perplexity, load_texts, prepare
+    from medsft.evaluation.task_pubmedqa import build_requests, score_choices
+    from medsft.modeling.loading import load_tokenizer
+    from medsft.modeling.source import resolve_model_source
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)

@@ -70,9 +70,10 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from medsft.data.pubmedqa import load_pubmedqa
-    from medsft.evaluation.pubmedqa import build_requests, score_choices
-    from medsft.metrics import LABELS
-    from medsft.model import load_tokenizer, resolve_model_source
+    from medsft.evaluation.metrics import LABELS
+    from medsft.evaluation.task_pubmedqa import build_requests, score_choices
+    from medsft.modeling.loading import load_tokenizer
+    from medsft.modeling.source import resolve_model_source
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
@@ -102,7 +103,7 @@ def main() -> None:
     our_acc = sum(pick(s) == r["final_decision"] for s, r in zip(ours, rows)) / len(rows)
     import platform
 
-    from medsft.run_dir import library_versions
+    from medsft.core.environment import library_versions
 
     versions = library_versions()
     versions["lm_eval"] = lm_eval_version()

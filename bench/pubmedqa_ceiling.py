@@ -36,7 +36,14 @@ from rich.console import Console
 from rich.table import Table
 
 from medsft.data.pubmedqa import load_pubmedqa
-from medsft.metrics import LABELS, accuracy, bootstrap_accuracy_ci, macro_f1, paired_accuracy_difference, yes_no_auc
+from medsft.evaluation.metrics import (
+    LABELS,
+    accuracy,
+    bootstrap_accuracy_ci,
+    macro_f1,
+    paired_accuracy_difference,
+    yes_no_auc,
+)
 
 # grid sizes for the offsets added to the "no" and "maybe" log-likelihoods ("yes" stays at 0: only differences
 # matter); each grid spans the whole range of the margins it moves across, so no better point lies beyond its ends

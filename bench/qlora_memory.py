@@ -42,15 +42,16 @@ def child(variant: str, args) -> dict:
             "--disable_tqdm", "true", "--report_to", "none",
         ]  # fmt: skip
         if variant == "overhead":
-            from medsft.configs import (
+            from medsft.configs.parser import parse_args
+            from medsft.configs.training import (
                 MedDatasetMixtureConfig,
                 MedModelConfig,
                 MedScriptArguments,
                 MedSFTConfig,
-                parse_args,
             )
-            from medsft.data import load_sft_datasets
-            from medsft.model import load_tokenizer, resolve_model_source
+            from medsft.data.mixture import load_sft_datasets
+            from medsft.modeling.loading import load_tokenizer
+            from medsft.modeling.source import resolve_model_source
 
             script_args, _, model_args, mixture, _ = parse_args(
                 (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig), argv
@@ -83,7 +84,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from medsft.run_dir import library_versions
+    from medsft.core.environment import library_versions
 
     results = {}
     for variant in ("overhead", "qlora", "lora_fp32"):

@@ -178,7 +178,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from medsft.run_dir import library_versions
+    from medsft.core.environment import library_versions
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="recipes/wikidoc_qlora_smollm2.yaml")

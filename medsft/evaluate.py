@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -42,86 +42,20 @@ from rich.console import Console
 from transformers import set_seed
 from trl import ModelConfig
 
-from medsft.configs import parse_args
-from medsft.data import hub_id_for, pubmedqa, wikidoc
-from medsft.errors import MedsftError, run_cli
-from medsft.evaluation import perplexity as ppl
-from medsft.evaluation import pubmedqa as pqa
+from medsft.configs import EvalArguments, parse_args
+from medsft.core.environment import describe_device, git_commit, library_versions, now, warn_if_one_cpu_thread
+from medsft.core.errors import MedsftError, run_cli
+from medsft.data import pubmedqa
+from medsft.data.registry import hub_id_for
 from medsft.evaluation import report as rep
-from medsft.hardware import describe_device, warn_if_one_cpu_thread
-from medsft.metrics import PubMedQAScores, paired_accuracy_difference, yes_no_auc
-from medsft.model import (
-    check_adapter_base,
-    check_adapter_loads,
-    load_adapter,
-    load_model,
-    load_tokenizer,
-    read_adapter,
-    resolve_model_source,
-)
-from medsft.run_dir import git_commit, library_versions, now
+from medsft.evaluation import task_perplexity as ppl
+from medsft.evaluation import task_pubmedqa as pqa
+from medsft.evaluation.metrics import PubMedQAScores, paired_accuracy_difference, yes_no_auc
+from medsft.modeling.adapters import check_adapter_base, check_adapter_loads, load_adapter, read_adapter
+from medsft.modeling.loading import load_model, load_tokenizer
+from medsft.modeling.source import resolve_model_source
 
 logger = logging.getLogger("medsft.evaluate")
-TASKS = ("perplexity", "pubmedqa")
-
-
-@dataclass
-class EvalArguments:
-    """Evaluation arguments (the model ones are TRL's ``ModelConfig``: ``--model_name_or_path``, ``--dtype``,
-    ``--load_in_4bit`` …).
-
-    Parameters:
-        adapters: LoRA adapter directories (``medsft.train`` output) or Hub ids; the base is always evaluated too.
-        tasks: comma-separated, from ``perplexity`` and ``pubmedqa``.
-        perplexity_dataset: a dataset medsft knows (Hub id or local path, as in training) or a .txt/.jsonl file.
-        perplexity_split / perplexity_format: which split (``validation``: held out by training) and format
-            (``auto``: ``chat`` when the dataset has it, else ``text``); the loss-carrying tokens of that format
-            are scored.
-        stride: sliding-window stride for texts longer than ``max_length`` (default ``max_length // 2``).
-        pubmedqa_dataset / pubmedqa_test_file / pubmedqa_split: PubMedQA release, its official test list, and
-            ``test`` (the official 500) or ``validation``.
-        pubmedqa_mode: ``loglikelihood`` (lm-evaluation-harness), ``chat`` or ``generate``.
-        max_length: longest input in tokens (default: the model's context, at most 2048).
-        batch_size / limit / bootstrap_samples / seed / output_dir: as named; ``limit`` keeps the first N examples
-            of each task.
-        allow_base_mismatch: evaluate an adapter on a base model other than the one it was trained on.
-    """
-
-    adapters: list[str] = field(default_factory=list, metadata={"help": "LoRA adapter directories or Hub ids."})
-    tasks: str = field(default="perplexity,pubmedqa", metadata={"help": f"Comma-separated: {', '.join(TASKS)}."})
-    perplexity_dataset: str = field(default=wikidoc.HUB_ID, metadata={"help": "Text for perplexity."})
-    perplexity_dataset_type: str = field(default="auto", metadata={"help": "medsft loader (as --dataset_type)."})
-    perplexity_split: str = field(default="validation", metadata={"help": "validation or train."})
-    perplexity_format: str = field(
-        default="auto",
-        metadata={"help": "auto, chat, instruction or text.", "choices": ["auto", "chat", "instruction", "text"]},
-    )
-    stride: int | None = field(default=None, metadata={"help": "Sliding-window stride (default max_length // 2)."})
-    pubmedqa_dataset: str = field(default=pubmedqa.HUB_ID, metadata={"help": "PubMedQA release (Hub id or local)."})
-    pubmedqa_test_file: str | None = field(default=None, metadata={"help": "Official test_ground_truth.json."})
-    pubmedqa_split: str = field(
-        default="test", metadata={"help": "test or validation.", "choices": ["test", "validation"]}
-    )
-    pubmedqa_mode: str = field(default="loglikelihood", metadata={"help": "Scoring mode.", "choices": list(pqa.MODES)})
-    max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per answer (generate mode)."})
-    max_length: int | None = field(default=None, metadata={"help": "Longest input (default: model's, ≤ 2048)."})
-    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass."})
-    limit: int | None = field(default=None, metadata={"help": "Only the first N examples of each task."})
-    bootstrap_samples: int = field(default=1000, metadata={"help": "Resamples for the accuracy CI."})
-    output_dir: str | None = field(default=None, metadata={"help": "Report directory (never overwritten)."})
-    seed: int = field(default=42, metadata={"help": "Seed (bootstrap, any sampling)."})
-    gguf_cache_dir: str | None = field(default=None, metadata={"help": "Cache for dequantized GGUF models."})
-    allow_base_mismatch: bool = field(default=False, metadata={"help": "Allow adapters trained on another base."})
-
-    def __post_init__(self):
-        self.task_list = [t.strip() for t in self.tasks.split(",") if t.strip()]
-        unknown = [t for t in self.task_list if t not in TASKS]
-        if unknown or not self.task_list:
-            raise MedsftError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TASKS)}")
-        if self.limit is not None and self.limit < 1:
-            raise MedsftError("--limit must be a positive number of examples")
-        if self.batch_size < 1:
-            raise MedsftError("--batch_size must be at least 1")
 
 
 def _label(name: str, taken: set[str]) -> str:

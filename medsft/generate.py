@@ -21,7 +21,6 @@ notes). Decoding is greedy unless ``--do_sample`` is given (then seeded), so the
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,43 +29,13 @@ from rich.console import Console
 from rich.table import Table
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from medsft.configs import MedModelConfig, parse_args
-from medsft.errors import MedsftError, run_cli
-from medsft.model import (
-    check_adapter_base,
-    fit_embeddings,
-    load_adapter,
-    load_model,
-    read_adapter,
-    resolve_model_source,
-)
-from medsft.run_dir import check_finished
-
-
-@dataclass
-class GenerateArguments:
-    """Parameters:
-    run_dir: a directory written by ``medsft.train`` (adapter or full model, tokenizer, recipe.yaml).
-    prompt: one or more prompts (``--prompt "first" "second"``).
-    model_name_or_path: base model, when not the one recorded in the run's recipe.
-    load_in_4bit: load the base in 4-bit (the run's quantization settings); default: as the run was trained.
-    max_new_tokens / do_sample / temperature / seed: decoding.
-    allow_base_mismatch: compare on a base other than the one the run recorded (another name, other weights).
-    """
-
-    run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
-    prompt: list[str] = field(default_factory=list, metadata={"help": "One or more prompts."})
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (default: the run's)."})
-    load_in_4bit: bool | None = field(
-        default=None, metadata={"help": "Base in 4-bit (true) or float32 (false); default: as the run was trained."}
-    )
-    max_new_tokens: int = field(default=64, metadata={"help": "Tokens to generate per prompt."})
-    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (with --do_sample)."})
-    seed: int = field(default=42, metadata={"help": "Seed for sampling."})
-    allow_base_mismatch: bool = field(
-        default=False, metadata={"help": "Use a base model other than the one the run was trained on."}
-    )
+from medsft.configs import GenerateArguments, parse_args
+from medsft.configs.training import MedModelConfig
+from medsft.core.errors import MedsftError, run_cli
+from medsft.modeling.adapters import check_adapter_base, load_adapter, read_adapter
+from medsft.modeling.loading import fit_embeddings, load_model
+from medsft.modeling.source import resolve_model_source
+from medsft.run_dir.record import check_finished
 
 
 def _recipe(run_dir: Path) -> dict:

@@ -35,35 +35,31 @@ from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
 from trl import SFTTrainer, is_conversational
 
-from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
-from medsft.data import load_sft_datasets
+from medsft.configs import PushArguments
+from medsft.configs.parser import parse_args
+from medsft.configs.training import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
+from medsft.core.environment import describe_device, git_commit, library_versions, now, warn_if_one_cpu_thread
+from medsft.core.errors import MedsftError, run_cli
+from medsft.core.noise import silence_packed_attention_mask_notice
 from medsft.data.lengths import truncation
-from medsft.errors import MedsftError, run_cli
-from medsft.hardware import describe_device, warn_if_dense_packed_attention, warn_if_one_cpu_thread
-from medsft.lora import build_lora_config
-from medsft.model import (
+from medsft.data.mixture import load_sft_datasets
+from medsft.modeling.loading import (
     add_special_tokens,
-    check_max_length,
     fit_embeddings,
     keep_adapter_float32,
     load_model,
     load_tokenizer,
-    resolve_model_source,
 )
-from medsft.noise import silence_packed_attention_mask_notice
-from medsft.push import PushArguments, check_repo_id, check_token, push
-from medsft.run_dir import (
-    check_resume,
-    checkpoint_state,
-    clear_output_dir,
-    git_commit,
-    library_versions,
-    now,
-    plan_output_dir,
-    write_manifest,
-    write_recipe,
-)
-from medsft.trainer import FullLogitsSFTTrainer
+from medsft.modeling.lora import build_lora_config
+from medsft.modeling.packing import warn_if_dense_packed_attention
+from medsft.modeling.source import check_max_length, resolve_model_source
+from medsft.modeling.trainer import FullLogitsSFTTrainer
+from medsft.publishing.hub import check_repo_id, check_token
+from medsft.push import push
+from medsft.run_dir.checkpoints import checkpoint_state
+from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
+from medsft.run_dir.record import write_manifest, write_recipe
+from medsft.run_dir.resume import check_resume
 
 logger = logging.getLogger("medsft.train")
 

@@ -361,8 +361,8 @@ def test_accepted_inputs_with_drops_say_how_many(files, tmp_path, monkeypatch, c
     """What is accepted with drops is counted where the user looks: the load report and the run manifest."""
     from transformers import AutoTokenizer
 
-    from medsft.configs import MedScriptArguments
-    from medsft.data import load_sft_datasets
+    from medsft.configs.training import MedScriptArguments
+    from medsft.data.mixture import load_sft_datasets
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # max_length cuts the whole answer of most PubMedQA examples: accepted only when asked, and counted

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medsft.configs import MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
-from medsft.errors import MedsftError
+from medsft.configs.parser import parse_args
+from medsft.configs.training import MedModelConfig, MedScriptArguments, MedSFTConfig
+from medsft.core.errors import MedsftError
 
 TYPES = (MedScriptArguments, MedSFTConfig, MedModelConfig)
 

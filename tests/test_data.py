@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from medsft.data import load_sft_datasets
+from medsft.core.errors import MedsftError
+from medsft.data.mixture import load_sft_datasets
 from medsft.data.wikidoc import load_wikidoc, to_chat, to_instruction
-from medsft.errors import MedsftError
 from tests.conftest import WIKIDOC_JSON
 
 
@@ -81,7 +81,7 @@ def test_formats():
 
 
 def test_unknown_local_dataset_needs_a_type(tmp_path):
-    from medsft.configs import MedScriptArguments
+    from medsft.configs.training import MedScriptArguments
 
     (tmp_path / "x.json").write_text("[]")
     args = MedScriptArguments(dataset_name=str(tmp_path / "x.json"))
@@ -93,7 +93,7 @@ def test_unknown_local_dataset_needs_a_type(tmp_path):
 
 def test_hub_id_is_recognised_and_offline_failure_is_clear(monkeypatch):
     """The Hub id dispatches to the WikiDoc loader; offline, the failure is one line naming the id."""
-    from medsft.configs import MedScriptArguments
+    from medsft.configs.training import MedScriptArguments
     from medsft.data.wikidoc import HUB_ID
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -104,9 +104,9 @@ def test_hub_id_is_recognised_and_offline_failure_is_clear(monkeypatch):
 
 def test_hub_id_for_local_copies_hub_ids_and_generated_data(tmp_path):
     """Reports and cards name the Hub dataset also when it was read from a local copy; local files have none."""
-    from medsft.data import hub_id_for
     from medsft.data.medquad import HUB_ID as MEDQUAD
     from medsft.data.pubmedqa import HUB_ID as PUBMEDQA
+    from medsft.data.registry import hub_id_for
     from medsft.data.wikidoc import HUB_ID as WIKIDOC
     from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR
 
@@ -122,7 +122,7 @@ def test_hub_id_for_local_copies_hub_ids_and_generated_data(tmp_path):
 
 
 def test_hf_type_passes_trl_format_files_through(tmp_path):
-    from medsft.configs import MedScriptArguments
+    from medsft.configs.training import MedScriptArguments
 
     path = tmp_path / "pc.jsonl"
     path.write_text("\n".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) for i in range(5)))

@@ -13,9 +13,10 @@ from collections import Counter
 
 import pytest
 
-from medsft.configs import MedScriptArguments
-from medsft.data import clinical_notes, load_sft_datasets, medquad, pubmed_abstracts, pubmedqa
-from medsft.errors import MedsftError
+from medsft.configs.training import MedScriptArguments
+from medsft.core.errors import MedsftError
+from medsft.data import clinical_notes, medquad, pubmed_abstracts, pubmedqa
+from medsft.data.mixture import load_sft_datasets
 from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR
 
 
@@ -325,7 +326,7 @@ def test_unsupported_format_names_the_choices():
 
 
 def test_auto_recognises_official_layouts():
-    from medsft.data import dataset_type_for
+    from medsft.data.registry import dataset_type_for
 
     assert dataset_type_for(str(PUBMEDQA_DIR), "auto") == "pubmedqa"
     assert dataset_type_for(str(MEDQUAD_DIR), "auto") == "medquad"

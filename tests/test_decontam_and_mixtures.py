@@ -10,9 +10,11 @@ import torch
 import yaml
 from datasets import Dataset
 
-from medsft.configs import MedDatasetMixtureConfig, MedScriptArguments, MedSFTConfig, parse_args
-from medsft.data import decontam, load_sft_datasets
-from medsft.errors import MedsftError
+from medsft.configs.parser import parse_args
+from medsft.configs.training import MedDatasetMixtureConfig, MedScriptArguments, MedSFTConfig
+from medsft.core.errors import MedsftError
+from medsft.data import decontam
+from medsft.data.mixture import load_sft_datasets
 from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR
 
 TYPES = (MedScriptArguments, MedSFTConfig, MedDatasetMixtureConfig)
@@ -209,7 +211,7 @@ def test_special_tokens_are_trained_saved_and_reloaded(tiny_gpt2, tmp_path):
     adapter gives the logits of the end of training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medsft.model import load_adapter
+    from medsft.modeling.adapters import load_adapter
     from medsft.train import main
 
     out = tmp_path / "run"

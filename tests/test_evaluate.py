@@ -15,12 +15,12 @@ import torch
 from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from medsft.core.errors import MedsftError
 from medsft.data.pubmedqa import load_pubmedqa
-from medsft.errors import MedsftError
 from medsft.evaluate import main as evaluate_main
-from medsft.evaluation.perplexity import evaluate_perplexity, prepare
-from medsft.evaluation.pubmedqa import build_requests, parse_answer, predict, score_choices
-from medsft.metrics import LABELS, yes_no_auc
+from medsft.evaluation.metrics import LABELS, yes_no_auc
+from medsft.evaluation.task_perplexity import evaluate_perplexity, prepare
+from medsft.evaluation.task_pubmedqa import build_requests, parse_answer, predict, score_choices
 from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_sliding_window_scores_every_token_once_like_the_transformers_guide(tiny
 
 def test_chat_perplexity_scores_only_the_answer(tiny_gpt2):
     model, tokenizer = _load(tiny_gpt2)
-    from medsft.model import DEFAULT_CHAT_TEMPLATE
+    from medsft.modeling.loading import DEFAULT_CHAT_TEMPLATE
 
     tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     example = {
@@ -185,7 +185,7 @@ def test_ceiling_script_applies_validation_offsets_to_the_test_reports(tiny_gpt2
 @pytest.mark.parametrize("mode", ["loglikelihood", "chat"])
 def test_one_forward_per_question_equals_one_per_choice(tiny_llama, test_rows, mode):
     model, tokenizer = _load(tiny_llama)
-    from medsft.model import DEFAULT_CHAT_TEMPLATE
+    from medsft.modeling.loading import DEFAULT_CHAT_TEMPLATE
 
     tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     requests = build_requests(test_rows[:10], tokenizer, mode)
@@ -328,7 +328,8 @@ def test_eval_recipe_parses_and_runs(tiny_gpt2, tmp_path):
 def test_checkpoint_of_a_gguf_run_is_matched_to_its_base(tmp_path):
     """A checkpoint has no run manifest of its own (and an unfinished run none at all): its adapter_config names
     the dequantized GGUF cache directory, whose name carries the file's hash."""
-    from medsft.model import ModelSource, check_adapter_base, read_adapter
+    from medsft.modeling.adapters import check_adapter_base, read_adapter
+    from medsft.modeling.source import ModelSource
 
     sha = "b179c9523d0e6a0f" + "0" * 48
     checkpoint = tmp_path / "run" / "checkpoint-10"

@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from medsft.errors import MedsftError
+from medsft.core.errors import MedsftError
 from medsft.generate import main as generate
 from tests.conftest import train_quickly
 
@@ -70,8 +70,9 @@ def _greedy(model, tokenizer, text: str, n: int) -> str:
 
 
 def test_qlora_run_is_compared_on_its_4bit_base(tiny_gpt2, wikidoc_small, tmp_path):
-    from medsft.configs import MedModelConfig
-    from medsft.model import load_model, resolve_model_source
+    from medsft.configs.training import MedModelConfig
+    from medsft.modeling.loading import load_model
+    from medsft.modeling.source import resolve_model_source
 
     run = train_quickly(
         "wikidoc_qlora", tiny_gpt2, tmp_path / "run", "--dataset_name", wikidoc_small, "--max_steps", "2",

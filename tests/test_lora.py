@@ -7,10 +7,11 @@ import torch
 from peft import get_peft_model
 from transformers import AutoModelForCausalLM
 
-from medsft.configs import MedModelConfig
-from medsft.errors import MedsftError
-from medsft.lora import build_lora_config, meta_model, resolve_targets
-from medsft.model import guard_bnb_cpu_4bit, load_model, resolve_model_source
+from medsft.configs.training import MedModelConfig
+from medsft.core.errors import MedsftError
+from medsft.modeling.loading import guard_bnb_cpu_4bit, load_model
+from medsft.modeling.lora import build_lora_config, meta_model, resolve_targets
+from medsft.modeling.source import resolve_model_source
 
 
 def lora_config(model_path: str, **kwargs):

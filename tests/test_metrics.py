@@ -9,9 +9,8 @@ import evaluate
 import numpy as np
 import pytest
 
-from medsft.errors import MedsftError
-from medsft.evaluation.official import score_predictions
-from medsft.metrics import (
+from medsft.core.errors import MedsftError
+from medsft.evaluation.metrics import (
     BitsPerByte,
     Perplexity,
     PubMedQAScores,
@@ -20,6 +19,7 @@ from medsft.metrics import (
     paired_accuracy_difference,
     yes_no_auc,
 )
+from medsft.evaluation.official import score_predictions
 
 
 def test_perplexity_is_token_weighted_and_combines_with_bits_per_byte():

@@ -70,7 +70,7 @@ def test_cli_destroys_the_process_group_however_main_ends(tmp_path, fails):
     """Left to interpreter exit, gloo can abort a finished rank (SIGABRT); the CLI wrapper tears the group down."""
     import torch.distributed as dist
 
-    from medsft.errors import MedsftError, run_cli
+    from medsft.core.errors import MedsftError, run_cli
 
     def main() -> None:
         assert dist.is_initialized()

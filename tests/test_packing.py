@@ -6,9 +6,10 @@ import pytest
 import torch
 from trl import SFTTrainer
 
-from medsft.configs import MedSFTConfig
+from medsft.configs.training import MedSFTConfig
 from medsft.data.wikidoc import load_wikidoc, to_chat, to_instruction
-from medsft.model import load_tokenizer, resolve_model_source
+from medsft.modeling.loading import load_tokenizer
+from medsft.modeling.source import resolve_model_source
 
 
 def packed_trainer(model_path: str, data_path: str, tmp_path, fmt) -> SFTTrainer:

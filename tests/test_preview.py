@@ -13,8 +13,8 @@ from trl import SFTConfig, SFTTrainer
 
 from medsft.data import clinical_notes, medquad, pubmedqa
 from medsft.data.lengths import tokenize_for_training
-from medsft.data.preview import main
-from medsft.model import DEFAULT_CHAT_TEMPLATE, add_special_tokens, fit_embeddings
+from medsft.modeling.loading import DEFAULT_CHAT_TEMPLATE, add_special_tokens, fit_embeddings
+from medsft.preview import main
 from tests.conftest import GPT2_TOKENIZER, MEDQUAD_DIR, PUBMEDQA_DIR
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

@@ -16,9 +16,9 @@ from huggingface_hub import HfApi, ModelCard
 from rich.console import Console
 from transformers import AutoModelForCausalLM
 
-from medsft.errors import MedsftError
+from medsft.core.errors import MedsftError
 from medsft.evaluate import main as evaluate_main
-from medsft.model import load_adapter
+from medsft.modeling.adapters import load_adapter
 from medsft.push import main as push_main
 from medsft.train import main as train
 from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
@@ -222,7 +222,7 @@ def test_train_push_to_hub_is_checked_before_training(tiny_gpt2, tmp_path, token
 
 
 def test_card_names_the_gguf_file_the_base_came_from():
-    from medsft.card import gguf_provenance
+    from medsft.publishing.provenance import gguf_provenance
 
     manifest = {"model": {"name": "SmolLM2-135M-Instruct.Q4_1.gguf", "gguf_sha256": "ab" * 32}}
     text = gguf_provenance(manifest)

@@ -9,9 +9,11 @@ import pytest
 import torch
 from peft import get_peft_model
 
-from medsft.configs import MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
-from medsft.lora import build_lora_config
-from medsft.model import load_model, resolve_model_source
+from medsft.configs.parser import parse_args
+from medsft.configs.training import MedModelConfig, MedScriptArguments, MedSFTConfig
+from medsft.modeling.loading import load_model
+from medsft.modeling.lora import build_lora_config
+from medsft.modeling.source import resolve_model_source
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 

@@ -267,7 +267,7 @@ def test_corrupt_adapter_is_found_before_any_model_is_evaluated(finished_run, ti
 
 def test_results_of_finished_models_are_kept_when_one_fails(finished_run, tiny_gpt2, tmp_path, texts, monkeypatch):
     import medsft.evaluate as evaluate
-    from medsft.errors import MedsftError
+    from medsft.core.errors import MedsftError
 
     second = copy_of(finished_run, tmp_path, "second")
     real = evaluate.load_adapter
@@ -324,7 +324,8 @@ def test_base_with_other_weights_under_the_same_name_is_refused(run_on_replaced_
 
 
 def test_same_weights_under_another_name_are_accepted(finished_run, tiny_gpt2, tmp_path):
-    from medsft.model import check_adapter_base, read_adapter, resolve_model_source
+    from medsft.modeling.adapters import check_adapter_base, read_adapter
+    from medsft.modeling.source import resolve_model_source
 
     renamed = tmp_path / "renamed-copy"
     shutil.copytree(tiny_gpt2, renamed)
@@ -332,8 +333,8 @@ def test_same_weights_under_another_name_are_accepted(finished_run, tiny_gpt2, t
 
 
 def test_interrupted_run_is_not_published_or_evaluated_as_finished(killed_run, tmp_path):
-    from medsft.errors import MedsftError
-    from medsft.model import read_adapter
+    from medsft.core.errors import MedsftError
+    from medsft.modeling.adapters import read_adapter
 
     line = error_line(cli("push", str(killed_run), "--repo_id", "me/x", "--dry_run", str(tmp_path / "card")), "push")
     assert f"{killed_run} is a run that has not finished" in line and "--resume_from_checkpoint true" in line

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsft import model as model_module
-from medsft.configs import MedModelConfig
-from medsft.model import load_adapter, load_model, resolve_model_source
+from medsft.configs.training import MedModelConfig
+from medsft.modeling import source as model_module
+from medsft.modeling.adapters import load_adapter
+from medsft.modeling.loading import load_model
+from medsft.modeling.source import resolve_model_source
 from medsft.train import main
 from tests.conftest import SMOLLM2_GGUF
 

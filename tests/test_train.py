@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from medsft.errors import MedsftError
+from medsft.core.errors import MedsftError
 from medsft.train import main
 
 RECIPE = str(Path(__file__).resolve().parent.parent / "recipes/wikidoc_qlora.yaml")
@@ -49,8 +49,10 @@ class KillAfterSave(TrainerCallback):
 
 
 def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tmp_path, caplog):
-    from medsft.configs import MedModelConfig
-    from medsft.model import load_adapter, load_model, resolve_model_source
+    from medsft.configs.training import MedModelConfig
+    from medsft.modeling.adapters import load_adapter
+    from medsft.modeling.loading import load_model
+    from medsft.modeling.source import resolve_model_source
 
     out = tmp_path / "run"
     trainer = main(recipe_args(tiny_gpt2, wikidoc_small, out))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from medsft.errors import run_cli
+from medsft.core.errors import run_cli
 
 USAGE = "usage: python -m medsft.data preview <recipe.yaml> [--flag value ...]"
 
@@ -13,7 +13,7 @@ def cli() -> None:
     if len(sys.argv) < 2 or sys.argv[1] != "preview":
         print(USAGE, file=sys.stderr)
         sys.exit(2)
-    from medsft.data import preview
+    from medsft import preview
 
     run_cli(lambda: preview.main(sys.argv[2:]), "medsft.data preview")
 

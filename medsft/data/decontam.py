@@ -31,8 +31,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from medsft.core.errors import MedsftError
 from medsft.data import pubmedqa
-from medsft.errors import MedsftError
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medsft.errors import MedsftError
+from medsft.core.errors import MedsftError
 
 
 def read_text(path: str | Path) -> str:

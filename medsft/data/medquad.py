@@ -27,8 +27,8 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from medsft.data.report import LoadReport
-from medsft.errors import MedsftError, hub_errors
+from medsft.core.errors import MedsftError, hub_errors
+from medsft.data.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
 

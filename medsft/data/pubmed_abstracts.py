@@ -18,11 +18,11 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
+from medsft.core.errors import MedsftError, hub_errors
 from medsft.data import pubmedqa
 from medsft.data.io import read_records
-from medsft.data.report import LoadReport
+from medsft.data.load_report import LoadReport
 from medsft.data.splits import random_split
-from medsft.errors import MedsftError, hub_errors
 
 TEXT_FIELDS = ("abstract", "text", "AbstractText")
 PMID_FIELDS = ("pmid", "PMID", "pubid", "id")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from medsft.core.errors import MedsftError, hub_errors
+from medsft.core.paths import looks_local
 from medsft.data.io import read_text
-from medsft.data.report import LoadReport
-from medsft.errors import MedsftError, hub_errors
-from medsft.hub import looks_local
+from medsft.data.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
 

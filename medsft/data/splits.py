@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datasets import Dataset, DatasetDict
 
-from medsft.data.report import LoadReport
-from medsft.errors import MedsftError
+from medsft.core.errors import MedsftError
+from medsft.data.load_report import LoadReport
 
 
 def random_split(rows: list[dict], validation_size: float, seed: int, report: LoadReport) -> DatasetDict:

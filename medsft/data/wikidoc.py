@@ -13,10 +13,10 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
+from medsft.core.errors import MedsftError, hub_errors
 from medsft.data.io import read_records
-from medsft.data.report import LoadReport
+from medsft.data.load_report import LoadReport
 from medsft.data.splits import random_split
-from medsft.errors import MedsftError, hub_errors
 
 HUB_ID = "medalpaca/medical_meadow_wikidoc_patient_information"
 LICENSE = "cc-by-sa-4.0"

@@ -16,9 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
+from medsft.core.errors import MedsftError, run_cli
 from medsft.data.pubmedqa import official_test_labels
-from medsft.errors import MedsftError, run_cli
-from medsft.metrics import LABELS, accuracy, macro_f1
+from medsft.evaluation.metrics import LABELS, accuracy, macro_f1
 
 
 def _read(path: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from medsft.errors import MedsftError
+from medsft.core.errors import MedsftError
 
 REPORT_FILE = "report.json"
 

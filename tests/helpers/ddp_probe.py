@@ -11,7 +11,7 @@ from pathlib import Path
 from accelerate import PartialState
 from trl import SFTTrainer
 
-from medsft.errors import destroy_process_group
+from medsft.core.errors import destroy_process_group
 from medsft.train import main
 
 record_dir = Path(sys.argv[1])

@@ -1,42 +1,10 @@
-"""What a run computes on: recorded in manifests and reports, and the one CPU pitfall worth a warning."""
+"""Which packed-batch attention a run gets, and the warning when it computes more than it needs."""
 
 from __future__ import annotations
 
 import logging
-import os
-import platform
 
 import torch
-
-
-def describe_device() -> dict:
-    """The device and, on CPU, the threads torch uses (throughput numbers mean little without them)."""
-    if torch.cuda.is_available():
-        return {"device": "cuda", "name": torch.cuda.get_device_name(), "count": torch.cuda.device_count()}
-    threads = torch.get_num_threads()
-    return {"device": "cpu", "machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": threads}
-
-
-def warn_if_one_cpu_thread(num_processes: int, logger: logging.Logger) -> None:
-    """Say so when a CPU run uses one thread of several cores.
-
-    ``accelerate launch`` sets ``OMP_NUM_THREADS`` to 1 on a machine without GPUs unless the variable is already set
-    (it only spreads threads when ``--cpu``/``use_cpu`` and several physical cores are reported). Measured on a 2-core
-    machine: an optimizer step of the SmolLM2 PubMedQA LoRA recipe took 510 s with one thread, 328 s with two.
-    medsft does not override the variable (a user may have set it on purpose); it says how to change it.
-    """
-    cores = os.cpu_count() or 1
-    per_process = cores // max(num_processes, 1)
-    if torch.cuda.is_available() or torch.get_num_threads() > 1 or per_process < 2:
-        return
-    logger.warning(
-        "torch is using 1 CPU thread of %d cores (OMP_NUM_THREADS=%s); for a faster CPU run export OMP_NUM_THREADS=%d "
-        "before `accelerate launch`, or pass --num_cpu_threads_per_process %d",
-        cores,
-        os.environ.get("OMP_NUM_THREADS", "unset"),
-        per_process,
-        per_process,
-    )
 
 
 def warn_if_dense_packed_attention(

@@ -6,7 +6,7 @@ work offline and with ``add_batch`` / ``evaluate.combine``:
 
 ```python
 import evaluate
-from medsft.metrics import BitsPerByte, Perplexity, PubMedQAScores
+from medsft.evaluation.metrics import BitsPerByte, Perplexity, PubMedQAScores
 
 lm = evaluate.combine([Perplexity(), BitsPerByte()])
 lm.add_batch(nll=[12.0, 3.5], tokens=[10, 2], bytes=[41, 9])  # per text: summed NLL (nats), scored tokens, bytes

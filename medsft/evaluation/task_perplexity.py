@@ -14,13 +14,14 @@ from pathlib import Path
 
 import evaluate
 
-from medsft.configs import MedScriptArguments
-from medsft.data import SPECS, dataset_type_for, load_sft_datasets
+from medsft.configs.training import MedScriptArguments
+from medsft.core.errors import MedsftError
 from medsft.data.io import read_records
 from medsft.data.lengths import tokenize_for_training
-from medsft.errors import MedsftError
+from medsft.data.mixture import load_sft_datasets
+from medsft.data.registry import SPECS, dataset_type_for
+from medsft.evaluation.metrics import BitsPerByte, Perplexity
 from medsft.evaluation.scoring import make_batches, pad_token_id, run_sharded, token_logprob_sums
-from medsft.metrics import BitsPerByte, Perplexity
 
 
 @dataclass

@@ -13,7 +13,7 @@ from peft import LoraConfig
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
-from medsft.errors import MedsftError, hub_errors
+from medsft.core.errors import MedsftError, hub_errors
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite")
 _LLAMA_ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]

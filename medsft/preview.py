@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -26,22 +25,13 @@ from rich.table import Table
 from rich.text import Text
 from trl import is_conversational
 
-from medsft.configs import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig, parse_args
-from medsft.data import load_sft_datasets
+from medsft.configs import PreviewArguments, parse_args
+from medsft.configs.training import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
+from medsft.core.errors import MedsftError
 from medsft.data.lengths import token_lengths, tokenize_for_training, truncation
-from medsft.errors import MedsftError
-from medsft.model import DEFAULT_CHAT_TEMPLATE, ModelSource, add_special_tokens, load_tokenizer, resolve_model_source
-
-
-@dataclass
-class PreviewArguments:
-    """Parameters:
-    num_examples: how many training examples to show.
-    split: ``train`` or ``validation``.
-    """
-
-    num_examples: int = field(default=3, metadata={"help": "How many examples to show."})
-    split: str = field(default="train", metadata={"help": "Which split to show.", "choices": ["train", "validation"]})
+from medsft.data.mixture import load_sft_datasets
+from medsft.modeling.loading import DEFAULT_CHAT_TEMPLATE, add_special_tokens, load_tokenizer
+from medsft.modeling.source import ModelSource, resolve_model_source
 
 
 def render_tokens(ids: list[int], trained: list[bool], tokenizer, max_length: int | None) -> Text:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from medsft.core.errors import MedsftError
 from medsft.data.pubmedqa import chat_prompt, lm_eval_prompt
-from medsft.errors import MedsftError
+from medsft.evaluation.metrics import LABELS
 from medsft.evaluation.scoring import (
     greedy_generate,
     make_batches,
@@ -26,7 +27,6 @@ from medsft.evaluation.scoring import (
     shared_context_logprobs,
     token_logprob_sums,
 )
-from medsft.metrics import LABELS
 
 MODES = ("loglikelihood", "chat", "generate")
 UNPARSABLE = "unparsable"

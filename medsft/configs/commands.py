@@ -1,0 +1,143 @@
+"""The arguments of the commands other than training: evaluation, generation, publishing and the data preview.
+
+Each is a dataclass the recipe/CLI parser (``medsft.configs.parser``) fills, like training's; evaluation's model
+arguments are TRL's ``ModelConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from medsft.core.errors import MedsftError
+from medsft.data import pubmedqa, wikidoc
+from medsft.evaluation.task_pubmedqa import MODES as PUBMEDQA_MODES
+
+TASKS = ("perplexity", "pubmedqa")
+
+
+@dataclass
+class EvalArguments:
+    """Evaluation arguments (the model ones are TRL's ``ModelConfig``: ``--model_name_or_path``, ``--dtype``,
+    ``--load_in_4bit`` …).
+
+    Parameters:
+        adapters: LoRA adapter directories (``medsft.train`` output) or Hub ids; the base is always evaluated too.
+        tasks: comma-separated, from ``perplexity`` and ``pubmedqa``.
+        perplexity_dataset: a dataset medsft knows (Hub id or local path, as in training) or a .txt/.jsonl file.
+        perplexity_split / perplexity_format: which split (``validation``: held out by training) and format
+            (``auto``: ``chat`` when the dataset has it, else ``text``); the loss-carrying tokens of that format
+            are scored.
+        stride: sliding-window stride for texts longer than ``max_length`` (default ``max_length // 2``).
+        pubmedqa_dataset / pubmedqa_test_file / pubmedqa_split: PubMedQA release, its official test list, and
+            ``test`` (the official 500) or ``validation``.
+        pubmedqa_mode: ``loglikelihood`` (lm-evaluation-harness), ``chat`` or ``generate``.
+        max_length: longest input in tokens (default: the model's context, at most 2048).
+        batch_size / limit / bootstrap_samples / seed / output_dir: as named; ``limit`` keeps the first N examples
+            of each task.
+        allow_base_mismatch: evaluate an adapter on a base model other than the one it was trained on.
+    """
+
+    adapters: list[str] = field(default_factory=list, metadata={"help": "LoRA adapter directories or Hub ids."})
+    tasks: str = field(default="perplexity,pubmedqa", metadata={"help": f"Comma-separated: {', '.join(TASKS)}."})
+    perplexity_dataset: str = field(default=wikidoc.HUB_ID, metadata={"help": "Text for perplexity."})
+    perplexity_dataset_type: str = field(default="auto", metadata={"help": "medsft loader (as --dataset_type)."})
+    perplexity_split: str = field(default="validation", metadata={"help": "validation or train."})
+    perplexity_format: str = field(
+        default="auto",
+        metadata={"help": "auto, chat, instruction or text.", "choices": ["auto", "chat", "instruction", "text"]},
+    )
+    stride: int | None = field(default=None, metadata={"help": "Sliding-window stride (default max_length // 2)."})
+    pubmedqa_dataset: str = field(default=pubmedqa.HUB_ID, metadata={"help": "PubMedQA release (Hub id or local)."})
+    pubmedqa_test_file: str | None = field(default=None, metadata={"help": "Official test_ground_truth.json."})
+    pubmedqa_split: str = field(
+        default="test", metadata={"help": "test or validation.", "choices": ["test", "validation"]}
+    )
+    pubmedqa_mode: str = field(
+        default="loglikelihood", metadata={"help": "Scoring mode.", "choices": list(PUBMEDQA_MODES)}
+    )
+    max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per answer (generate mode)."})
+    max_length: int | None = field(default=None, metadata={"help": "Longest input (default: model's, ≤ 2048)."})
+    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N examples of each task."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Resamples for the accuracy CI."})
+    output_dir: str | None = field(default=None, metadata={"help": "Report directory (never overwritten)."})
+    seed: int = field(default=42, metadata={"help": "Seed (bootstrap, any sampling)."})
+    gguf_cache_dir: str | None = field(default=None, metadata={"help": "Cache for dequantized GGUF models."})
+    allow_base_mismatch: bool = field(default=False, metadata={"help": "Allow adapters trained on another base."})
+
+    def __post_init__(self):
+        self.task_list = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        unknown = [t for t in self.task_list if t not in TASKS]
+        if unknown or not self.task_list:
+            raise MedsftError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TASKS)}")
+        if self.limit is not None and self.limit < 1:
+            raise MedsftError("--limit must be a positive number of examples")
+        if self.batch_size < 1:
+            raise MedsftError("--batch_size must be at least 1")
+
+
+@dataclass
+class GenerateArguments:
+    """Parameters:
+    run_dir: a directory written by ``medsft.train`` (adapter or full model, tokenizer, recipe.yaml).
+    prompt: one or more prompts (``--prompt "first" "second"``).
+    model_name_or_path: base model, when not the one recorded in the run's recipe.
+    load_in_4bit: load the base in 4-bit (the run's quantization settings); default: as the run was trained.
+    max_new_tokens / do_sample / temperature / seed: decoding.
+    allow_base_mismatch: compare on a base other than the one the run recorded (another name, other weights).
+    """
+
+    run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
+    prompt: list[str] = field(default_factory=list, metadata={"help": "One or more prompts."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (default: the run's)."})
+    load_in_4bit: bool | None = field(
+        default=None, metadata={"help": "Base in 4-bit (true) or float32 (false); default: as the run was trained."}
+    )
+    max_new_tokens: int = field(default=64, metadata={"help": "Tokens to generate per prompt."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (with --do_sample)."})
+    seed: int = field(default=42, metadata={"help": "Seed for sampling."})
+    allow_base_mismatch: bool = field(
+        default=False, metadata={"help": "Use a base model other than the one the run was trained on."}
+    )
+
+
+@dataclass
+class PushArguments:
+    """Parameters:
+    run_dir: a directory written by ``medsft.train``.
+    repo_id: ``owner/name`` on the Hub.
+    private: create the repository private.
+    merge: publish the base model with the adapter merged in instead of the adapter.
+    dry_run: write the folder that would be uploaded to this (new or empty) directory and upload nothing.
+    base_model: Hub id of the base model, when the run was trained from a local directory or GGUF file.
+    eval_report: evaluation ``report.json`` to publish (default: the newest ``<run_dir>/eval*/report.json``).
+    license: the card's licence identifier (default ``other``: the base model's and the data's licences apply).
+    commit_message: the Hub commit message.
+    allow_base_mismatch: publish although the run's local base model (still at its recorded path) now holds other
+        weights than the run was trained on.
+    """
+
+    run_dir: str = field(metadata={"help": "Run directory written by medsft.train."})
+    repo_id: str = field(default="", metadata={"help": "owner/name on the Hub."})
+    private: bool = field(default=False, metadata={"help": "Create a private repository."})
+    merge: bool = field(default=False, metadata={"help": "Publish the merged model, not the adapter."})
+    dry_run: str | None = field(default=None, metadata={"help": "Write the folder here; upload nothing."})
+    base_model: str | None = field(default=None, metadata={"help": "Hub id of the base model (local bases)."})
+    eval_report: str | None = field(default=None, metadata={"help": "Evaluation report.json to publish."})
+    license: str = field(default="other", metadata={"help": "Licence identifier for the card."})
+    commit_message: str = field(default="Upload model trained with medsft", metadata={"help": "Commit message."})
+    allow_base_mismatch: bool = field(
+        default=False, metadata={"help": "Publish although the local base model now holds other weights."}
+    )
+
+
+@dataclass
+class PreviewArguments:
+    """Parameters:
+    num_examples: how many training examples to show.
+    split: ``train`` or ``validation``.
+    """
+
+    num_examples: int = field(default=3, metadata={"help": "How many examples to show."})
+    split: str = field(default="train", metadata={"help": "Which split to show.", "choices": ["train", "validation"]})

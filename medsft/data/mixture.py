@@ -1,0 +1,152 @@
+"""Training data from the data arguments: one dataset or a ``datasets:`` mixture, decontaminated, formatted, mixed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from datasets import Dataset, DatasetDict, concatenate_datasets
+from trl import is_conversational
+
+from medsft.core.errors import MedsftError
+from medsft.data import clinical_notes, decontam
+from medsft.data.hf import _load_hf
+from medsft.data.load_report import LoadReport
+from medsft.data.registry import SPECS, _pubmedqa_reference, dataset_type_for
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedData:
+    """Formatted train/validation splits, one report per source, and what training needs to know about them."""
+
+    splits: DatasetDict
+    reports: list[LoadReport]
+    special_tokens: tuple[str, ...] = ()
+    licenses: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return " | ".join(r.summary() for r in self.reports)
+
+
+def _entries(script_args, mixture) -> list[dict]:
+    """One entry per source: the single ``dataset_name``, or each dataset of a ``datasets:`` mixture."""
+    if mixture is not None and mixture.datasets:
+        if script_args.dataset_name:
+            raise MedsftError("give either dataset_name or a datasets: mixture, not both")
+        return [
+            {
+                "path": d.path,
+                "type": d.type,
+                "format": d.format or script_args.dataset_format,
+                "fraction": d.fraction,
+                "name": d.name,
+                "split": d.split,
+            }
+            for d in mixture.datasets
+        ]
+    if not script_args.dataset_name and script_args.dataset_type != "clinical_notes":
+        raise MedsftError("dataset_name is required (a Hub id or a local file/directory), or a datasets: mixture")
+    return [
+        {
+            "path": script_args.dataset_name or clinical_notes.NAME,
+            "type": script_args.dataset_type,
+            "format": script_args.dataset_format,
+            "fraction": None,
+            "name": script_args.dataset_config,
+            "split": script_args.dataset_train_split,
+        }
+    ]
+
+
+def _load_one(entry: dict, script_args) -> tuple[DatasetDict, LoadReport, str, tuple[str, ...]]:
+    kind = dataset_type_for(entry["path"], entry["type"])
+    if kind == "hf":
+        splits, report = _load_hf(entry["path"], entry["name"], entry["split"], script_args.dataset_test_split)
+        policy = script_args.decontamination or "warn"
+        license_, tokens, formatter, options = "unknown", (), None, {}
+    else:
+        spec = SPECS[kind]
+        if entry["format"] not in spec.formatters:
+            raise MedsftError(f"{kind} has no '{entry['format']}' format; choose one of {', '.join(spec.formatters)}")
+        splits, report = spec.load(entry["path"], script_args)
+        policy = script_args.decontamination or spec.decontamination
+        license_ = spec.license
+        tokens = spec.special_tokens.get(entry["format"], ())
+        formatter, options = spec.formatters[entry["format"]], spec.format_options(script_args)
+    splits["train"], checked = decontam.decontaminate(
+        splits["train"],
+        policy,
+        _pubmedqa_reference(entry["path"], script_args),
+        script_args.pubmedqa_test_file,
+        what=report.source,
+    )
+    report.decontamination = {"policy": policy, **checked}
+    overlap = checked["overlapping_rows"]
+    if policy == "drop" and overlap:
+        report.dropped["overlaps PubMedQA test set"] += overlap
+        report.splits["train"] = len(splits["train"])
+    if formatter is not None:
+        splits = DatasetDict(
+            {
+                name: split.map(formatter, fn_kwargs=options, remove_columns=split.column_names)
+                for name, split in splits.items()
+            }
+        )
+    return splits, report, license_, tokens
+
+
+def _mix(trains: list[Dataset], fractions: list[float | None], reports: list[LoadReport], seed: int) -> Dataset:
+    """TRL's ``DatasetMixtureConfig`` semantics: fractions are normalised shares of the mixture, and its size is the
+    largest that oversamples no dataset. Rows left out are counted in each source's report."""
+    if all(f is None for f in fractions):
+        return concatenate_datasets(trains)
+    if any(f is None for f in fractions) or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+        raise MedsftError("a mixture needs a non-negative fraction on every dataset (or on none)")
+    weights = [f / sum(fractions) for f in fractions]
+    total = min(len(d) / w for d, w in zip(trains, weights, strict=True) if w > 0)
+    mixed = []
+    for dataset, weight, report in zip(trains, weights, reports, strict=True):
+        n = round(weight * total)
+        report.dropped["left out of the mixture (fraction)"] += len(dataset) - n
+        report.splits["train"] = n
+        mixed.append(dataset.shuffle(seed=seed).select(range(n)))
+    return concatenate_datasets(mixed)
+
+
+def load_sft_datasets(script_args, mixture=None, seed: int = 42) -> LoadedData:
+    """Load, clean, split, decontaminate and format the training data named by the data arguments.
+
+    Parameters:
+        script_args: ``MedScriptArguments``.
+        mixture: ``MedDatasetMixtureConfig`` whose ``datasets`` (when non-empty) replace ``dataset_name``.
+        seed: for sampling mixture fractions.
+
+    Returns:
+        ``LoadedData`` whose ``splits`` has ``train`` and possibly ``validation``, each in one TRL format
+        (``prompt``/``completion``, conversational or not, or ``text``).
+    """
+    entries = _entries(script_args, mixture)
+    loaded = [_load_one(entry, script_args) for entry in entries]
+    shapes = {_shape(splits["train"]) for splits, *_ in loaded}
+    if len(shapes) > 1:
+        described = ", ".join(f"{e['path']} ({e['format']})" for e in entries)
+        raise MedsftError(
+            f"a mixture's datasets must share one format kind (text, prompt/completion or chat): {described}"
+        )
+    reports = [report for _, report, _, _ in loaded]
+    train = _mix([splits["train"] for splits, *_ in loaded], [e["fraction"] for e in entries], reports, seed)
+    result = DatasetDict(train=train)
+    validations = [splits["validation"] for splits, *_ in loaded if "validation" in splits]
+    if validations:
+        result["validation"] = concatenate_datasets(validations)
+    if len(result["train"]) == 0:
+        raise MedsftError(f"no training examples left: {' | '.join(r.summary() for r in reports)}")
+    tokens = tuple(dict.fromkeys(t for *_, ts in loaded for t in ts))
+    return LoadedData(result, reports, tokens, sorted({lic for _, _, lic, _ in loaded}))
+
+
+def _shape(dataset: Dataset) -> tuple:
+    columns = tuple(sorted(dataset.column_names))
+    return columns, bool(len(dataset)) and is_conversational(dataset[0])

@@ -1,0 +1,104 @@
+"""Resuming a run: which changed settings a checkpoint's weights forbid, and which are only worth a warning."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from medsft.core.errors import MedsftError
+from medsft.run_dir.output_dir import OutputPlan
+from medsft.run_dir.record import INVOCATION_FIELDS, SECRET_FIELDS, plain
+
+# Settings that change nothing a resumed run computes (where logs and checkpoints go, how often, how it is shown)
+_NO_EFFECT_FIELDS = {
+    "output_dir", "logging_steps", "logging_first_step", "logging_dir", "logging_strategy", "report_to", "run_name",
+    "disable_tqdm", "save_steps", "save_strategy", "save_total_limit", "push_to_hub", "hub_model_id",
+    "hub_private_repo", "gguf_cache_dir", "dataloader_num_workers", "log_level",
+}  # fmt: skip
+
+
+# Settings the checkpoint's weights and optimizer state depend on: a resume that changes one is refused
+WEIGHT_SETTINGS = (
+    "model_name_or_path", "use_peft", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_preset",
+    "lora_modules_to_save", "use_dora", "use_rslora", "lora_task_type", "load_in_4bit", "load_in_8bit",
+    "dataset_format", "model_revision",
+)  # fmt: skip
+
+
+def check_resume(plan: OutputPlan, source, peft_config, keys: set[str], *configs) -> dict[str, tuple]:
+    """Refuse a resume whose settings change what the checkpoint's weights are (model, LoRA shape, format); return
+    the other settings that differ from the run's ``recipe.yaml`` (``{name: (recorded, now)}``), to warn about.
+
+    The base model is compared by what it is (GGUF hash, weights fingerprint), not by the path it was given as.
+    """
+    checkpoint = Path(plan.resume_from)
+    changed = changed_settings(plan.previous_recipe, keys, *configs) if plan.previous_recipe is not None else {}
+    recorded = (plan.previous_manifest or {}).get("model") or {}
+    model_differs = False
+    if recorded.get("gguf_sha256") or recorded.get("fingerprint"):
+        model_differs = (recorded.get("gguf_sha256"), recorded.get("fingerprint")) != (
+            source.gguf_sha256,
+            source.fingerprint,
+        )
+    elif recorded.get("name"):
+        model_differs = Path(recorded["name"]).name != Path(source.name).name
+    changed.pop("model_name_or_path", None)
+    weight_changes = {k: v for k, v in changed.items() if k in WEIGHT_SETTINGS}
+    if model_differs:
+        weight_changes = {"model_name_or_path": (recorded.get("name"), source.name), **weight_changes}
+    # The checkpoint's own adapter_config.json is the last word on the adapter's shape (also for runs whose
+    # recipe.yaml was not written when they stopped)
+    adapter_config = checkpoint / "adapter_config.json"
+    if adapter_config.is_file() and peft_config is not None:
+        saved = json.loads(adapter_config.read_text())
+        for flag, key, now_value in (
+            ("lora_r", "r", peft_config.r),
+            ("lora_alpha", "lora_alpha", peft_config.lora_alpha),
+            ("lora_target_modules", "target_modules", peft_config.target_modules),
+        ):
+            if flag not in weight_changes and _comparable(plain(saved.get(key))) != _comparable(plain(now_value)):
+                weight_changes[flag] = (plain(saved.get(key)), plain(now_value))
+    elif adapter_config.is_file() != (peft_config is not None):
+        weight_changes.setdefault("use_peft", (adapter_config.is_file(), peft_config is not None))
+    if weight_changes:
+        differences = "; ".join(f"{k}: {old!r} in the run, {new!r} now" for k, (old, new) in weight_changes.items())
+        raise MedsftError(
+            f"cannot resume {checkpoint}: settings its weights depend on differ from the run's ({differences}); "
+            "resume with the run's settings, or start a new run in another --output_dir"
+        )
+    return changed
+
+
+def changed_settings(previous: dict, keys: set[str], *configs) -> dict[str, tuple]:
+    """Settings of this invocation that differ from a run's ``recipe.yaml``: ``{name: (recorded, now)}``.
+
+    A setting the recipe does not record had its default; only settings set on one side or the other are compared.
+    """
+    changed = {}
+    for config in configs:
+        for f in dataclasses.fields(config):
+            name = f.name
+            if name not in keys | set(previous) or name in SECRET_FIELDS | INVOCATION_FIELDS | _NO_EFFECT_FIELDS:
+                continue
+            now_value = plain(getattr(config, name))
+            if name in previous:
+                before = previous[name]
+            elif f.default is not dataclasses.MISSING:
+                before = plain(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                before = plain(f.default_factory())
+            else:
+                continue
+            if _comparable(before) != _comparable(now_value):
+                changed[name] = (before, now_value)
+    return changed
+
+
+def _comparable(value):
+    # target module lists are sets to peft; one-element lists and bare strings are the same to medsft
+    if isinstance(value, list):
+        return sorted(map(str, value))
+    if isinstance(value, str) and value not in ("all-linear",):
+        return [value] if value else value
+    return value
