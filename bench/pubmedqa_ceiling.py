@@ -44,6 +44,7 @@ from medsft.evaluation.metrics import (
     paired_accuracy_difference,
     yes_no_auc,
 )
+from medsft.evaluation.schema import EvalReport
 
 # grid sizes for the offsets added to the "no" and "maybe" log-likelihoods ("yes" stays at 0: only differences
 # matter); each grid spans the whole range of the margins it moves across, so no better point lies beyond its ends
@@ -51,8 +52,8 @@ NO_POINTS, MAYBE_POINTS = 401, 121
 
 
 def _scores(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and macro-F1 of each row of ``predicted`` (label indices), as ``medsft.metrics`` computes them
-    (macro over the labels in the truth or the predictions), vectorised: the grid has ~49,000 rows."""
+    """Accuracy and macro-F1 of each row of ``predicted`` (label indices), as ``medsft.evaluation.metrics`` computes
+    them (macro over the labels in the truth or the predictions), vectorised: the grid has ~49,000 rows."""
     f1s, present = [], []
     for k in range(len(LABELS)):
         tp = ((predicted == k) & (truth == k)).sum(axis=1)
@@ -103,16 +104,16 @@ def _choice_scores(path: str, truth_by_pmid: dict[str, str], source: str):
     """(mode, model, truth, scores) for each model in a report."""
     if not Path(path).is_file():
         raise SystemExit(f"{path}: no such report; run medsft.evaluate (or the Makefile target) that writes it first")
-    report = json.loads(Path(path).read_text())
-    settings = report["settings"].get("pubmedqa") or {}
-    if settings.get("mode") not in ("loglikelihood", "chat"):
-        raise SystemExit(f"{path}: no PubMedQA choice scores (mode {settings.get('mode')}); nothing to analyse")
-    for model, outputs in report["pubmedqa_outputs"].items():
+    report = EvalReport.from_dict(json.loads(Path(path).read_text()))
+    mode = report.settings.pubmedqa.mode if report.settings.pubmedqa else None
+    if mode not in ("loglikelihood", "chat"):
+        raise SystemExit(f"{path}: no PubMedQA choice scores (mode {mode}); nothing to analyse")
+    for model, outputs in (report.pubmedqa_outputs or {}).items():
         missing = [pmid for pmid in outputs if pmid not in truth_by_pmid]
         if missing:
             raise SystemExit(f"{path}: {len(missing)} PMIDs (e.g. {missing[0]}) are not in {source}")
         truth = [truth_by_pmid[pmid] for pmid in outputs]
-        yield settings["mode"], model, truth, np.asarray(list(outputs.values()), dtype=np.float64)
+        yield mode, model, truth, np.asarray(list(outputs.values()), dtype=np.float64)
 
 
 def _same_scores(a: np.ndarray, b: np.ndarray) -> bool:

@@ -11,7 +11,7 @@ python -m medsft.generate runs/x \\
     --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 ```
 
-The base model is the one in the run's ``recipe.yaml`` (or ``--model_name_or_path``), loaded as the run trained on
+The base model is the one the run recorded (or ``--model_name_or_path``), loaded as the run trained on
 it: a QLoRA run's adapter is compared on the same 4-bit NF4 base (``--load_in_4bit false`` for a float32 one). Runs
 trained in the ``chat`` format get the prompt as a user turn through the run's chat template; other formats get the
 prompt text as is, so write it the way the training data looked (e.g. "Patient presents with …" for clinical
@@ -21,10 +21,8 @@ notes). Decoding is greedy unless ``--do_sample`` is given (then seeded), so the
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
-import yaml
 from rich.console import Console
 from rich.table import Table
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
@@ -35,14 +33,7 @@ from medsft.core.errors import MedsftError, run_cli
 from medsft.modeling.adapters import check_adapter_base, load_adapter, read_adapter
 from medsft.modeling.loading import fit_embeddings, load_model
 from medsft.modeling.source import resolve_model_source
-from medsft.run_dir.record import check_finished
-
-
-def _recipe(run_dir: Path) -> dict:
-    path = run_dir / "recipe.yaml"
-    if not path.is_file():
-        raise MedsftError(f"{run_dir} has no recipe.yaml: is it a directory written by medsft.train?")
-    return yaml.safe_load(path.read_text()) or {}
+from medsft.run_dir.record import read_run
 
 
 def _continue(model, tokenizer, text: str, args: GenerateArguments) -> str:
@@ -63,42 +54,37 @@ def _continue(model, tokenizer, text: str, args: GenerateArguments) -> str:
 
 def compare(args: GenerateArguments) -> list[dict]:
     """``[{prompt, base, fine_tuned}]`` for each prompt."""
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise MedsftError(f"run directory not found: {run_dir}")
+    run = read_run(args.run_dir)
     if not args.prompt:
         raise MedsftError("give at least one --prompt")
-    check_finished(run_dir)
-    recipe = _recipe(run_dir)
-    base_name = args.model_name_or_path or recipe.get("model_name_or_path")
-    source = resolve_model_source(base_name, recipe.get("gguf_cache_dir"))
+    run_dir = run.path
+    source = resolve_model_source(args.model_name_or_path or run.model_name_or_path, run.get("gguf_cache_dir"))
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    chat = recipe.get("dataset_format", "chat") == "chat"  # chat is the training default
     texts = [
         tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        if chat
+        if run.dataset_format == "chat"
         else p
         for p in args.prompt
     ]
-    is_adapter = (run_dir / "adapter_config.json").is_file()
+    is_adapter = run.is_adapter
     if args.load_in_4bit and not is_adapter:
         raise MedsftError(
             f"{run_dir} holds a full fine-tuned model, not an adapter: --load_in_4bit applies to adapters"
         )
-    if not args.allow_base_mismatch and (is_adapter or (run_dir / "config.json").is_file()):
+    if not args.allow_base_mismatch and (is_adapter or run.is_full_model):
         trained_on = read_adapter(str(run_dir), full_model_ok=True)
         if trained_on.base_name:  # another model, or other weights under the same name, is refused
             check_adapter_base(trained_on, source)
     # An adapter is only what it learned on top of the base it was trained with: a QLoRA adapter on a float32 base is
     # a different model (at 135M parameters NF4 alone moves WikiDoc perplexity from 16.9 to 21.8).
-    in_4bit = is_adapter and (recipe.get("load_in_4bit", False) if args.load_in_4bit is None else args.load_in_4bit)
+    in_4bit = is_adapter and (run.load_in_4bit if args.load_in_4bit is None else args.load_in_4bit)
     model_args = MedModelConfig(
         model_name_or_path=source.path,
         dtype="float32",
         load_in_4bit=in_4bit,
         use_peft=is_adapter,
-        bnb_4bit_quant_type=recipe.get("bnb_4bit_quant_type", "nf4"),
-        use_bnb_nested_quant=recipe.get("use_bnb_nested_quant", False),
+        bnb_4bit_quant_type=run["bnb_4bit_quant_type"],
+        use_bnb_nested_quant=run["use_bnb_nested_quant"],
     )
     base = load_model(source, model_args, for_training=False).eval()
     precision = f"4-bit {model_args.bnb_4bit_quant_type.upper()}" if in_4bit else "float32"

@@ -1,11 +1,11 @@
-"""``python -m medsft.data preview``: look at the training data exactly as the model will see it, before training.
+"""``python -m medsft.preview``: look at the training data exactly as the model will see it, before training.
 
 Usage:
 
 ```bash
-python -m medsft.data preview recipes/pubmedqa_lora.yaml --dataset_name ../shared/data/pubmedqa \\
+python -m medsft.preview recipes/pubmedqa_lora.yaml --dataset_name ../shared/data/pubmedqa \\
     --model_name_or_path ../shared/models/gpt2-tokenizer
-python -m medsft.data preview recipes/medquad_gpt2.yaml --dataset_name ../shared/data/medquad --num_examples 2
+python -m medsft.preview recipes/medquad_gpt2.yaml --dataset_name ../shared/data/medquad --num_examples 2
 ```
 
 Shows N formatted examples token by token (special tokens boxed, trained tokens highlighted, the rest dimmed), the
@@ -27,7 +27,7 @@ from trl import is_conversational
 
 from medsft.configs import PreviewArguments, parse_args
 from medsft.configs.training import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
-from medsft.core.errors import MedsftError
+from medsft.core.errors import MedsftError, run_cli
 from medsft.data.lengths import token_lengths, tokenize_for_training, truncation
 from medsft.data.mixture import load_sft_datasets
 from medsft.modeling.loading import DEFAULT_CHAT_TEMPLATE, add_special_tokens, load_tokenizer
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     script_args, training_args, model_args, mixture, preview_args, _ = parse_args(
         (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig, PreviewArguments),
         argv,
-        prog="medsft.data preview",
+        prog="medsft.preview",
     )
     console = console or Console()
     data = load_sft_datasets(script_args, mixture, seed=training_args.seed)
@@ -151,3 +151,11 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         "reports": data.reports,
         "shown": shown,
     }
+
+
+def cli() -> None:
+    run_cli(main, "medsft.preview")
+
+
+if __name__ == "__main__":
+    cli()

@@ -58,7 +58,7 @@ from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
 from medsft.run_dir.checkpoints import checkpoint_state
 from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
-from medsft.run_dir.record import write_manifest, write_recipe
+from medsft.run_dir.record import write_manifest, write_recipe, write_run_config
 from medsft.run_dir.resume import check_resume
 
 logger = logging.getLogger("medsft.train")
@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         "hardware": describe_device(),
     }
     if trainer.is_world_process_zero():
-        write_recipe(training_args.output_dir, explicit_keys, script_args, model_args, training_args, mixture)
+        configs = (script_args, model_args, training_args, mixture)
+        write_recipe(training_args.output_dir, explicit_keys, *configs)
+        write_run_config(training_args.output_dir, explicit_keys, *configs)
         write_manifest(training_args.output_dir, manifest)
     length_changed = {"max_steps", "num_train_epochs"} & set(resume_changes)
     if plan.resume_from and plan.resume_step >= (plan.resume_max_steps or 0) > 0 and not length_changed:

@@ -109,3 +109,11 @@ def train_quickly(recipe: str, model: str, output_dir: Path, *overrides: str) ->
     train([str(ROOT / "recipes" / f"{recipe}.yaml"), "--model_name_or_path", model, "--output_dir", str(output_dir),
            *QUICK_TRAINING, *overrides])  # fmt: skip
     return output_dir
+
+
+@pytest.fixture(scope="session")
+def pubmedqa_official() -> tuple[dict, dict]:
+    """PubMedQA's ``ori_pqal.json`` questions and ``test_ground_truth.json`` labels, read with plain json."""
+    questions = json.loads((_require(PUBMEDQA_DIR) / "ori_pqal.json").read_text())
+    test = json.loads((PUBMEDQA_DIR / "test_ground_truth.json").read_text())
+    return questions, test

@@ -21,15 +21,15 @@ import pytest
 from tests.conftest import PUBMEDQA_DIR, ROOT, WIKIDOC_JSON
 
 RECIPE = str(ROOT / "recipes/wikidoc_qlora.yaml")
-ENTRY = {"train": "medsft.train", "evaluate": "medsft.evaluate", "push": "medsft.push", "generate": "medsft.generate"}
+ENTRY = {
+    "train": "medsft.train", "evaluate": "medsft.evaluate", "push": "medsft.push", "generate": "medsft.generate",
+    "preview": "medsft.preview",
+}  # fmt: skip
 
 
 def run_entry(command: str, argv: list[str]) -> tuple[int, str]:
     """Run ``medsft.<command>``'s console entry point with ``argv``; return (exit code, stderr)."""
-    if command == "preview":
-        module, prog_argv = importlib.import_module("medsft.data.__main__"), ["medsft.data", "preview", *argv]
-    else:
-        module, prog_argv = importlib.import_module(ENTRY[command]), [ENTRY[command], *argv]
+    module, prog_argv = importlib.import_module(ENTRY[command]), [ENTRY[command], *argv]
     err = io.StringIO()
     old_argv = sys.argv
     sys.argv = prog_argv

@@ -1,15 +1,12 @@
 """bench/train_throughput.py's accounting: real sequence lengths per batch and model FLOPs per token (for MFU)."""
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from train_throughput import TokenMeter, sequence_lengths  # noqa: E402
+from bench.train_throughput import TokenMeter, sequence_lengths
 
 
 def test_sequence_lengths_from_the_mask_or_from_restarting_positions():

@@ -19,6 +19,7 @@ from medsft.core.errors import MedsftError
 from medsft.data.pubmedqa import load_pubmedqa
 from medsft.evaluate import main as evaluate_main
 from medsft.evaluation.metrics import LABELS, yes_no_auc
+from medsft.evaluation.schema import EvalReport
 from medsft.evaluation.task_perplexity import evaluate_perplexity, prepare
 from medsft.evaluation.task_pubmedqa import build_requests, parse_answer, predict, score_choices
 from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
@@ -31,7 +32,7 @@ def _load(path: str):
 
 
 @pytest.fixture(scope="module")
-def test_rows() -> list[dict]:
+def pubmedqa_test_questions() -> list[dict]:
     return list(load_pubmedqa(str(PUBMEDQA_DIR))[0]["test"])
 
 
@@ -105,13 +106,12 @@ def test_chat_perplexity_scores_only_the_answer(tiny_gpt2):
 # ---------------------------------------------------------------- PubMedQA
 
 
-def test_loglikelihood_agrees_with_lm_evaluation_harness(tiny_gpt2, test_rows):
+def test_loglikelihood_agrees_with_lm_evaluation_harness(tiny_gpt2, pubmedqa_test_questions):
     pytest.importorskip("lm_eval")
-    sys.path.insert(0, str(ROOT / "bench"))
-    from lm_eval_reference import harness_loglikelihoods
+    from bench.lm_eval_reference import harness_loglikelihoods
 
     model, tokenizer = _load(tiny_gpt2)
-    rows = test_rows[:16]
+    rows = pubmedqa_test_questions[:16]
     predicted, ours = predict(model, tokenizer, rows, "loglikelihood", 512, batch_size=4)
     theirs, their_accuracy = harness_loglikelihoods(model, tokenizer, rows, batch_size=4)
     assert torch.allclose(torch.tensor(ours), torch.tensor(theirs), atol=1e-4)
@@ -121,8 +121,7 @@ def test_loglikelihood_agrees_with_lm_evaluation_harness(tiny_gpt2, test_rows):
 
 
 def test_calibration_ceiling_finds_the_offsets_a_shifted_prior_needs():
-    sys.path.insert(0, str(ROOT / "bench"))
-    from pubmedqa_ceiling import ceiling
+    from bench.pubmedqa_ceiling import ceiling
 
     rng = np.random.default_rng(0)
     truth = ["yes"] * 30 + ["no"] * 20 + ["maybe"] * 10
@@ -183,12 +182,12 @@ def test_ceiling_script_applies_validation_offsets_to_the_test_reports(tiny_gpt2
 
 
 @pytest.mark.parametrize("mode", ["loglikelihood", "chat"])
-def test_one_forward_per_question_equals_one_per_choice(tiny_llama, test_rows, mode):
+def test_one_forward_per_question_equals_one_per_choice(tiny_llama, pubmedqa_test_questions, mode):
     model, tokenizer = _load(tiny_llama)
     from medsft.modeling.loading import DEFAULT_CHAT_TEMPLATE
 
     tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    requests = build_requests(test_rows[:10], tokenizer, mode)
+    requests = build_requests(pubmedqa_test_questions[:10], tokenizer, mode)
     # " yes"/" no"/" maybe" are single GPT-2 tokens; after the chat template's newline "maybe" is two
     assert all(len(c) == 1 for r in requests for c in r.choices) == (mode == "loglikelihood")
     calls = []
@@ -210,11 +209,11 @@ def test_one_forward_per_question_equals_one_per_choice(tiny_llama, test_rows, m
 
 
 @pytest.mark.parametrize("split", [1, 2], ids=["one-multi-token-choice", "two-multi-token-choices"])
-def test_multi_token_choices_are_summed(tiny_gpt2, test_rows, split):
+def test_multi_token_choices_are_summed(tiny_gpt2, pubmedqa_test_questions, split):
     """A tokenizer that splits the answers: every choice token's log-probability is summed, whether the choices share
     one forward (one of them split) or need one forward each (two of them split)."""
     model, tokenizer = _load(tiny_gpt2)
-    requests = build_requests(test_rows[:3], tokenizer, "loglikelihood")
+    requests = build_requests(pubmedqa_test_questions[:3], tokenizer, "loglikelihood")
     requests[0].choices[2] = tokenizer.encode(" may") + tokenizer.encode("be")  # force 2-token choices
     if split == 2:
         requests[0].choices[1] = tokenizer.encode(" n") + tokenizer.encode("o")
@@ -263,25 +262,31 @@ def _eval_args(model: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, test_rows):
+def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, pubmedqa_test_questions):
     out = io.StringIO()
     report = evaluate_main(_eval_args(tiny_gpt2, "--adapters", str(adapter_run)), console=Console(file=out, width=150))
     report_dir = Path(report["output_dir"])
     assert report_dir == adapter_run / "eval"
     saved = json.loads((report_dir / "report.json").read_text())
     assert list(saved["results"]) == ["base", "pubmedqa_lora"]
+    # the typed schema reads back exactly what was written (evaluate, the card and bench/ all go through it)
+    typed = EvalReport.from_dict(saved)
+    assert typed.to_dict() == saved and typed.label_of("pubmedqa_lora") == "pubmedqa_lora"
+    assert typed.results["pubmedqa_lora"].pubmedqa.vs_base.fixed == saved["results"]["pubmedqa_lora"]["pubmedqa"][
+        "vs_base"
+    ]["fixed"]
     for name in ("base", "pubmedqa_lora"):
         result = saved["results"][name]
         assert result["perplexity"]["texts"] == 12 and result["pubmedqa"]["n"] == 12
         predictions = json.loads((report_dir / f"pubmedqa_predictions_{name}.json").read_text())
-        assert list(predictions) == [r["pmid"] for r in test_rows[:12]]
+        assert list(predictions) == [r["pmid"] for r in pubmedqa_test_questions[:12]]
         assert set(predictions.values()) <= set(LABELS)
         assert (report_dir / f"pubmedqa_confusion_{name}.png").stat().st_size > 1000
     assert (report_dir / "comparison.png").is_file()
     # the adapter changed the model, and the base column is the plain base model
     assert saved["results"]["base"]["perplexity"] != saved["results"]["pubmedqa_lora"]["perplexity"]
     model, tokenizer = _load(tiny_gpt2)
-    predicted, _ = predict(model, tokenizer, test_rows[:12], "loglikelihood", 512, batch_size=4)
+    predicted, _ = predict(model, tokenizer, pubmedqa_test_questions[:12], "loglikelihood", 512, batch_size=4)
     assert list(json.loads((report_dir / "pubmedqa_predictions_base.json").read_text()).values()) == predicted
     # the adapter is compared with the base on the same questions
     paired = saved["results"]["pubmedqa_lora"]["pubmedqa"]["vs_base"]
@@ -291,9 +296,9 @@ def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, test_rows):
     )
     assert "vs_base" not in saved["results"]["base"]["pubmedqa"] and "fixed/broken vs base" in out.getvalue()
     # the ranking AUC is computed from the saved choice scores of the questions answered yes or no
-    truth = [r["final_decision"] for r in test_rows[:12]]
+    truth = [r["final_decision"] for r in pubmedqa_test_questions[:12]]
     for name in ("base", "pubmedqa_lora"):
-        scores = [saved["pubmedqa_outputs"][name][r["pmid"]] for r in test_rows[:12]]
+        scores = [saved["pubmedqa_outputs"][name][r["pmid"]] for r in pubmedqa_test_questions[:12]]
         assert saved["results"][name]["pubmedqa"]["yes_no_auc"] == pytest.approx(yes_no_auc(truth, scores))
     assert "yes-vs-no ranking AUC" in out.getvalue()
     assert "base vs adapters" in out.getvalue() and "pubmedqa_lora" in out.getvalue()

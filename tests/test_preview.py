@@ -1,4 +1,4 @@
-"""``python -m medsft.data preview``: the tokens and trained-token masks it shows are the ones TRL trains on."""
+"""``python -m medsft.preview``: the tokens and trained-token masks it shows are the ones TRL trains on."""
 
 from __future__ import annotations
 

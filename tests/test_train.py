@@ -82,6 +82,18 @@ def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tm
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     assert recipe["max_length"] == 128 and recipe["load_in_4bit"] is True and recipe["learning_rate"] == 1e-2
 
+    # run_config.json: every effective value, defaults included, read back by the one reader
+    from medsft.run_dir.record import read_run
+
+    run = read_run(out)
+    assert run.recipe == recipe and run.finished and run.is_adapter and run.load_in_4bit
+    assert run["max_length"] == 128 and run["lora_r"] == adapter_config["r"]
+    unset = [k for k in ("weight_decay", "adam_beta1", "max_grad_norm", "lr_scheduler_kwargs") if k not in recipe]
+    assert unset and all(run[k] == getattr(trainer.args, k) for k in unset)  # defaults the recipe left unset
+    assert "hub_token" not in run.arguments and "overwrite_output_dir" not in run.arguments
+    recorded = json.loads((out / "run_config.json").read_text())
+    assert set(recorded["set_by_user"]) == set(recipe) and set(recipe) < set(recorded["arguments"])
+
     # Reload: 4-bit base + saved adapter gives the logits the trained model gave
     tokenizer = trainer.processing_class
     expected = sample_logits(trainer.model, tokenizer)

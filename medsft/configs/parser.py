@@ -6,6 +6,7 @@ recipes/x.yaml``) or with ``--config``; flags on the command line override the r
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import sys
@@ -51,8 +52,8 @@ class _Parser(TrlParser):
     def error(self, message: str):
         raise MedsftError(f"{message} (run with --help for the accepted arguments)")
 
-    def unknown_flags(self, flags: list[str]) -> MedsftError:
-        known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+    def unknown_flags(self, flags: list[str], dataclass_types: Sequence[type]) -> MedsftError:
+        known = [f"--{f.name}" for cls in dataclass_types for f in dataclasses.fields(cls)]
         hints = []
         for flag in flags:
             close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1, cutoff=0.75)
@@ -63,8 +64,10 @@ class _Parser(TrlParser):
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """Parse a recipe (positional or ``--config``) plus CLI overrides into the given dataclasses.
 
-    Unknown keys in the recipe and unknown flags are errors naming the key (with the closest valid flag); an
-    abbreviated flag is refused.
+    What TRL's ``parse_args_and_config`` does (the recipe's values become the defaults, ``env`` is exported, flags
+    override), with what it lacks: the recipe is read once with errors naming the file, unknown recipe keys (TRL's
+    ``set_defaults_with_config`` returns them) and unknown flags are one line with the closest valid flag, an
+    abbreviated flag is refused, and the keys the user set are returned.
 
     Returns:
         One instance per dataclass, then the set of argument names the user set (in the recipe or on the CLI),
@@ -78,23 +81,25 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
         if i + 1 >= len(argv):
             raise MedsftError("--config needs a recipe path")
         path = argv[i + 1]
-        known = {action.dest for action in parser._actions}
+        argv = argv[:i] + argv[i + 2 :]
         recipe = load_recipe(path)
         if not recipe:  # an empty recipe sets nothing (TRL's parser would refuse it with a traceback)
             raise MedsftError(f"{path}: the recipe is empty; it needs at least model_name_or_path and dataset_name")
-        recipe_keys = set(recipe) - {"env"}
-        explicit |= recipe_keys
-        unknown = sorted(recipe_keys - known)
+        env = recipe.pop("env", None) or {}
+        if not isinstance(env, dict):
+            raise MedsftError(f"{path}: env must be a mapping of environment variables to values")
+        os.environ.update({key: str(value) for key, value in env.items()})
+        unknown = parser.set_defaults_with_config(**recipe)[::2]  # ["--key", "value", ...] it did not use
         if unknown:
-            raise MedsftError(
-                f"{path}: unknown key(s) {', '.join(unknown)}; run with --help for the accepted arguments"
-            )
+            names = ", ".join(sorted(flag[2:] for flag in unknown))
+            raise MedsftError(f"{path}: unknown key(s) {names}; run with --help for the accepted arguments")
+        explicit |= set(recipe)
     try:
-        *parsed, remaining = parser.parse_args_and_config(argv, return_remaining_strings=True)
+        *parsed, remaining = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
     except (ValueError, TypeError) as e:  # transformers'/TRL's own argument checks
         lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
         raise MedsftError(f"invalid arguments: {' '.join(lines)[:400] or type(e).__name__}") from None
     flags = [a for a in remaining if a.startswith("-")]
     if remaining:
-        raise parser.unknown_flags(flags or remaining)
+        raise parser.unknown_flags(flags or remaining, dataclass_types)
     return (*parsed, explicit)

@@ -15,10 +15,10 @@ from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig
 from trl.scripts.utils import DatasetConfig
 
 from medsft.core.errors import MedsftError
+from medsft.data.registry import DATASET_OPTIONS, DECONTAMINATION_POLICIES, DatasetOptions
 
 DATASET_TYPES = ("auto", "wikidoc", "pubmedqa", "medquad", "pubmed_abstracts", "clinical_notes", "hf")
 DATASET_FORMATS = ("chat", "instruction", "text", "special_tokens")
-DECONTAMINATION_POLICIES = ("error", "drop", "warn", "off")
 LORA_TARGET_PRESETS = ("default", "attention", "all-linear")
 
 
@@ -102,25 +102,30 @@ class MedScriptArguments(ScriptArguments):
     )
 
     def __post_init__(self):
-        if self.validation_size is not None and not 0.0 <= self.validation_size < 1.0:
-            raise MedsftError(f"validation_size must be in [0, 1), got {self.validation_size}")
+        DatasetOptions(**{name: getattr(self, name) for name in DATASET_OPTIONS})  # the loaders' own checks
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise MedsftError(f"max_train_samples must be positive, got {self.max_train_samples}")
-        if self.medquad_top_k_focus is not None and self.medquad_top_k_focus < 1:
-            raise MedsftError(f"medquad_top_k_focus must be positive, got {self.medquad_top_k_focus}")
         if not 0.0 <= self.max_truncated_share <= 1.0:
             raise MedsftError(f"max_truncated_share must be in [0, 1], got {self.max_truncated_share}")
-        if self.num_notes < 1:
-            raise MedsftError(f"num_notes must be positive, got {self.num_notes}")
 
 
 @dataclass
 class MedDatasetConfig(DatasetConfig):
     """One dataset of a mixture: TRL's ``DatasetConfig`` (``path``, ``fraction``, ...) plus medsft's loader
-    ``type`` and ``format`` (default: the top-level ``dataset_type`` rule ``auto`` and ``dataset_format``)."""
+    ``type`` and ``format`` (default: the top-level ``dataset_type`` rule ``auto`` and ``dataset_format``) and its own
+    dataset options (``validation_size``, ``medquad_top_k_focus``, ``num_notes`` ...: ``data.registry.DatasetOptions``;
+    each unset one takes the top-level value)."""
 
     type: str = "auto"
     format: str | None = None
+    validation_size: float | None = None
+    pubmedqa_long_answer: bool | None = None
+    pubmedqa_reference: str | None = None
+    pubmedqa_test_file: str | None = None
+    medquad_top_k_focus: int | None = None
+    num_notes: int | None = None
+    notes_seed: int | None = None
+    decontamination: str | None = None
 
     def __post_init__(self):
         if self.type not in DATASET_TYPES:
@@ -129,6 +134,11 @@ class MedDatasetConfig(DatasetConfig):
             raise MedsftError(
                 f"datasets: {self.path}: unknown format '{self.format}' (one of {', '.join(DATASET_FORMATS)})"
             )
+        own = {name: getattr(self, name) for name in DATASET_OPTIONS if getattr(self, name) is not None}
+        try:
+            DatasetOptions(**own)
+        except MedsftError as e:
+            raise MedsftError(f"datasets: {self.path}: {e}") from None
 
 
 @dataclass

@@ -41,13 +41,14 @@ def run_cli(main: Callable[[], object], prog: str) -> None:
 
 
 def destroy_process_group() -> None:
-    """Destroy torch.distributed's default process group, if one is up.
+    """Destroy the distributed process group, if this process started one (accelerate's own teardown).
 
     Neither accelerate nor the Trainer does this at the end of a run. Left to interpreter shutdown, gloo's worker
     threads can still hold work objects and abort the process ("terminate called without an active exception",
     SIGABRT; pytorch/pytorch#179291) after everything was saved, which fails the whole launch.
     """
-    import torch.distributed as dist
+    from accelerate import PartialState
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    # only a state that exists: PartialState() would otherwise set one up (and a process group, under a launcher)
+    if PartialState._shared_state:
+        PartialState().destroy_process_group()

@@ -1,4 +1,4 @@
-"""``python -m medsft.data preview <recipe.yaml> [overrides]`` (see ``medsft.data.preview``)."""
+"""``python -m medsft.data preview <recipe.yaml> [overrides]``: the older spelling of ``python -m medsft.preview``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 from medsft.core.errors import run_cli
 
-USAGE = "usage: python -m medsft.data preview <recipe.yaml> [--flag value ...]"
+USAGE = "usage: python -m medsft.preview <recipe.yaml> [--flag value ...]"
 
 
 def cli() -> None:
@@ -15,7 +15,7 @@ def cli() -> None:
         sys.exit(2)
     from medsft import preview
 
-    run_cli(lambda: preview.main(sys.argv[2:]), "medsft.data preview")
+    run_cli(lambda: preview.main(sys.argv[2:]), "medsft.preview")
 
 
 if __name__ == "__main__":

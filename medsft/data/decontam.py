@@ -33,6 +33,7 @@ from datasets import Dataset
 
 from medsft.core.errors import MedsftError
 from medsft.data import pubmedqa
+from medsft.data.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,8 @@ class TestSetIndex:
         if sys.byteorder != "little":
             grams.byteswap()
         return cls(
-            pmids=set(json.loads((SHIPPED / _LABELS_FILE).read_text())),
-            questions=set(json.loads((SHIPPED / _QUESTIONS_FILE).read_text())),
+            pmids=set(read_json(SHIPPED / _LABELS_FILE)),
+            questions=set(read_json(SHIPPED / _QUESTIONS_FILE, expect=list)),
             ngrams=set(grams),
         )
 

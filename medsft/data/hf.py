@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 _TRL_COLUMNS = {"text": ("text",), "messages": ("messages",), "prompt": ("prompt", "completion")}
 
 
-def _check_trl_rows(rows, where: str):
+def check_trl_rows(rows, where: str):
     """``--dataset_type hf`` rows must be in a TRL format (``text``, ``messages`` or ``prompt``/``completion``) with
     no missing value; the error names the row and field."""
     columns = list(rows.column_names) if isinstance(rows, Dataset) else list(rows[0]) if rows else []
@@ -39,7 +39,7 @@ def _check_trl_rows(rows, where: str):
     return rows
 
 
-def _load_hf(name: str, config: str | None, split: str, test_split: str) -> tuple[DatasetDict, LoadReport]:
+def load_hf(name: str, config: str | None, split: str, test_split: str) -> tuple[DatasetDict, LoadReport]:
     """A dataset already in a TRL format: loaded with ``datasets.load_dataset`` and passed through."""
     from datasets import load_dataset
 
@@ -48,7 +48,7 @@ def _load_hf(name: str, config: str | None, split: str, test_split: str) -> tupl
     builders = {".csv": "csv", ".parquet": "parquet"}
     with hub_errors("dataset", name):
         if Path(name).suffix in (".json", ".jsonl"):  # medsft's reader: errors name the file, line and row
-            loaded = DatasetDict(train=Dataset.from_list(_check_trl_rows(read_records(name), name)))
+            loaded = DatasetDict(train=Dataset.from_list(check_trl_rows(read_records(name), name)))
             split = "train"
         elif Path(name).suffix in builders:  # a local file: datasets needs the builder named
             if not Path(name).is_file():
@@ -63,7 +63,7 @@ def _load_hf(name: str, config: str | None, split: str, test_split: str) -> tupl
     if test_split in loaded:
         result["validation"] = loaded[test_split]
     for split_name, rows in result.items():
-        _check_trl_rows(rows, f"{name} ({split_name})")
+        check_trl_rows(rows, f"{name} ({split_name})")
     report = LoadReport(
         source=Path(name).name if Path(name).exists() else name, read=sum(len(s) for s in result.values())
     )

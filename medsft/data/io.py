@@ -69,3 +69,20 @@ def read_records(path: str | Path) -> list[dict]:
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise MedsftError(f"{path}: expected a JSON list of objects")
     return check_unicode(data, path)
+
+
+def read_json(path: str | Path, expect: type | None = dict, what: str = "JSON file"):
+    """A JSON file's content; unreadable, malformed or (with ``expect``) of the wrong type is one error naming the
+    file (and line). The one JSON reader of medsft: data files, manifests, adapter configs, reports, predictions."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedsftError(f"{what} not found: {path}")
+    try:
+        data = json.loads(read_text(path))
+    except OSError as e:
+        raise MedsftError(f"{path}: unreadable ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise MedsftError(f"{path}, line {e.lineno} column {e.colno}: malformed JSON ({e.msg})") from None
+    if expect is not None and not isinstance(data, expect):
+        raise MedsftError(f"{path}: expected a JSON {'object' if expect is dict else expect.__name__}")
+    return data

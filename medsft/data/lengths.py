@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
+from trl.data_utils import common_prefix_length
 
 
 def tokenize_for_training(example: dict, tokenizer) -> tuple[list[int], list[bool]]:
@@ -31,7 +26,7 @@ def tokenize_for_training(example: dict, tokenizer) -> tuple[list[int], list[boo
             completion = completion if completion.endswith(eos) else completion + eos
             prompt = tokenizer(example["prompt"])["input_ids"]
             full = tokenizer(example["prompt"] + completion)["input_ids"]
-        start = _common_prefix(prompt, full)
+        start = common_prefix_length(prompt, full)
         return full, [i >= start for i in range(len(full))]
     if "messages" in example:
         ids = tokenizer.apply_chat_template(example["messages"], tokenize=True)["input_ids"]

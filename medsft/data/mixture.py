@@ -9,10 +9,9 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from trl import is_conversational
 
 from medsft.core.errors import MedsftError
-from medsft.data import clinical_notes, decontam
-from medsft.data.hf import _load_hf
+from medsft.data import clinical_notes
 from medsft.data.load_report import LoadReport
-from medsft.data.registry import SPECS, _pubmedqa_reference, dataset_type_for
+from medsft.data.registry import DATASET_OPTIONS, LoadedSplits, load_splits
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +30,22 @@ class LoadedData:
 
 
 def _entries(script_args, mixture) -> list[dict]:
-    """One entry per source: the single ``dataset_name``, or each dataset of a ``datasets:`` mixture."""
+    """One entry per source: the single ``dataset_name``, or each dataset of a ``datasets:`` mixture; each with its
+    ``load_splits`` arguments (a mixture entry's own dataset options override the top-level ones)."""
+    shared = {name: getattr(script_args, name) for name in DATASET_OPTIONS}
     if mixture is not None and mixture.datasets:
         if script_args.dataset_name:
             raise MedsftError("give either dataset_name or a datasets: mixture, not both")
-        return [
-            {
-                "path": d.path,
-                "type": d.type,
-                "format": d.format or script_args.dataset_format,
-                "fraction": d.fraction,
-                "name": d.name,
-                "split": d.split,
-            }
-            for d in mixture.datasets
-        ]
+        entries = []
+        for d in mixture.datasets:
+            own = {name: getattr(d, name) for name in DATASET_OPTIONS if getattr(d, name, None) is not None}
+            entries.append(
+                {
+                    "path": d.path, "type": d.type, "format": d.format or script_args.dataset_format,
+                    "fraction": d.fraction, "config_name": d.name, "split": d.split, "options": {**shared, **own},
+                }
+            )  # fmt: skip
+        return entries
     if not script_args.dataset_name and script_args.dataset_type != "clinical_notes":
         raise MedsftError("dataset_name is required (a Hub id or a local file/directory), or a datasets: mixture")
     return [
@@ -54,47 +54,23 @@ def _entries(script_args, mixture) -> list[dict]:
             "type": script_args.dataset_type,
             "format": script_args.dataset_format,
             "fraction": None,
-            "name": script_args.dataset_config,
+            "config_name": script_args.dataset_config,
             "split": script_args.dataset_train_split,
+            "options": shared,
         }
     ]
 
 
-def _load_one(entry: dict, script_args) -> tuple[DatasetDict, LoadReport, str, tuple[str, ...]]:
-    kind = dataset_type_for(entry["path"], entry["type"])
-    if kind == "hf":
-        splits, report = _load_hf(entry["path"], entry["name"], entry["split"], script_args.dataset_test_split)
-        policy = script_args.decontamination or "warn"
-        license_, tokens, formatter, options = "unknown", (), None, {}
-    else:
-        spec = SPECS[kind]
-        if entry["format"] not in spec.formatters:
-            raise MedsftError(f"{kind} has no '{entry['format']}' format; choose one of {', '.join(spec.formatters)}")
-        splits, report = spec.load(entry["path"], script_args)
-        policy = script_args.decontamination or spec.decontamination
-        license_ = spec.license
-        tokens = spec.special_tokens.get(entry["format"], ())
-        formatter, options = spec.formatters[entry["format"]], spec.format_options(script_args)
-    splits["train"], checked = decontam.decontaminate(
-        splits["train"],
-        policy,
-        _pubmedqa_reference(entry["path"], script_args),
-        script_args.pubmedqa_test_file,
-        what=report.source,
+def _load_one(entry: dict, script_args) -> LoadedSplits:
+    return load_splits(
+        entry["path"],
+        entry["type"],
+        entry["format"],
+        config_name=entry["config_name"],
+        split=entry["split"],
+        test_split=script_args.dataset_test_split,
+        **entry["options"],
     )
-    report.decontamination = {"policy": policy, **checked}
-    overlap = checked["overlapping_rows"]
-    if policy == "drop" and overlap:
-        report.dropped["overlaps PubMedQA test set"] += overlap
-        report.splits["train"] = len(splits["train"])
-    if formatter is not None:
-        splits = DatasetDict(
-            {
-                name: split.map(formatter, fn_kwargs=options, remove_columns=split.column_names)
-                for name, split in splits.items()
-            }
-        )
-    return splits, report, license_, tokens
 
 
 def _mix(trains: list[Dataset], fractions: list[float | None], reports: list[LoadReport], seed: int) -> Dataset:
@@ -129,22 +105,22 @@ def load_sft_datasets(script_args, mixture=None, seed: int = 42) -> LoadedData:
     """
     entries = _entries(script_args, mixture)
     loaded = [_load_one(entry, script_args) for entry in entries]
-    shapes = {_shape(splits["train"]) for splits, *_ in loaded}
+    shapes = {_shape(one.splits["train"]) for one in loaded}
     if len(shapes) > 1:
         described = ", ".join(f"{e['path']} ({e['format']})" for e in entries)
         raise MedsftError(
             f"a mixture's datasets must share one format kind (text, prompt/completion or chat): {described}"
         )
-    reports = [report for _, report, _, _ in loaded]
-    train = _mix([splits["train"] for splits, *_ in loaded], [e["fraction"] for e in entries], reports, seed)
+    reports = [one.report for one in loaded]
+    train = _mix([one.splits["train"] for one in loaded], [e["fraction"] for e in entries], reports, seed)
     result = DatasetDict(train=train)
-    validations = [splits["validation"] for splits, *_ in loaded if "validation" in splits]
+    validations = [one.splits["validation"] for one in loaded if "validation" in one.splits]
     if validations:
         result["validation"] = concatenate_datasets(validations)
     if len(result["train"]) == 0:
         raise MedsftError(f"no training examples left: {' | '.join(r.summary() for r in reports)}")
-    tokens = tuple(dict.fromkeys(t for *_, ts in loaded for t in ts))
-    return LoadedData(result, reports, tokens, sorted({lic for _, _, lic, _ in loaded}))
+    tokens = tuple(dict.fromkeys(t for one in loaded for t in one.special_tokens))
+    return LoadedData(result, reports, tokens, sorted({one.license for one in loaded}))
 
 
 def _shape(dataset: Dataset) -> tuple:

@@ -15,7 +15,6 @@ Sources:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from datasets import Dataset, DatasetDict
 
 from medsft.core.errors import MedsftError, hub_errors
 from medsft.core.paths import looks_local
-from medsft.data.io import read_text
+from medsft.data.io import read_json
 from medsft.data.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
@@ -95,10 +94,7 @@ def read_questions(source: str = HUB_ID) -> list[dict]:
     """All PQA-L questions from the official JSON (``{PMID: {...}}``) or the Hub, as normalised rows."""
     local = _local_data_file(source)
     if local is not None:
-        try:
-            data = json.loads(read_text(local))
-        except json.JSONDecodeError as e:
-            raise MedsftError(f"{local}, line {e.lineno} column {e.colno}: malformed JSON ({e.msg})") from e
+        data = read_json(local, expect=None, what="PubMedQA data")
         if not isinstance(data, dict):
             raise MedsftError(f"{local}: expected the official PubMedQA format, a JSON object keyed by PMID")
         return [_row(pmid, record, str(local)) for pmid, record in data.items()]
@@ -140,13 +136,7 @@ def official_test_labels(source: str = HUB_ID, test_file: str | None = None) -> 
     if test_file is None:
         # The Hub copy does not mark the test set: the official list shipped with medsft (no network needed)
         test_file = str(SHIPPED_TEST_FILE)
-    path = Path(test_file)
-    if not path.is_file():
-        raise MedsftError(f"PubMedQA test list not found: {test_file}")
-    try:
-        data = json.loads(read_text(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MedsftError(f"{test_file}: malformed JSON ({e})") from e
+    data = read_json(test_file, expect=None, what="PubMedQA test list")
     if not isinstance(data, dict) or not all(v in LABELS for v in data.values()):
         raise MedsftError(f"{test_file or TEST_FILE_URL}: expected {{PMID: yes|no|maybe}}")
     return {str(k): v for k, v in data.items()}

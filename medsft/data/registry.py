@@ -5,29 +5,74 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from datasets import DatasetDict
 
 from medsft.core.errors import MedsftError
-from medsft.core.paths import looks_local
+from medsft.core.paths import is_hub_id, looks_local
 from medsft.data import clinical_notes, medquad, pubmed_abstracts, pubmedqa, wikidoc
 from medsft.data.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
 
 
+DECONTAMINATION_POLICIES = ("error", "drop", "warn", "off")
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """The options of one dataset's loader and formatting (``load_splits``); in training they come from the data
+    arguments, and each dataset of a mixture may set its own.
+
+    Parameters:
+        validation_size: fraction held out (seeded) as validation; None: the dataset's own default.
+        pubmedqa_long_answer: PubMedQA formats follow the yes/no/maybe word with the long answer.
+        pubmedqa_reference: the PubMedQA release whose official test set is kept out of the data (default: the data
+            itself when it is PubMedQA, else ``qiaojin/PubMedQA``).
+        pubmedqa_test_file: the official ``test_ground_truth.json`` when it is not beside the PubMedQA data.
+        medquad_top_k_focus: keep only the k MedQuAD foci with the most question-answer pairs.
+        num_notes / notes_seed: size and seed of the generated clinical-notes corpus.
+        decontamination: rows overlapping the PubMedQA test set: ``error``, ``drop``, ``warn`` or ``off``; None: the
+            dataset's own default.
+    """
+
+    validation_size: float | None = None
+    pubmedqa_long_answer: bool = False
+    pubmedqa_reference: str | None = None
+    pubmedqa_test_file: str | None = None
+    medquad_top_k_focus: int | None = None
+    num_notes: int = 2000
+    notes_seed: int = 0
+    decontamination: str | None = None
+
+    def __post_init__(self):
+        if self.validation_size is not None and not 0.0 <= self.validation_size < 1.0:
+            raise MedsftError(f"validation_size must be in [0, 1), got {self.validation_size}")
+        if self.medquad_top_k_focus is not None and self.medquad_top_k_focus < 1:
+            raise MedsftError(f"medquad_top_k_focus must be positive, got {self.medquad_top_k_focus}")
+        if self.num_notes < 1:
+            raise MedsftError(f"num_notes must be positive, got {self.num_notes}")
+        if self.decontamination is not None and self.decontamination not in DECONTAMINATION_POLICIES:
+            raise MedsftError(
+                f"decontamination must be one of {', '.join(DECONTAMINATION_POLICIES)}, got {self.decontamination}"
+            )
+
+
+DATASET_OPTIONS = tuple(f.name for f in fields(DatasetOptions))
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """How medsft reads one dataset: its loader, formats, licence and default decontamination policy."""
 
-    load: Callable  # (source, script_args) -> (DatasetDict of raw rows, LoadReport)
+    load: Callable  # (source, DatasetOptions) -> (DatasetDict of raw rows, LoadReport)
     formatters: dict[str, Callable]
     license: str
     hub_ids: tuple[str, ...] = ()
     decontamination: str = "warn"
-    format_options: Callable = lambda args: {}  # noqa: E731 - per-dataset keyword options for the formatters
+    format_options: Callable = lambda options: {}  # noqa: E731 - per-dataset keyword options for the formatters
     special_tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)  # format -> tokens to add
 
 
@@ -109,7 +154,7 @@ def dataset_type_for(dataset_name: str, dataset_type: str) -> str:
     if dataset_name in KNOWN_HUB_IDS:
         return KNOWN_HUB_IDS[dataset_name]
     path = Path(dataset_name)
-    if not path.exists() and (looks_local(dataset_name) or path.suffix != ""):
+    if not path.exists() and looks_local(dataset_name):
         raise MedsftError(f"dataset path {dataset_name} does not exist (nor is it a Hub id owner/name)")
     if path.name == pubmedqa.DATA_FILE or (path / pubmedqa.DATA_FILE).is_file():
         return "pubmedqa"
@@ -137,7 +182,71 @@ def hub_id_for(dataset_name: str, dataset_type: str = "auto") -> str | None:
         kind = None
     if kind == "clinical_notes":
         return None
-    if dataset_name and dataset_name.count("/") == 1 and not Path(dataset_name).exists():
+    if dataset_name and is_hub_id(dataset_name):
         return dataset_name
     hub_ids = SPECS[kind].hub_ids if kind in SPECS else ()
     return hub_ids[0] if hub_ids else None
+
+
+@dataclass
+class LoadedSplits:
+    """One dataset's formatted splits, what its loader read and dropped, its licence and the tokens it adds."""
+
+    splits: DatasetDict
+    report: LoadReport
+    license: str
+    special_tokens: tuple[str, ...] = ()
+
+
+def load_splits(
+    path: str,
+    type: str = "auto",  # noqa: A002 - the recipe key's name
+    format: str = "chat",  # noqa: A002 - the recipe key's name
+    *,
+    config_name: str | None = None,
+    split: str = "train",
+    test_split: str = "test",
+    **options,
+) -> LoadedSplits:
+    """Load, clean, split, decontaminate and format one dataset; needs no command-line arguments.
+
+    Parameters:
+        path: a Hub id or local file/directory (``clinical_notes`` is generated and ignores it).
+        type: a medsft dataset type, ``hf`` (already in a TRL format) or ``auto`` (``dataset_type_for``).
+        format: one of the dataset's formats (``SPECS[type].formatters``).
+        config_name / split / test_split: for ``hf`` datasets, the config and the splits used as train/validation.
+        options: ``DatasetOptions`` fields (``validation_size``, ``medquad_top_k_focus``, ``num_notes`` ...).
+    """
+    from medsft.data import decontam
+    from medsft.data.hf import load_hf
+
+    opts = DatasetOptions(**options)
+    kind = dataset_type_for(path, type)
+    if kind == "hf":
+        splits, report = load_hf(path, config_name, split, test_split)
+        policy = opts.decontamination or "warn"
+        license_, tokens, formatter, format_options = "unknown", (), None, {}
+    else:
+        spec = SPECS[kind]
+        if format not in spec.formatters:
+            raise MedsftError(f"{kind} has no '{format}' format; choose one of {', '.join(spec.formatters)}")
+        splits, report = spec.load(path, opts)
+        policy = opts.decontamination or spec.decontamination
+        license_, tokens = spec.license, spec.special_tokens.get(format, ())
+        formatter, format_options = spec.formatters[format], spec.format_options(opts)
+    splits["train"], checked = decontam.decontaminate(
+        splits["train"], policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, what=report.source
+    )
+    report.decontamination = {"policy": policy, **checked}
+    overlap = checked["overlapping_rows"]
+    if policy == "drop" and overlap:
+        report.dropped["overlaps PubMedQA test set"] += overlap
+        report.splits["train"] = len(splits["train"])
+    if formatter is not None:
+        splits = DatasetDict(
+            {
+                name: rows.map(formatter, fn_kwargs=format_options, remove_columns=rows.column_names)
+                for name, rows in splits.items()
+            }
+        )
+    return LoadedSplits(splits, report, license_, tokens)

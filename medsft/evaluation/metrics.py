@@ -25,7 +25,7 @@ import datasets
 import evaluate
 import numpy as np
 
-LABELS = ("yes", "no", "maybe")
+from medsft.data.pubmedqa import LABELS  # the answer labels, in the order scores and matrices use
 
 
 class Perplexity(evaluate.Metric):

@@ -1,34 +1,21 @@
 """Score a ``{PMID: label}`` predictions file the way PubMedQA's official ``evaluation.py`` does.
 
-```bash
-python -m medsft.evaluation.official runs/x/eval/pubmedqa_predictions_x.json \\
-    --ground_truth ../shared/data/pubmedqa/test_ground_truth.json
-```
-
 The official script asserts that the file predicts all and only the test PMIDs, then prints scikit-learn's
-accuracy and macro-F1. This does the same with a one-line error naming the missing or extra PMIDs instead of an
-``AssertionError``, and without needing scikit-learn (``medsft.metrics.macro_f1`` follows its definition).
+accuracy and macro-F1. ``score_predictions`` does the same with a one-line error naming the missing or extra PMIDs
+instead of an ``AssertionError``, and without needing scikit-learn (``medsft.evaluation.metrics.macro_f1`` follows
+its definition). The command is ``python -m medsft.score_pubmedqa``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
-from medsft.core.errors import MedsftError, run_cli
+from medsft.core.errors import MedsftError
+from medsft.data.io import read_json
 from medsft.data.pubmedqa import official_test_labels
 from medsft.evaluation.metrics import LABELS, accuracy, macro_f1
 
 
 def _read(path: str) -> dict[str, str]:
-    file = Path(path)
-    if not file.is_file():
-        raise MedsftError(f"predictions file not found: {path}")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise MedsftError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    data = read_json(path, expect=None, what="predictions file")
     if not isinstance(data, dict):
         raise MedsftError(f"{path}: expected a JSON object mapping PMID to label")
     return {str(k): v for k, v in data.items()}
@@ -59,18 +46,3 @@ def score_predictions(predictions_path: str, ground_truth_path: str) -> dict[str
     if other:
         result["labels_outside_yes_no_maybe"] = other
     return result
-
-
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m medsft.evaluation.official", description=__doc__.split("\n")[0])
-    parser.add_argument("predictions", help="JSON file {PMID: 'yes'|'no'|'maybe'}")
-    parser.add_argument("--ground_truth", required=True, help="PubMedQA's test_ground_truth.json")
-    args = parser.parse_args(argv)
-    result = score_predictions(args.predictions, args.ground_truth)
-    print(f"Accuracy {result['accuracy']:f}")
-    print(f"Macro-F1 {result['macro_f1']:f}")
-    return result
-
-
-if __name__ == "__main__":
-    run_cli(main, "medsft.evaluation.official")

@@ -4,12 +4,14 @@ PubMedQA's official ``evaluation.py``, and PNG plots (confusion matrices, base-v
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from medsft.core.errors import MedsftError
+from medsft.evaluation.schema import EvalReport, ModelResults, PerplexityResult, PubMedQAResult
 
 REPORT_FILE = "report.json"
 
@@ -42,9 +44,9 @@ def write_predictions(out: Path, model: str, pmids: list[str], labels: list[str]
     return path
 
 
-def write_report(out: Path, report: dict) -> Path:
+def write_report(out: Path, report: EvalReport) -> Path:
     path = out / REPORT_FILE
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return path
 
 
@@ -52,64 +54,56 @@ def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def comparison_table(results: dict[str, dict]) -> Table:
+def _pubmedqa_rows() -> list[tuple[str, Callable[[PubMedQAResult], str]]]:
+    def ci(q: PubMedQAResult) -> str:
+        return f"{q.accuracy_ci95[0]:.3f}–{q.accuracy_ci95[1]:.3f}"
+
+    def vs_base(q: PubMedQAResult) -> str:
+        d = q.vs_base
+        return (
+            "—" if not d else f"{d.accuracy_difference:+.3f} ({d.difference_ci95[0]:+.3f}…{d.difference_ci95[1]:+.3f})"
+        )
+
+    def fixed_broken(q: PubMedQAResult) -> str:
+        d = q.vs_base
+        return "—" if not d else f"{d.fixed}/{d.broken} (p={d.mcnemar_p:.2g})"
+
+    return [
+        ("PubMedQA accuracy", lambda q: _fmt(q.accuracy)),
+        ("  95% bootstrap CI", ci),
+        ("  vs base, paired 95% CI", vs_base),
+        ("  fixed/broken vs base", fixed_broken),
+        ("PubMedQA macro-F1", lambda q: _fmt(q.macro_f1)),
+        ("  yes-vs-no ranking AUC", lambda q: _fmt(q.yes_no_auc)),
+        ("  predicted yes/no/maybe", lambda q: "/".join(str(v) for v in q.prediction_distribution.values())),
+        ("  majority baseline", lambda q: _fmt(q.majority_baseline.accuracy)),
+    ]
+
+
+_PERPLEXITY_ROWS: list[tuple[str, Callable[[PerplexityResult], str]]] = [
+    ("perplexity", lambda p: _fmt(p.perplexity, 2)),
+    ("mean NLL (nats/token)", lambda p: _fmt(p.mean_nll, 4)),
+    ("bits per byte", lambda p: _fmt(p.bits_per_byte, 4)),
+    ("tokens scored", lambda p: str(p.tokens)),
+]
+
+
+def comparison_table(results: dict[str, ModelResults]) -> Table:
     """Rows: metrics; columns: base and each adapter."""
     table = Table(title="medsft evaluation: base vs adapters")
     table.add_column("metric")
     for name in results:
         table.add_column(name, justify="right")
-    rows: list[tuple[str, callable]] = []
-    if any("perplexity" in r for r in results.values()):
-        rows += [
-            ("perplexity", lambda p: _fmt(p.get("perplexity", {}).get("perplexity"), 2)),
-            ("mean NLL (nats/token)", lambda p: _fmt(p.get("perplexity", {}).get("mean_nll"), 4)),
-            ("bits per byte", lambda p: _fmt(p.get("perplexity", {}).get("bits_per_byte"), 4)),
-            ("tokens scored", lambda p: str(p.get("perplexity", {}).get("tokens", "—"))),
-        ]
-    if any("pubmedqa" in r for r in results.values()):
-
-        def ci(p):
-            q = p.get("pubmedqa")
-            return "—" if not q else f"{q['accuracy_ci95'][0]:.3f}–{q['accuracy_ci95'][1]:.3f}"
-
-        def vs_base(p):
-            d = p.get("pubmedqa", {}).get("vs_base")
-            if not d:
-                return "—"
-            low, high = d["difference_ci95"]
-            return f"{d['accuracy_difference']:+.3f} ({low:+.3f}…{high:+.3f})"
-
-        def fixed_broken(p):
-            d = p.get("pubmedqa", {}).get("vs_base")
-            return "—" if not d else f"{d['fixed']}/{d['broken']} (p={d['mcnemar_p']:.2g})"
-
-        rows += [
-            ("PubMedQA accuracy", lambda p: _fmt(p.get("pubmedqa", {}).get("accuracy"))),
-            ("  95% bootstrap CI", ci),
-            ("  vs base, paired 95% CI", vs_base),
-            ("  fixed/broken vs base", fixed_broken),
-            ("PubMedQA macro-F1", lambda p: _fmt(p.get("pubmedqa", {}).get("macro_f1"))),
-            ("  yes-vs-no ranking AUC", lambda p: _fmt(p.get("pubmedqa", {}).get("yes_no_auc"))),
-            (
-                "  predicted yes/no/maybe",
-                lambda p: (
-                    "/".join(str(v) for v in p["pubmedqa"]["prediction_distribution"].values())
-                    if "pubmedqa" in p
-                    else "—"
-                ),
-            ),
-            (
-                "  majority baseline",
-                lambda p: _fmt(p["pubmedqa"]["majority_baseline"]["accuracy"]) if "pubmedqa" in p else "—",
-            ),
-        ]
-    for label, get in rows:
-        table.add_row(label, *(get(r) for r in results.values()))
+    for task, rows in (("perplexity", _PERPLEXITY_ROWS), ("pubmedqa", _pubmedqa_rows())):
+        if any(getattr(r, task) for r in results.values()):
+            for label, get in rows:
+                cells = (get(getattr(r, task)) if getattr(r, task) else "—" for r in results.values())
+                table.add_row(label, *cells)
     return table
 
 
-def confusion_table(name: str, scores: dict) -> Table:
-    matrix = scores["confusion_matrix"]
+def confusion_table(name: str, scores: PubMedQAResult) -> Table:
+    matrix = scores.confusion_matrix
     table = Table(title=f"{name}: PubMedQA confusion (rows true, columns predicted)")
     table.add_column("true \\ predicted")
     for label in matrix["columns_predicted"]:
@@ -119,20 +113,20 @@ def confusion_table(name: str, scores: dict) -> Table:
     return table
 
 
-def print_report(results: dict[str, dict], console: Console) -> None:
+def print_report(results: dict[str, ModelResults], console: Console) -> None:
     console.print(comparison_table(results))
     for name, result in results.items():
-        if "pubmedqa" in result:
-            console.print(confusion_table(name, result["pubmedqa"]))
+        if result.pubmedqa:
+            console.print(confusion_table(name, result.pubmedqa))
 
 
-def plot_confusion(out: Path, name: str, scores: dict) -> Path:
+def plot_confusion(out: Path, name: str, scores: PubMedQAResult) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    matrix = scores["confusion_matrix"]
+    matrix = scores.confusion_matrix
     counts = matrix["counts"]
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
     ax.imshow(counts, cmap="Blues")
@@ -144,7 +138,7 @@ def plot_confusion(out: Path, name: str, scores: dict) -> Path:
     for i, row in enumerate(counts):
         for j, value in enumerate(row):
             ax.text(j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black")
-    ax.set_title(f"{name}\nacc {scores['accuracy']:.3f}, macro-F1 {scores['macro_f1']:.3f} (n={scores['n']})")
+    ax.set_title(f"{name}\nacc {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f} (n={scores.n})")
     fig.tight_layout()
     path = out / f"pubmedqa_confusion_{name}.png"
     fig.savefig(path, dpi=120)
@@ -152,37 +146,32 @@ def plot_confusion(out: Path, name: str, scores: dict) -> Path:
     return path
 
 
-def plot_comparison(out: Path, results: dict[str, dict]) -> Path | None:
+def plot_comparison(out: Path, results: dict[str, ModelResults]) -> Path | None:
     """Bars per model: PubMedQA accuracy (95% CI, majority baseline line) and perplexity."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [task for task in ("pubmedqa", "perplexity") if any(task in r for r in results.values())]
+    panels = [task for task in ("pubmedqa", "perplexity") if any(getattr(r, task) for r in results.values())]
     if not panels:
         return None
     names = list(results)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     for ax, task in zip(axes[0], panels):
         if task == "pubmedqa":
-            acc = [results[n].get("pubmedqa", {}).get("accuracy", 0.0) for n in names]
-            low = [
-                a - results[n]["pubmedqa"]["accuracy_ci95"][0] if "pubmedqa" in results[n] else 0
-                for a, n in zip(acc, names)
-            ]
-            high = [
-                results[n]["pubmedqa"]["accuracy_ci95"][1] - a if "pubmedqa" in results[n] else 0
-                for a, n in zip(acc, names)
-            ]
+            scored = [results[n].pubmedqa for n in names]
+            acc = [q.accuracy if q else 0.0 for q in scored]
+            low = [a - q.accuracy_ci95[0] if q else 0 for a, q in zip(acc, scored)]
+            high = [q.accuracy_ci95[1] - a if q else 0 for a, q in zip(acc, scored)]
             ax.bar(names, acc, yerr=[low, high], capsize=4, color="tab:blue")
-            base = next(r["pubmedqa"]["majority_baseline"]["accuracy"] for r in results.values() if "pubmedqa" in r)
+            base = next(q.majority_baseline.accuracy for q in scored if q)
             ax.axhline(base, color="tab:red", linestyle="--", label=f"majority baseline {base:.3f}")
             ax.set_ylim(0, 1)
             ax.set_ylabel("PubMedQA accuracy (95% CI)")
             ax.legend(loc="upper right", fontsize=8)
         else:
-            ppl = [results[n].get("perplexity", {}).get("perplexity", 0.0) for n in names]
+            ppl = [results[n].perplexity.perplexity if results[n].perplexity else 0.0 for n in names]
             ax.bar(names, ppl, color="tab:green")
             ax.set_ylabel("perplexity (lower is better)")
         ax.tick_params(axis="x", rotation=20)

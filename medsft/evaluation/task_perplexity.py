@@ -14,12 +14,10 @@ from pathlib import Path
 
 import evaluate
 
-from medsft.configs.training import MedScriptArguments
 from medsft.core.errors import MedsftError
 from medsft.data.io import read_records
 from medsft.data.lengths import tokenize_for_training
-from medsft.data.mixture import load_sft_datasets
-from medsft.data.registry import SPECS, dataset_type_for
+from medsft.data.registry import SPECS, dataset_type_for, load_splits
 from medsft.evaluation.metrics import BitsPerByte, Perplexity
 from medsft.evaluation.scoring import make_batches, pad_token_id, run_sharded, token_logprob_sums
 
@@ -52,7 +50,7 @@ def load_texts(dataset: str, dataset_type: str, split: str, fmt: str, extra: dic
         dataset_type: as ``--dataset_type`` in training (``auto`` recognises the known ones).
         split: ``validation`` (the split training held out) or ``train``.
         fmt: ``auto`` (``chat`` when the dataset has it, else ``text``), ``chat``, ``instruction`` or ``text``.
-        extra: further ``MedScriptArguments`` fields (e.g. ``pubmedqa_test_file``).
+        extra: further dataset options (``data.registry.DatasetOptions``, e.g. ``pubmedqa_test_file``).
     """
     path = Path(dataset)
     generic = path.suffix in (".txt", ".jsonl", ".json")
@@ -74,10 +72,7 @@ def load_texts(dataset: str, dataset_type: str, split: str, fmt: str, extra: dic
     if fmt not in formats or fmt == "special_tokens":
         choices = ", ".join(f for f in formats if f != "special_tokens")
         raise MedsftError(f"{kind} has no '{fmt}' format for perplexity; choose one of {choices}")
-    args = MedScriptArguments(
-        dataset_name=dataset, dataset_type=kind, dataset_format=fmt, decontamination="off", **(extra or {})
-    )
-    splits = load_sft_datasets(args).splits
+    splits = load_splits(dataset, kind, fmt, decontamination="off", **(extra or {})).splits
     if split not in splits:
         raise MedsftError(f"{dataset} has no '{split}' split here (it has {', '.join(splits)})")
     return list(splits[split]), fmt

@@ -3,7 +3,6 @@ and loading it onto that base."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -13,8 +12,10 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from medsft.core.errors import MedsftError, hub_errors
 from medsft.core.paths import looks_local
+from medsft.data.io import read_json
 from medsft.modeling.loading import fit_embeddings
 from medsft.modeling.source import ModelSource
+from medsft.run_dir.record import RECIPE_FILE, check_finished, read_manifest, read_run
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
         return AdapterInfo(adapter, adapter.replace("/", "__"), config.base_model_name_or_path)
     is_adapter, is_model = (local / "adapter_config.json").is_file(), (local / "config.json").is_file()
     if not re.fullmatch(r"checkpoint-\d+", local.resolve().name):
-        from medsft.run_dir.record import check_finished
-
         check_finished(local)
     if not is_adapter and not (is_model and full_model_ok):
         if is_model:
@@ -73,24 +72,21 @@ def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
             )
         raise MedsftError(f"{adapter} has no adapter_config.json: is it a LoRA adapter directory from medsft.train?")
     resolved = local.resolve()
-    name, manifest_file = resolved.name, local / "run_manifest.json"
+    name, run_dir = resolved.name, local
     if re.fullmatch(r"checkpoint-\d+", name):
         # a Trainer checkpoint: the run's manifest sits one level up
-        manifest_file = resolved.parent / "run_manifest.json"
+        run_dir = resolved.parent
         name = f"{resolved.parent.name}-{name}"
-    try:
-        config = json.loads((local / "adapter_config.json").read_text()) if is_adapter else {}
-        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    except json.JSONDecodeError as e:
-        raise MedsftError(f"{adapter}: unreadable adapter_config.json or run_manifest.json: {e}") from None
-    trained_on = manifest.get("model") or {}
+    config = read_json(local / "adapter_config.json", what="adapter config") if is_adapter else {}
+    run = read_run(run_dir, require_finished=False) if (run_dir / RECIPE_FILE).is_file() else None
+    trained_on = run.base if run else (read_manifest(run_dir) or {}).get("model") or {}
     if trained_on.get("name"):
         return AdapterInfo(
             adapter,
             name,
             trained_on["name"],
             trained_on.get("gguf_sha256"),
-            trained_on.get("load_in_4bit"),
+            run.load_in_4bit if run else trained_on.get("load_in_4bit"),
             trained_on.get("fingerprint"),
         )
     base = config.get("base_model_name_or_path")

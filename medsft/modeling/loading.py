@@ -44,7 +44,8 @@ def guard_bnb_cpu_4bit(model: torch.nn.Module) -> int:
     On CPU, bitsandbytes (0.50) repacks ``Linear4bit`` weights the first time the layer runs in eval mode (evaluation
     during training, ``generate``); after that its backward is wrong: GPT-2 raises "a view of a leaf Variable..." in
     matmul_4bit, Llama-type models silently get no or tiny gradients. Turning the repacking off on every layer avoids
-    it (tests/test_qlora.py checks gradients before and after an eval forward). Returns the number of layers guarded.
+    it (tests/test_modeling_loading.py checks gradients before and after an eval forward). Returns the number of
+    layers guarded.
     """
     import bitsandbytes as bnb
 

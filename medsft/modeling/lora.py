@@ -8,10 +8,13 @@ model's real modules (built on the meta device, no weights) and fails in one lin
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from peft import LoraConfig
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
+from trl import get_peft_config
 
 from medsft.core.errors import MedsftError, hub_errors
 
@@ -93,26 +96,20 @@ def targets_conv1d(model: torch.nn.Module, target_modules: list[str] | str) -> b
 
 
 def build_lora_config(model_args, model_path: str) -> LoraConfig | None:
-    """peft ``LoraConfig`` from TRL's ``ModelConfig`` fields, with checked targets and the right ``fan_in_fan_out``.
+    """TRL's ``get_peft_config`` (every ``--lora_*`` flag, ``--lora_target_parameters`` too), with medsft's checked
+    targets (or the architecture's preset) and the right ``fan_in_fan_out``.
 
     ``fan_in_fan_out`` must be True for GPT-2's ``Conv1D`` in full/half precision, but False under 4-bit: when it
     quantizes, transformers replaces Conv1D with a transposed ``Linear4bit``, which peft's bnb layers treat as an
-    ordinary Linear. A wrong value only shows when the adapter is merged (tests/test_lora.py checks that).
+    ordinary Linear. A wrong value only shows when the adapter is merged (tests/test_modeling_lora.py checks that).
     """
-    if not model_args.use_peft:
+    config = get_peft_config(model_args)  # TRL's own mapping of ModelConfig to LoraConfig
+    if config is None:
         return None
     model = meta_model(model_path, model_args.model_revision)
     targets = resolve_targets(model, model_args.lora_target_modules, model_args.lora_target_preset)
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
-    return LoraConfig(
-        task_type=model_args.lora_task_type,
-        r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        target_modules=targets,
-        fan_in_fan_out=targets_conv1d(model, targets) and not quantized,
-        bias="none",
-        use_rslora=model_args.use_rslora,
-        use_dora=model_args.use_dora,
-        modules_to_save=model_args.lora_modules_to_save,
+    # replace() reruns LoraConfig's own checks on the checked targets
+    return dataclasses.replace(
+        config, target_modules=targets, fan_in_fan_out=targets_conv1d(model, targets) and not quantized
     )

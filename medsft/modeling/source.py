@@ -121,7 +121,7 @@ def resolve_model_source(model_name_or_path: str | None, gguf_cache_dir: str | N
         if not (path / "config.json").is_file():
             raise MedsftError(f"local model directory {model_name_or_path} has no config.json")
         return ModelSource(path=str(path), name=path.resolve().name, fingerprint=weights_fingerprint(path))
-    if looks_local(model_name_or_path) and model_name_or_path.count("/") > 0:  # "gpt2" is a Hub id without owner
+    if looks_local(model_name_or_path):
         raise MedsftError(f"model path not found: {model_name_or_path}")
     return ModelSource(path=model_name_or_path, name=model_name_or_path)
 

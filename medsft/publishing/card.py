@@ -10,8 +10,10 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from medsft.data.registry import SPECS
-from medsft.publishing.card_evaluation import _evaluation_section, eval_results
+from medsft.evaluation.schema import EvalReport
+from medsft.publishing.card_evaluation import eval_results, evaluation_section
 from medsft.publishing.provenance import gguf_provenance, training_datasets
+from medsft.run_dir.record import Run
 
 NOT_A_MEDICAL_DEVICE = (
     "**Not a medical device.** This model is a research artefact for studying fine-tuning on medical text. It is "
@@ -20,10 +22,12 @@ NOT_A_MEDICAL_DEVICE = (
 )
 
 
-def _hyperparameters(recipe: dict, manifest: dict, adapter_config: dict | None) -> str:
+def _hyperparameters(run: Run, adapter_config: dict | None) -> str:
+    manifest = run.manifest
     rows = []
     if adapter_config:
-        method = "QLoRA (4-bit NF4 base)" if (manifest.get("model") or {}).get("load_in_4bit") else "LoRA"
+        quant = str(run.get("bnb_4bit_quant_type", "nf4")).upper()
+        method = f"QLoRA (4-bit {quant} base)" if run.load_in_4bit else "LoRA"
         targets = adapter_config.get("target_modules")
         targets = ", ".join(sorted(targets)) if isinstance(targets, list) else targets
         rows += [
@@ -40,8 +44,10 @@ def _hyperparameters(recipe: dict, manifest: dict, adapter_config: dict | None) 
         "dataset_format", "learning_rate", "lr_scheduler_type", "num_train_epochs", "max_steps",
         "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "packing", "seed",
     ):  # fmt: skip
-        if key in recipe:
-            rows.append((key, recipe[key]))
+        value = run.get(key)
+        if (key == "max_steps" and value == -1) or (key == "num_train_epochs" and (run.get("max_steps") or -1) > 0):
+            continue  # the one of the two that did not bound the run
+        rows.append((key, value))
     rows += [
         ("training steps", manifest.get("global_step")),
         ("processes", manifest.get("world_size")),
@@ -53,17 +59,18 @@ def _hyperparameters(recipe: dict, manifest: dict, adapter_config: dict | None) 
     return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in shown) + "\n"
 
 
-def _consumed(recipe: dict, manifest: dict) -> str | None:
+def _consumed(run: Run) -> str | None:
     """What training actually consumed of the split sizes above: steps, effective batch, epochs."""
+    manifest = run.manifest
     steps = manifest.get("global_step")
     if not steps:
         return None
     batch = (
-        int(recipe.get("per_device_train_batch_size", 8))
-        * int(recipe.get("gradient_accumulation_steps", 1))
+        int(run["per_device_train_batch_size"])
+        * int(run["gradient_accumulation_steps"])
         * int(manifest.get("world_size") or 1)
     )
-    unit = "packed rows of up to max_length tokens" if recipe.get("packing") else "examples"
+    unit = "packed rows of up to max_length tokens" if run.get("packing") else "examples"
     epochs = manifest.get("epochs")
     return (
         f"Training consumed {steps} optimizer steps × an effective batch of {batch} {unit}"
@@ -72,7 +79,8 @@ def _consumed(recipe: dict, manifest: dict) -> str | None:
     )  # fmt: skip
 
 
-def _data_section(datasets: list[dict], manifest: dict, recipe: dict) -> str:
+def _data_section(datasets: list[dict], run: Run) -> str:
+    manifest = run.manifest
     sources = (manifest.get("dataset") or {}).get("sources") or []
     licenses = (manifest.get("dataset") or {}).get("licenses") or []
     lines = ["| dataset | licence | read | train / validation | dropped |", "|---|---|---|---|---|"]
@@ -101,7 +109,7 @@ def _data_section(datasets: list[dict], manifest: dict, recipe: dict) -> str:
             + "; ".join(checks)
             + ".\n"
         )
-    consumed = _consumed(recipe, manifest)
+    consumed = _consumed(run)
     if consumed:
         text += f"\n{consumed}\n"
     if licenses:
@@ -113,10 +121,9 @@ def build_card(
     *,
     repo_id: str,
     base_model: str,
-    recipe: dict,
-    manifest: dict,
+    run: Run,
     adapter_config: dict | None,
-    report: dict | None,
+    report: EvalReport | None,
     report_label: str | None,
     license: str,  # noqa: A002 - the metadata field's name
     merged: bool,
@@ -125,11 +132,13 @@ def build_card(
     plots: tuple[str, ...] = (),
     recipe_notes: tuple[str, ...] = (),
 ) -> ModelCard:
-    """The card for ``repo_id``. ``report_label`` is this model's column in the evaluation ``report``; ``plots``
+    """The card for ``repo_id`` of the training ``run`` (``read_run``; local paths already scrubbed).
+
+    ``report_label`` is this model's column in the evaluation ``report``; ``plots``
     the evaluation figures shipped in the folder (paths relative to it); ``recipe_notes`` what ``recipe.yaml``
     replaced to be rerunnable. With ``license="other"`` the card links ``LICENSE.md`` (``licence_text``)."""
-    datasets = training_datasets(recipe)
-    qlora = bool((manifest.get("model") or {}).get("load_in_4bit"))
+    datasets = training_datasets(run.arguments)
+    qlora = run.load_in_4bit
     tags = ["medical", "medsft", "trl", "sft", "lora" if adapter_config else "full-fine-tune"]
     if qlora:
         tags.append("qlora")
@@ -179,7 +188,7 @@ def build_card(
             f'tokenizer = AutoTokenizer.from_pretrained("{tokenizer_from}")\n{resize}'
             f'model = PeftModel.from_pretrained(base, "{repo_id}")\n```\n'
         )
-    fmt = recipe.get("dataset_format", "chat")
+    fmt = run.dataset_format
     prompt_note = {
         "chat": "Prompt it through the tokenizer's chat template (`apply_chat_template`), as it was trained.",
         "instruction": "Prompt it with plain text in the recipe's instruction format (see `recipe.yaml`).",
@@ -187,7 +196,7 @@ def build_card(
         "special_tokens": f"Prompt it as `<question> … <answer>`; it ends answers with `<end>` (added tokens: "
         f"{', '.join(added_tokens)}).",
     }.get(fmt, "")
-    provenance = gguf_provenance(manifest)
+    provenance = gguf_provenance(run.manifest)
     figures = "".join(f"\n![{Path(plot).stem}]({plot})\n" for plot in plots)
     replaced = "".join(f"\n- {note}" for note in recipe_notes)
     if replaced:
@@ -201,16 +210,16 @@ def build_card(
 
 ## Training data
 
-{_data_section(datasets, manifest, recipe)}
+{_data_section(datasets, run)}
 ## Training procedure
 
 Trained with `accelerate launch -m medsft.train recipe.yaml`; `recipe.yaml` in this repository holds every setting
 given, and reruns as it is (`accelerate launch -m medsft.train recipe.yaml`).
 {replaced}
-{_hyperparameters(recipe, manifest, adapter_config)}
+{_hyperparameters(run, adapter_config)}
 ## Evaluation
 
-{_evaluation_section(report, report_label)}{figures}
+{evaluation_section(report, report_label)}{figures}
 ## How to use
 
 {usage}

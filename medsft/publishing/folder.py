@@ -15,9 +15,11 @@ import yaml
 from medsft.configs import PushArguments
 from medsft.core.errors import MedsftError
 from medsft.core.paths import looks_local
+from medsft.data.io import read_json
+from medsft.evaluation.schema import EvalReport
 from medsft.publishing.card import build_card
 from medsft.publishing.provenance import licence_text, rerunnable_recipe
-from medsft.run_dir.record import MANIFEST_FILE, RECIPE_FILE, check_finished
+from medsft.run_dir.record import MANIFEST_FILE, RECIPE_FILE, Run, read_run
 
 logger = logging.getLogger("medsft.push")
 
@@ -41,18 +43,10 @@ def scrub_paths(value):
     if isinstance(value, list):
         return [scrub_paths(v) for v in value]
     if isinstance(value, str) and value:
-        local = value.startswith(("/", "./", "../", "~")) or (value.count("/") > 1 and "://" not in value)
-        if local or Path(value).exists() and "/" in value:
+        if "/" in value and "://" not in value and looks_local(value.rstrip("/")):
             return Path(value.rstrip("/")).name
         return _ABSOLUTE_PATH.sub(lambda m: Path(m.group(0)).name, value) if "://" not in value else value
     return value
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise MedsftError(f"{path}: unreadable ({e})") from None
 
 
 def find_report(run_dir: Path, explicit: str | None) -> Path | None:
@@ -65,19 +59,10 @@ def find_report(run_dir: Path, explicit: str | None) -> Path | None:
     return found[-1] if found else None
 
 
-def _report_label(report: dict, run_dir: Path) -> str | None:
-    """This run's column in the report: the adapter whose recorded name is the run directory's name."""
-    name = run_dir.resolve().name
-    for label, adapter in (report.get("adapters") or {}).items():
-        if adapter.get("name") == name:
-            return label
-    return None
-
-
-def _public_base(manifest: dict, recipe: dict, explicit: str | None) -> str:
+def _public_base(run: Run, explicit: str | None) -> str:
     if explicit:
         return explicit
-    name = (manifest.get("model") or {}).get("name") or recipe.get("model_name_or_path") or ""
+    name = run.base.get("name") or run.model_name_or_path or ""
     if not looks_local(name):
         return name
     raise MedsftError(
@@ -86,29 +71,29 @@ def _public_base(manifest: dict, recipe: dict, explicit: str | None) -> str:
     )
 
 
-def _check_local_base(run_dir: Path, recipe: dict) -> None:
+def _check_local_base(run: Run) -> None:
     """Where the run's local base model is still at its recorded path, it must hold the weights the run was trained
     on (the card and a merge would otherwise describe or use another model)."""
     from medsft.modeling.adapters import check_adapter_base, read_adapter
     from medsft.modeling.source import resolve_model_source
 
-    name = recipe.get("model_name_or_path")
+    name = run.model_name_or_path
     if not name or not Path(name).expanduser().exists():
         return
-    trained_on = read_adapter(str(run_dir), full_model_ok=True)
+    trained_on = read_adapter(str(run.path), full_model_ok=True)
     if trained_on.base_name:
-        check_adapter_base(trained_on, resolve_model_source(name, recipe.get("gguf_cache_dir")))
+        check_adapter_base(trained_on, resolve_model_source(name, run.get("gguf_cache_dir")))
 
 
-def _tokenizer_differs(run_dir: Path, recipe: dict, manifest: dict) -> bool:
+def _tokenizer_differs(run: Run) -> bool:
     """Whether the run's tokenizer differs from the base model's (added tokens, a chat template medsft gave it)."""
     from transformers import AutoTokenizer
 
     from medsft.modeling.source import resolve_model_source
 
-    ours = AutoTokenizer.from_pretrained(run_dir)
+    ours = AutoTokenizer.from_pretrained(run.path)
     try:
-        source = resolve_model_source(recipe.get("model_name_or_path"), recipe.get("gguf_cache_dir"))
+        source = resolve_model_source(run.model_name_or_path, run.get("gguf_cache_dir"))
         base = AutoTokenizer.from_pretrained(source.path)
     except (MedsftError, OSError, ValueError):
         logger.info("base tokenizer not available here; publishing the run's tokenizer")
@@ -116,7 +101,7 @@ def _tokenizer_differs(run_dir: Path, recipe: dict, manifest: dict) -> bool:
     return ours.get_vocab() != base.get_vocab() or (ours.chat_template or "") != (base.chat_template or "")
 
 
-def _merge(run_dir: Path, recipe: dict, folder: Path) -> None:
+def _merge(run: Run, folder: Path) -> None:
     """Merge the adapter into the base loaded in float32 (also for QLoRA runs) and save the full model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -125,54 +110,49 @@ def _merge(run_dir: Path, recipe: dict, folder: Path) -> None:
     from medsft.modeling.adapters import load_adapter
     from medsft.modeling.source import resolve_model_source
 
-    source = resolve_model_source(recipe.get("model_name_or_path"), recipe.get("gguf_cache_dir"))
+    source = resolve_model_source(run.model_name_or_path, run.get("gguf_cache_dir"))
     with hub_errors("model", source.name):
         base = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32)
-    merged = load_adapter(base, str(run_dir)).merge_and_unload()
+    merged = load_adapter(base, str(run.path)).merge_and_unload()
     merged.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(run_dir).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(run.path).save_pretrained(folder)
 
 
 def build_folder(args: PushArguments, folder: Path) -> dict:
     """Write the upload folder; return what it holds (for the log and tests)."""
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise MedsftError(f"run directory not found: {run_dir}")
-    check_finished(run_dir)
-    for required in (RECIPE_FILE, MANIFEST_FILE):
-        if not (run_dir / required).is_file():
-            raise MedsftError(f"{run_dir} has no {required}: is it a finished medsft.train run?")
-    recipe = yaml.safe_load((run_dir / RECIPE_FILE).read_text()) or {}
-    manifest = _read_json(run_dir / MANIFEST_FILE)
-    is_adapter = (run_dir / "adapter_config.json").is_file()
+    run = read_run(args.run_dir)
+    run_dir = run.path
+    if not (run_dir / MANIFEST_FILE).is_file():
+        raise MedsftError(f"{run_dir} has no {MANIFEST_FILE}: is it a finished medsft.train run?")
+    is_adapter = run.is_adapter
     if is_adapter and not (run_dir / "adapter_model.safetensors").is_file():
         raise MedsftError(f"{run_dir} has adapter_config.json but no adapter_model.safetensors")
     if not is_adapter and not (run_dir / "config.json").is_file():
         raise MedsftError(f"{run_dir} holds neither a LoRA adapter nor a model")
     if args.merge and not is_adapter:
         raise MedsftError(f"{run_dir} is a full fine-tune already; --merge is for LoRA adapters")
-    base_model = _public_base(manifest, recipe, args.base_model)
+    base_model = _public_base(run, args.base_model)
     if not args.allow_base_mismatch:
-        _check_local_base(run_dir, recipe)
+        _check_local_base(run)
     report_path = find_report(run_dir, args.eval_report)
-    report = _read_json(report_path) if report_path else None
-    label = _report_label(report, run_dir) if report else None
+    report = read_json(report_path, what="evaluation report") if report_path else None
+    label = EvalReport.from_dict(report).label_of(run_dir.resolve().name) if report else None
     if report and label is None:
         logger.warning("%s has no results for this run; the card will have no evaluation numbers", report_path)
 
     folder.mkdir(parents=True, exist_ok=True)
-    adapter_config = _read_json(run_dir / "adapter_config.json") if is_adapter else None
-    added_tokens = list((manifest.get("dataset") or {}).get("special_tokens") or [])
+    adapter_config = read_json(run_dir / "adapter_config.json", what="adapter config") if is_adapter else None
+    added_tokens = run.added_tokens
     tokenizer_included = True
     if args.merge:
-        _merge(run_dir, recipe, folder)
+        _merge(run, folder)
     elif is_adapter:
         shutil.copy2(run_dir / "adapter_model.safetensors", folder)
         # the saved config names the local path the base was loaded from; readers need the Hub id
         (folder / "adapter_config.json").write_text(
             json.dumps({**adapter_config, "base_model_name_or_path": base_model}, indent=2) + "\n"
         )
-        tokenizer_included = _tokenizer_differs(run_dir, recipe, manifest)
+        tokenizer_included = _tokenizer_differs(run)
     else:
         for file in run_dir.iterdir():
             if file.is_file() and (
@@ -183,14 +163,14 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
         for name in TOKENIZER_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, folder)
-    public_recipe, recipe_notes = rerunnable_recipe(recipe, base_model)
+    public_recipe, recipe_notes = rerunnable_recipe(run.recipe, base_model)
     (folder / RECIPE_FILE).write_text(
         "# The medsft recipe this model was trained with, rerunnable: accelerate launch -m medsft.train recipe.yaml\n"
         + "".join(f"# {note}\n" for note in recipe_notes)
         + yaml.safe_dump(scrub_paths(public_recipe))
     )
     if args.license == "other":
-        (folder / "LICENSE.md").write_text(licence_text(base_model, recipe))
+        (folder / "LICENSE.md").write_text(licence_text(base_model, run.recipe))
     if report:
         (folder / "eval").mkdir(exist_ok=True)
         (folder / "eval/report.json").write_text(json.dumps(scrub_paths(report), indent=2) + "\n")
@@ -200,10 +180,11 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
     card = build_card(
         repo_id=args.repo_id,
         base_model=base_model,
-        recipe=scrub_paths(recipe),
-        manifest=scrub_paths(manifest),
+        run=run.replace(
+            recipe=scrub_paths(run.recipe), arguments=scrub_paths(run.arguments), manifest=scrub_paths(run.manifest)
+        ),
         adapter_config=adapter_config,
-        report=scrub_paths(report) if report else None,
+        report=EvalReport.from_dict(scrub_paths(report)) if report else None,
         report_label=label,
         license=args.license,
         merged=args.merge,

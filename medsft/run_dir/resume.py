@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from medsft.core.errors import MedsftError
+from medsft.data.io import read_json
 from medsft.run_dir.output_dir import OutputPlan
 from medsft.run_dir.record import INVOCATION_FIELDS, SECRET_FIELDS, plain
 
@@ -51,7 +51,7 @@ def check_resume(plan: OutputPlan, source, peft_config, keys: set[str], *configs
     # recipe.yaml was not written when they stopped)
     adapter_config = checkpoint / "adapter_config.json"
     if adapter_config.is_file() and peft_config is not None:
-        saved = json.loads(adapter_config.read_text())
+        saved = read_json(adapter_config, what="adapter config")
         for flag, key, now_value in (
             ("lora_r", "r", peft_config.r),
             ("lora_alpha", "lora_alpha", peft_config.lora_alpha),

@@ -1,4 +1,4 @@
-"""Decontamination against the PubMedQA official test set, dataset mixtures, and added special tokens."""
+"""medsft.data.mixture: TRL fraction semantics, errors, a mixture recipe training, added special tokens."""
 
 from __future__ import annotations
 
@@ -8,122 +8,15 @@ import math
 import pytest
 import torch
 import yaml
-from datasets import Dataset
 
 from medsft.configs.parser import parse_args
 from medsft.configs.training import MedDatasetMixtureConfig, MedScriptArguments, MedSFTConfig
 from medsft.core.errors import MedsftError
-from medsft.data import decontam
+from medsft.data import clinical_notes
 from medsft.data.mixture import load_sft_datasets
 from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR
 
 TYPES = (MedScriptArguments, MedSFTConfig, MedDatasetMixtureConfig)
-
-
-@pytest.fixture(scope="module")
-def test_rows():
-    questions = json.loads((PUBMEDQA_DIR / "ori_pqal.json").read_text())
-    test = json.loads((PUBMEDQA_DIR / "test_ground_truth.json").read_text())
-    return [questions[pmid] for pmid in sorted(test)[:3]], [questions[p] for p in sorted(questions) if p not in test][
-        :3
-    ]
-
-
-def test_overlap_is_found_by_pmid_question_and_ngram(test_rows):
-    (t1, t2, t3), (clean, *_) = test_rows
-    index = decontam.TestSetIndex.from_pubmedqa(str(PUBMEDQA_DIR))
-    sentence = " ".join(t3["CONTEXTS"][0].split()[:20])  # 20 words of a test abstract inside other text
-    pmid = next(p for p in index.pmids)
-    rows = Dataset.from_list(
-        [
-            {"pmid": pmid, "text": "unrelated text"},
-            {"pmid": "", "text": t2["QUESTION"].upper()},
-            {"pmid": "", "text": f"Patient notes. {sentence} More."},
-            {"pmid": "", "text": clean["QUESTION"] + " " + " ".join(clean["CONTEXTS"])},
-            {"pmid": "", "text": " ".join(t1["CONTEXTS"][0].split()[:12])},  # 12 words: below the 13-gram
-        ]
-    )
-    overlap = decontam.find_overlap(rows, index)
-    assert overlap.rows == [0, 1, 2]
-    assert overlap.reasons == {"PMID": 1, "question": 1, "13-gram": 1}
-
-
-def test_shipped_index_is_the_official_release(tmp_path):
-    """The index medsft ships (used offline, whenever no local PubMedQA is given) equals a rebuild from the release."""
-    from medsft.data import pubmedqa
-
-    rebuilt = tmp_path / "index"
-    decontam.TestSetIndex.from_pubmedqa(str(PUBMEDQA_DIR)).save(
-        rebuilt, pubmedqa.official_test_labels(str(PUBMEDQA_DIR))
-    )
-    for file in rebuilt.iterdir():
-        assert file.read_bytes() == (decontam.SHIPPED / file.name).read_bytes(), file.name
-    shipped = decontam.TestSetIndex.shipped()
-    assert len(shipped.pmids) == 500 and len(shipped.questions) == 500 and len(shipped.ngrams) > 100_000
-    assert pubmedqa.official_test_labels(pubmedqa.HUB_ID) == json.loads(
-        (PUBMEDQA_DIR / "test_ground_truth.json").read_text()
-    )
-
-
-def test_offline_check_of_other_data_uses_the_shipped_index(tmp_path, test_rows, monkeypatch):
-    """WikiDoc-like data without --pubmedqa_reference: checked, with no network request, and a leak is found."""
-    import socket
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("the decontamination check made a network request")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    (t1, *_), _ = test_rows
-    leak = " ".join(t1["CONTEXTS"][0].split()[:15])
-    path = _hf_file(tmp_path, ["a clean answer", f"Background. {leak}", "another clean answer"])
-    data = load_sft_datasets(MedScriptArguments(dataset_name=path, dataset_type="hf"))
-    (report,) = data.reports
-    assert report.decontamination == {
-        "policy": "warn",
-        "overlapping_rows": 1,
-        "test_set": "PubMedQA official test set (index shipped with medsft)",
-    }
-
-
-def _hf_file(tmp_path, texts):
-    path = tmp_path / "data.jsonl"
-    path.write_text("\n".join(json.dumps({"prompt": "Q: ", "completion": t}) for t in texts))
-    return str(path)
-
-
-def test_policies(tmp_path, test_rows):
-    (t1, *_), _ = test_rows
-    path = _hf_file(tmp_path, ["a clean answer", t1["QUESTION"], "another clean answer"])
-    base = dict(dataset_name=path, dataset_type="hf", pubmedqa_reference=str(PUBMEDQA_DIR))
-    with pytest.raises(MedsftError, match=r"1 training rows overlap the PubMedQA test set \(1 by question\)"):
-        load_sft_datasets(MedScriptArguments(**base, decontamination="error"))
-    dropped = load_sft_datasets(MedScriptArguments(**base, decontamination="drop"))
-    assert len(dropped.splits["train"]) == 2
-    assert dropped.reports[0].dropped["overlaps PubMedQA test set"] == 1
-    warned = load_sft_datasets(MedScriptArguments(**base, decontamination="warn"))
-    assert len(warned.splits["train"]) == 3 and warned.reports[0].decontamination["overlapping_rows"] == 1
-    off = load_sft_datasets(MedScriptArguments(**base, decontamination="off"))
-    assert off.reports[0].decontamination["overlapping_rows"] is None
-
-
-def test_error_policy_without_the_test_set_is_a_clear_error(tmp_path):
-    path = _hf_file(tmp_path, ["text"])
-    missing = str(tmp_path / "no-pubmedqa")  # a --pubmedqa_reference that is not there
-    with pytest.raises(
-        MedsftError, match="decontamination \\(error\\) needs the PubMedQA test set.*--pubmedqa_reference"
-    ):
-        load_sft_datasets(
-            MedScriptArguments(
-                dataset_name=path, dataset_type="hf", decontamination="error", pubmedqa_reference=missing
-            )
-        )
-    # warn: trains, and the report says why it could not check (never a bare null)
-    data = load_sft_datasets(
-        MedScriptArguments(dataset_name=path, dataset_type="hf", decontamination="warn", pubmedqa_reference=missing)
-    )
-    checked = data.reports[0].decontamination
-    assert checked["overlapping_rows"] is None and "no-pubmedqa" in checked["not_checked"]
 
 
 def _mixture_recipe(tmp_path, datasets: list[dict]) -> str:
@@ -243,3 +136,29 @@ def test_special_tokens_are_trained_saved_and_reloaded(tiny_gpt2, tmp_path):
     # the rows moved during training (they are trained, not left at their initial values)
     initial = trainer.model.get_input_embeddings().token_adapter.base_layer.weight[ids]
     assert (rows - initial).abs().max() > 1e-3
+
+
+def test_mixture_entries_carry_their_own_dataset_options(tmp_path):
+    """An entry's own options (num_notes, notes_seed, validation_size) override the top-level ones for it alone."""
+    recipe = _mixture_recipe(
+        tmp_path,
+        [
+            {"path": "synthetic-clinical-notes", "type": "clinical_notes", "num_notes": 100, "notes_seed": 1},
+            {"path": "synthetic-clinical-notes", "type": "clinical_notes", "validation_size": 0.5},
+        ],
+    )
+    script_args, _, mixture, _ = parse_args(TYPES, [recipe])
+    data = load_sft_datasets(script_args, mixture, seed=0)
+    first, second = data.reports
+    own = clinical_notes.load_clinical_notes(100, seed=1)[1]  # the same entry loaded on its own
+    assert first.splits == own.splits and sum(first.splits.values()) <= 100
+    # the second entry keeps the top-level num_notes (300) with its own validation share
+    assert sum(second.splits.values()) == sum(clinical_notes.load_clinical_notes(300)[1].splits.values())
+    assert second.splits["validation"] == pytest.approx(second.splits["train"], abs=2)
+
+
+def test_bad_option_in_a_mixture_entry_names_it(tmp_path):
+    entry = {"path": "synthetic-clinical-notes", "type": "clinical_notes", "num_notes": 0}
+    recipe = _mixture_recipe(tmp_path, [entry])
+    with pytest.raises(MedsftError, match="datasets: synthetic-clinical-notes: num_notes must be positive"):
+        parse_args(TYPES, [recipe])  # refused while parsing, before anything is loaded

@@ -1,4 +1,4 @@
-"""medsft.metrics against values computed by hand, and the official PubMedQA scorer's behaviour."""
+"""medsft.evaluation.metrics against values computed by hand, and the official PubMedQA scorer's behaviour."""
 
 from __future__ import annotations
 

@@ -134,3 +134,20 @@ def test_guard_counts_4bit_layers(tiny_gpt2):
     model_args = MedModelConfig(model_name_or_path=tiny_gpt2, load_in_4bit=True, use_peft=True)
     model = load_model(resolve_model_source(tiny_gpt2), model_args, for_training=False)
     assert guard_bnb_cpu_4bit(model) == 8  # c_attn, attn.c_proj, c_fc, mlp.c_proj in two blocks
+
+
+def test_every_trl_lora_flag_reaches_the_config(tiny_gpt2):
+    """The config starts from TRL's get_peft_config: flags medsft does not touch (target parameters, DoRA, rsLoRA,
+    modules to save) arrive as given; medsft sets only the checked targets and fan_in_fan_out."""
+    config = lora_config(
+        tiny_gpt2,
+        lora_target_parameters=["transformer.h.0.mlp.c_fc.weight"],
+        use_dora=True,
+        use_rslora=True,
+        lora_modules_to_save=["lm_head"],
+        lora_r=4,
+        lora_alpha=8,
+    )
+    assert config.target_parameters == ["transformer.h.0.mlp.c_fc.weight"]
+    assert config.use_dora and config.use_rslora and config.modules_to_save == ["lm_head"]
+    assert (config.r, config.lora_alpha) == (4, 8) and config.fan_in_fan_out

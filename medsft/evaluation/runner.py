@@ -1,0 +1,277 @@
+"""The steps of ``medsft.evaluate``: check the adapters, load each task's data, evaluate the base and each adapter on
+it, compare each adapter with the base on the same questions, and assemble the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from rich.console import Console
+
+from medsft.configs import EvalArguments
+from medsft.core.environment import describe_device, git_commit, library_versions, now
+from medsft.core.errors import MedsftError
+from medsft.data import pubmedqa
+from medsft.data.registry import hub_id_for
+from medsft.evaluation import report as rep
+from medsft.evaluation import task_perplexity as ppl
+from medsft.evaluation import task_pubmedqa as pqa
+from medsft.evaluation.metrics import PubMedQAScores, paired_accuracy_difference, yes_no_auc
+from medsft.evaluation.schema import (
+    EvalReport,
+    EvalSettings,
+    ModelResults,
+    PairedComparison,
+    PerplexityResult,
+    PerplexitySettings,
+    PubMedQAResult,
+    PubMedQASettings,
+)
+from medsft.modeling.adapters import AdapterInfo, check_adapter_base, check_adapter_loads, load_adapter, read_adapter
+from medsft.modeling.loading import load_model
+from medsft.modeling.source import ModelSource
+
+logger = logging.getLogger("medsft.evaluate")
+
+
+def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tuple[list[AdapterInfo], list[str]]:
+    """Every adapter checked (its base, config, weights and shapes) before any model is evaluated; returns them and
+    the report's column labels (``base`` first, then one unique, file-name-safe label per adapter)."""
+    adapters = [read_adapter(a) for a in args.adapters]
+    for adapter in adapters:
+        if not args.allow_base_mismatch:
+            check_adapter_base(adapter, source)
+        check_adapter_loads(adapter, source, model_args.model_revision)
+        if adapter.load_in_4bit is not None and adapter.load_in_4bit != model_args.load_in_4bit:
+            precision = {True: "4-bit", False: "full-precision"}
+            logger.warning(
+                "%s was trained on a %s base; evaluating on a %s one (--load_in_4bit %s)", adapter.name,
+                precision[adapter.load_in_4bit], precision[model_args.load_in_4bit], model_args.load_in_4bit,
+            )  # fmt: skip
+    labels = ["base"]
+    for adapter in adapters:
+        labels.append(file_label(adapter.name, set(labels)))
+    return adapters, labels
+
+
+def file_label(name: str, taken: set[str]) -> str:
+    """A file-name-safe name for a model, unique among ``taken``."""
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "adapter"
+    candidate, n = label, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{label}-{n}"
+    return candidate
+
+
+def default_output_dir(args: EvalArguments, source: ModelSource) -> Path:
+    """``<first adapter>/eval`` for a local adapter, else ``evals/<base model>``."""
+    if args.adapters and Path(args.adapters[0]).is_dir():
+        return Path(args.adapters[0]) / "eval"
+    return Path("evals") / file_label(source.name, set())
+
+
+@dataclass
+class EvalData:
+    """Each task's examples, and how many its split held before ``--limit`` (a subset is marked as one)."""
+
+    texts: list = field(default_factory=list)
+    perplexity_format: str | None = None
+    rows: list[dict] = field(default_factory=list)
+    available: dict[str, int] = field(default_factory=dict)
+
+
+def load_data(args: EvalArguments, tokenizer) -> EvalData:
+    data = EvalData()
+    if "perplexity" in args.task_list:
+        examples, data.perplexity_format = ppl.load_texts(
+            args.perplexity_dataset, args.perplexity_dataset_type, args.perplexity_split, args.perplexity_format,
+            {"pubmedqa_test_file": args.pubmedqa_test_file},
+        )  # fmt: skip
+        data.texts = ppl.prepare(examples[: args.limit], tokenizer)
+        data.available["perplexity"] = len(examples)
+        if not data.texts:
+            raise MedsftError(f"{args.perplexity_dataset}: no texts in the '{args.perplexity_split}' split")
+    if "pubmedqa" in args.task_list:
+        splits, _ = pubmedqa.load_pubmedqa(args.pubmedqa_dataset, test_file=args.pubmedqa_test_file)
+        if args.pubmedqa_split not in splits:
+            raise MedsftError(f"{args.pubmedqa_dataset}: no '{args.pubmedqa_split}' split")
+        data.rows = list(splits[args.pubmedqa_split])[: args.limit]
+        data.available["pubmedqa"] = len(splits[args.pubmedqa_split])
+        if not data.rows:
+            raise MedsftError(f"{args.pubmedqa_dataset}: the '{args.pubmedqa_split}' split is empty")
+    return data
+
+
+@dataclass
+class Evaluation:
+    """What the per-model loop produced: results, timings and PubMedQA outputs per column, and the failure that
+    stopped it (the models before it are kept)."""
+
+    results: dict[str, ModelResults] = field(default_factory=dict)
+    timings: dict[str, dict] = field(default_factory=dict)
+    outputs: dict[str, dict] = field(default_factory=dict)
+    failure: dict | None = None
+    max_length: int | None = None
+
+
+def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokenizer, args) -> Evaluation:
+    """The base model, then each adapter on a fresh copy of it; if one fails, the finished ones are kept."""
+    state, done = PartialState(), Evaluation()
+    for label, adapter in zip(labels, [None, *adapters]):
+        try:
+            model = load_model(source, model_args, for_training=False)
+            if adapter is not None:
+                model = load_adapter(model, adapter.path)
+            if not model_args.load_in_4bit:
+                model = model.to(state.device)
+            model.eval()
+            done.max_length = _max_length(model, args.max_length)
+            done.results[label], done.timings[label], output = _evaluate_model(
+                model, tokenizer, data, done.max_length, args
+            )
+        except (MedsftError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: out of memory, for one
+            done.failure = {"model": label, "error": _first_line(e)}
+            break
+        if output:
+            done.outputs[label] = output
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return done
+
+
+def compare_with_base(done: Evaluation, data: EvalData, args: EvalArguments) -> None:
+    """Each adapter against the base on the same PubMedQA questions: a paired test, since separate intervals
+    overlap easily."""
+    if not data.rows or "base" not in done.outputs:
+        return
+    truth = [r["final_decision"] for r in data.rows]
+    for label in [label for label in done.outputs if label != "base"]:
+        done.results[label].pubmedqa.vs_base = PairedComparison(
+            **paired_accuracy_difference(
+                truth,
+                done.outputs["base"]["predicted"],
+                done.outputs[label]["predicted"],
+                samples=args.bootstrap_samples,
+                seed=args.seed,
+            )  # fmt: skip
+        )
+
+
+def build_report(args, model_args, source, adapters, labels, data: EvalData, done: Evaluation, started: str):
+    return EvalReport(
+        created=started,
+        finished=now(),
+        medsft_git_commit=git_commit(),
+        versions=library_versions(),
+        hardware=describe_device(),
+        world_size=PartialState().num_processes,
+        model={
+            "name": source.name,
+            "gguf_sha256": source.gguf_sha256,
+            "fingerprint": source.fingerprint,
+            "load_in_4bit": model_args.load_in_4bit,
+        },
+        adapters={label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},
+        settings=_settings(args, data, done.max_length),
+        results=done.results,
+        timings=done.timings,
+        incomplete=done.failure,
+    )
+
+
+def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluation, console: Console) -> None:
+    """report.json, the official scorer's prediction files, the plots, and the table on the console."""
+    out.mkdir(parents=True, exist_ok=True)
+    pmids = [r["pmid"] for r in data.rows]
+    for label, output in done.outputs.items():
+        rep.write_predictions(out, label, pmids, output["predicted"])
+        rep.plot_confusion(out, label, report.results[label].pubmedqa)
+    if done.outputs:
+        report.pubmedqa_outputs = {
+            label: dict(zip(pmids, output["details"])) for label, output in done.outputs.items()
+        }
+    rep.plot_comparison(out, report.results)
+    rep.write_report(out, report)
+    rep.print_report(report.results, console)
+    console.print(f"report: {out / rep.REPORT_FILE}")
+
+
+def _max_length(model, requested: int | None) -> int:
+    if requested:
+        return requested
+    config = model.config
+    native = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+    return min(native, 2048)
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+def _evaluate_model(model, tokenizer, data: EvalData, max_length: int, args) -> tuple[ModelResults, dict, dict]:
+    """One model on every task: ``(results, timings, PubMedQA outputs)``."""
+    results, timings, output = ModelResults(), {}, {}
+    if data.texts:
+        start = time.perf_counter()
+        stride = args.stride or max_length // 2
+        scores = ppl.evaluate_perplexity(model, tokenizer, data.texts, max_length, stride, args.batch_size)
+        results.perplexity = PerplexityResult(**scores)
+        seconds = time.perf_counter() - start
+        timings["perplexity"] = {"seconds": seconds, "tokens_per_second": scores["tokens"] / seconds}
+    if data.rows:
+        truth = [r["final_decision"] for r in data.rows]
+        start = time.perf_counter()
+        predicted, details = pqa.predict(
+            model, tokenizer, data.rows, args.pubmedqa_mode, max_length, args.batch_size, args.max_new_tokens
+        )
+        seconds = time.perf_counter() - start
+        timings["pubmedqa"] = {"seconds": seconds, "questions_per_second": len(data.rows) / seconds}
+        scores = PubMedQAScores().compute(
+            predictions=predicted, references=truth, bootstrap_samples=args.bootstrap_samples, seed=args.seed
+        )
+        if args.pubmedqa_mode == "generate":
+            scores["unparsable"] = predicted.count(pqa.UNPARSABLE)
+        else:  # choice scores exist: how well they rank yes vs no, apart from the answer prior
+            scores["yes_no_auc"] = yes_no_auc(truth, details)
+        results.pubmedqa = PubMedQAResult.from_dict(scores)
+        output = {"predicted": predicted, "details": details}
+    return results, timings, output
+
+
+def _settings(args: EvalArguments, data: EvalData, max_length: int | None) -> EvalSettings:
+    return EvalSettings(
+        tasks=args.task_list,
+        max_length=max_length,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        seed=args.seed,
+        perplexity=PerplexitySettings(
+            dataset=Path(args.perplexity_dataset).name,
+            hub_id=hub_id_for(args.perplexity_dataset, args.perplexity_dataset_type),
+            split=args.perplexity_split,
+            format=data.perplexity_format,
+            stride=args.stride or (max_length // 2 if max_length else None),
+            texts=len(data.texts),
+            texts_in_split=data.available.get("perplexity"),
+        )
+        if data.texts
+        else None,
+        pubmedqa=PubMedQASettings(
+            dataset=Path(args.pubmedqa_dataset).name,
+            split=args.pubmedqa_split,
+            mode=args.pubmedqa_mode,
+            questions=len(data.rows),
+            questions_in_split=data.available.get("pubmedqa"),
+        )
+        if data.rows
+        else None,
+    )
