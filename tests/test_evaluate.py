@@ -272,9 +272,10 @@ def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, pubmedqa_test_qu
     # the typed schema reads back exactly what was written (evaluate, the card and bench/ all go through it)
     typed = EvalReport.from_dict(saved)
     assert typed.to_dict() == saved and typed.label_of("pubmedqa_lora") == "pubmedqa_lora"
-    assert typed.results["pubmedqa_lora"].pubmedqa.vs_base.fixed == saved["results"]["pubmedqa_lora"]["pubmedqa"][
-        "vs_base"
-    ]["fixed"]
+    assert (
+        typed.results["pubmedqa_lora"].pubmedqa.vs_base.fixed
+        == saved["results"]["pubmedqa_lora"]["pubmedqa"]["vs_base"]["fixed"]
+    )
     for name in ("base", "pubmedqa_lora"):
         result = saved["results"][name]
         assert result["perplexity"]["texts"] == 12 and result["pubmedqa"]["n"] == 12
