@@ -94,20 +94,30 @@ def wikidoc_small(tmp_path_factory) -> str:
     return str(path)
 
 
-# Flags that make a recipe a few seconds' run on a tiny model: no evaluation, checkpoints or checkpointing.
-QUICK_TRAINING = [
-    "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "5e-2",
-    "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-    "--gradient_checkpointing", "false", "--disable_tqdm", "true",
+# The one spelling of "a recipe, CPU-sized": tiny batches, no checkpointing or progress bars. Tests add their own
+# step counts and save/eval settings (QUICK_TRAINING: no evaluation or checkpoints at all).
+CPU_TRAINING = [
+    "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--gradient_checkpointing", "false",
+    "--disable_tqdm", "true",
 ]  # fmt: skip
+QUICK_TRAINING = [
+    *CPU_TRAINING, "--per_device_train_batch_size", "4", "--learning_rate", "5e-2", "--eval_strategy", "no",
+    "--save_strategy", "no", "--load_best_model_at_end", "false",
+]  # fmt: skip
+
+
+def recipe_argv(recipe: str, model: str, output_dir: Path, *overrides: str, quick: bool = True) -> list[str]:
+    """``recipes/<recipe>.yaml`` on ``model`` with CPU-sized flags (later flags override earlier ones)."""
+    flags = QUICK_TRAINING if quick else CPU_TRAINING
+    return [str(ROOT / "recipes" / f"{recipe}.yaml"), "--model_name_or_path", model, "--output_dir", str(output_dir),
+            *flags, *overrides]  # fmt: skip
 
 
 def train_quickly(recipe: str, model: str, output_dir: Path, *overrides: str) -> Path:
     """Train ``recipes/<recipe>.yaml`` for a few steps on ``model`` (later flags override the quick ones)."""
     from medsft.train import main as train
 
-    train([str(ROOT / "recipes" / f"{recipe}.yaml"), "--model_name_or_path", model, "--output_dir", str(output_dir),
-           *QUICK_TRAINING, *overrides])  # fmt: skip
+    train(recipe_argv(recipe, model, output_dir, *overrides))
     return output_dir
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, recipe_argv
 
 
 @pytest.mark.multiprocess
@@ -19,10 +18,10 @@ def test_two_cpu_processes_train_on_disjoint_data(tiny_gpt2, wikidoc_small, tmp_
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ROOT / "accelerate_configs/multi_cpu.yaml"),
         str(ROOT / "tests/helpers/ddp_probe.py"), str(record),
-        str(ROOT / "recipes/wikidoc_qlora.yaml"), "--model_name_or_path", tiny_gpt2, "--dataset_name", wikidoc_small,
-        "--output_dir", str(tmp_path / "run"), "--max_length", "128", "--per_device_train_batch_size", "2",
-        "--gradient_accumulation_steps", "1", "--max_steps", "3", "--gradient_checkpointing", "false",
-        "--disable_tqdm", "true",
+        *recipe_argv(
+            "wikidoc_qlora", tiny_gpt2, tmp_path / "run", "--dataset_name", wikidoc_small, "--max_length", "128",
+            "--max_steps", "3", quick=False,
+        ),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

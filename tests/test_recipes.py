@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medsft.train import main
-from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR, WIKIDOC_JSON
+from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR, WIKIDOC_JSON, recipe_argv
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 LOCAL_DATA = {
@@ -42,16 +42,13 @@ def test_recipe_trains_offline(name, tiny_gpt2, tiny_llama, tmp_path):
     model = tiny_gpt2 if recipe["model_name_or_path"] == "gpt2" else tiny_llama
     data = LOCAL_DATA[recipe["dataset_type"]]
     out = tmp_path / "run"
-    argv = [
-        str(RECIPES / f"{name}.yaml"), "--model_name_or_path", model, "--output_dir", str(out),
-        "--max_steps", "2", "--eval_steps", "1", "--save_steps", "1",
+    argv = recipe_argv(
+        name, model, out, "--max_steps", "2", "--eval_steps", "1", "--save_steps", "1",
         # PubMedQA's abstracts need the recipe's 1024 tokens: at 128 almost every answer would be cut away (refused)
         "--max_length", "1024" if recipe["dataset_type"] == "pubmedqa" else "128",
-        "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "8",
-        "--gradient_accumulation_steps", "1", "--max_train_samples", "16", "--gradient_checkpointing", "false",
-        "--disable_tqdm", "true",
-        "--pubmedqa_reference", str(PUBMEDQA_DIR), "--num_notes", "200",
-    ]  # fmt: skip
+        "--per_device_eval_batch_size", "8", "--max_train_samples", "16",
+        "--pubmedqa_reference", str(PUBMEDQA_DIR), "--num_notes", "200", quick=False,
+    )  # fmt: skip
     if data is not None:
         argv += ["--dataset_name", str(data)]
     if recipe["dataset_type"] == "medquad":  # a smaller per-focus validation split, for CPU time

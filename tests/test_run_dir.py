@@ -21,9 +21,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, recipe_argv
 
-RECIPE = str(ROOT / "recipes/wikidoc_qlora.yaml")
 FAKE_TOKEN = "hf_medsftFakeToken0123456789abcdefXYZ"
 STEPS = 12
 
@@ -59,12 +58,10 @@ def snapshot(path: Path) -> dict[str, str]:
 
 def train_args(model: str, data: str, out: Path, *extra: str) -> list[str]:
     """The shipped recipe on the tiny model: 12 steps, a checkpoint every 2 (the recipe keeps the last 2)."""
-    return [
-        RECIPE, "--model_name_or_path", model, "--dataset_name", data, "--output_dir", str(out),
-        "--max_length", "128", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
-        "--max_steps", str(STEPS), "--save_steps", "2", "--logging_steps", "1", "--gradient_checkpointing", "false",
-        "--learning_rate", "1e-2", "--disable_tqdm", "true", *extra,
-    ]  # fmt: skip
+    return recipe_argv(
+        "wikidoc_qlora", model, out, "--dataset_name", data, "--max_length", "128", "--max_steps", str(STEPS),
+        "--save_steps", "2", "--logging_steps", "1", "--learning_rate", "1e-2", *extra, quick=False,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ from medsft.modeling.adapters import load_adapter
 from medsft.modeling.loading import load_model
 from medsft.modeling.source import resolve_model_source
 from medsft.train import main
-from tests.conftest import SMOLLM2_GGUF
-
-RECIPE = str(Path(__file__).resolve().parent.parent / "recipes/wikidoc_qlora_smollm2.yaml")
+from tests.conftest import SMOLLM2_GGUF, recipe_argv
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +40,9 @@ def test_smollm2_recipe_trains_from_gguf_and_adapter_reloads(gguf_cache, wikidoc
     out = tmp_path / "run"
     trainer = main(
         [
-            RECIPE, "--model_name_or_path", str(SMOLLM2_GGUF), "--gguf_cache_dir", gguf_cache,
-            "--dataset_name", wikidoc_small, "--output_dir", str(out), "--max_steps", "2", "--max_length", "128",
-            "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
-            "--gradient_checkpointing", "false", "--disable_tqdm", "true",
+            *recipe_argv("wikidoc_qlora_smollm2", str(SMOLLM2_GGUF), out, quick=False),
+            "--gguf_cache_dir", gguf_cache, "--dataset_name", wikidoc_small, "--max_steps", "2", "--max_length", "128",
+            "--per_device_train_batch_size", "1",
         ]
     )  # fmt: skip
     assert (out / "adapter_model.safetensors").is_file()

@@ -12,18 +12,15 @@ from transformers import TrainerCallback
 
 from medsft.core.errors import MedsftError
 from medsft.train import main
-
-RECIPE = str(Path(__file__).resolve().parent.parent / "recipes/wikidoc_qlora.yaml")
+from tests.conftest import recipe_argv
 
 
 def recipe_args(model: str, data: str, out: Path, *extra: str) -> list[str]:
-    """The shipped GPT-2 QLoRA recipe with local model/data and CPU-sized steps."""
-    return [
-        RECIPE, "--model_name_or_path", model, "--dataset_name", data, "--output_dir", str(out),
-        "--max_length", "128", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
-        "--max_steps", "6", "--save_steps", "3", "--logging_steps", "1", "--gradient_checkpointing", "false",
-        "--learning_rate", "1e-2", "--disable_tqdm", "true", *extra,
-    ]  # fmt: skip
+    """The shipped GPT-2 QLoRA recipe with local model/data and CPU-sized steps, checkpoints every 3 steps."""
+    return recipe_argv(
+        "wikidoc_qlora", model, out, "--dataset_name", data, "--max_length", "128", "--max_steps", "6",
+        "--save_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-2", *extra, quick=False,
+    )  # fmt: skip
 
 
 def sample_logits(model, tokenizer) -> torch.Tensor:
