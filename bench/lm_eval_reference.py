@@ -54,6 +54,67 @@ def harness_loglikelihoods(model, tokenizer, rows: list[dict], batch_size: int =
     return scores, result["results"]["pubmedqa_local"]["acc,none"]
 
 
+def _harness_docs(task: str, rows: list[dict]) -> list[dict]:
+    """The rows in the layout the harness's own task reads from the Hub (its prompt functions index these fields)."""
+    if task == "medqa":  # GBaker/MedQA-USMLE-4-options-hf
+        return [{"sent1": r["question"], **{f"ending{i}": o for i, o in enumerate(r["options"])}, "label": r["answer"]}
+                for r in rows]  # fmt: skip
+    if task == "medmcqa":  # openlifescienceai/medmcqa: cop 0..3
+        keys = ("opa", "opb", "opc", "opd")
+        return [{"question": r["question"], **dict(zip(keys, r["options"])), "cop": r["answer"]} for r in rows]
+    return [{"question": r["question"], "subject": r["subject"], "choices": r["options"], "answer": r["answer"]}
+            for r in rows]  # fmt: skip  # cais/mmlu
+
+
+def harness_choice_loglikelihoods(
+    model, tokenizer, runs: dict[str, tuple[str, list[dict], int, list[dict]]], batch_size: int = 8
+) -> dict[str, tuple[list[list[float]], float]]:
+    """lm-evaluation-harness's own ``medqa_4options`` / ``medmcqa`` / ``mmlu_SUBJECT`` tasks (their YAML included
+    unchanged, only the data pointed at local JSONL files of the same questions and the few-shot count set), all in
+    one harness run. ``runs``: name -> ``(task, rows, num_fewshot, dev_rows)``, where for MMLU ``rows`` are one
+    subject's and ``dev_rows`` its dev split. Returns name -> (each question's four letter log-likelihoods, the
+    harness's accuracy)."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    tasks_dir = Path(lm_eval.__file__).parent / "tasks"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (task, rows, num_fewshot, dev_rows) in runs.items():
+            files = {"test": Path(tmp) / f"{name}_test.jsonl"}
+            if task == "mmlu":
+                files["dev"] = Path(tmp) / f"{name}_dev.jsonl"
+            for split, path in files.items():
+                with open(path, "w") as f:
+                    for doc in _harness_docs(task, rows if split == "test" else list(dev_rows)):
+                        f.write(json.dumps(doc) + "\n")
+            if task == "mmlu":
+                include = tasks_dir / f"mmlu/default/mmlu_{rows[0]['subject']}.yaml"
+                splits = "test_split: test\nfewshot_split: dev\n"
+            else:
+                include = tasks_dir / {"medqa": "medqa/medqa.yaml", "medmcqa": "medmcqa/medmcqa.yaml"}[task]
+                splits = "training_split: null\nvalidation_split: null\ntest_split: test\n"
+            data_files = "".join(f"    {split}: {path}\n" for split, path in files.items())
+            (Path(tmp) / f"{name}.yaml").write_text(
+                f"include: {include}\ntask: {name}_local\ndataset_path: json\ndataset_name: null\n"
+                f"dataset_kwargs:\n  data_files:\n{data_files}{splits}num_fewshot: {num_fewshot}\n"
+            )
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
+        result = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[f"{name}_local" for name in runs],
+            task_manager=TaskManager(include_path=tmp),
+            log_samples=True,
+            verbosity="ERROR",
+        )
+    out = {}
+    for name in runs:
+        samples = sorted(result["samples"][f"{name}_local"], key=lambda s: s["doc_id"])
+        scores = [[float(resp[0]) for resp in s["filtered_resps"]] for s in samples]
+        out[name] = (scores, result["results"][f"{name}_local"]["acc,none"])
+    return out
+
+
 def lm_eval_version() -> str | None:
     from importlib import metadata
 

@@ -1,4 +1,6 @@
-"""Evaluate a base model and its LoRA adapters: perplexity on held-out medical text and PubMedQA accuracy.
+"""Evaluate a base model and its LoRA adapters: perplexity on held-out medical text, PubMedQA, and the Open
+Medical-LLM Leaderboard's letter-choice tasks (MedQA, MedMCQA, MMLU's six medical subjects), scored as
+lm-evaluation-harness scores them.
 
 Usage:
 
@@ -13,6 +15,12 @@ python -m medsft.evaluate \\
     --perplexity_dataset ../shared/data/wikidoc_patient_information \\
     --pubmedqa_dataset ../shared/data/pubmedqa --pubmedqa_mode chat
 
+# the medical benchmark suite offline: PubMedQA, MedQA and MMLU's medical subjects from their official releases
+python -m medsft.evaluate \\
+    --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
+    --adapters runs/wikidoc_qlora_smollm2 --tasks pubmedqa,medqa,mmlu \\
+    --pubmedqa_dataset ../shared/data/pubmedqa --medqa_dataset ../shared/data/medqa --mmlu_dataset ../shared/data/mmlu
+
 # the same numbers, data-parallel
 accelerate launch --num_processes 4 -m medsft.evaluate ...
 
@@ -20,11 +28,13 @@ accelerate launch --num_processes 4 -m medsft.evaluate ...
 python -m medsft.evaluate --config recipes/eval_medical.yaml
 ```
 
-The base model is always evaluated, then each adapter on it; PubMedQA answers of each adapter are compared with the
-base's on the same questions (paired bootstrap interval of the accuracy difference, fixed/broken answers, McNemar's
-exact test). The report directory (default ``<first adapter>/eval``,
+The base model is always evaluated, then each adapter on it; each adapter's answers on every question-answering task
+are compared with the base's on the same questions (paired bootstrap interval of the accuracy difference,
+fixed/broken answers, McNemar's exact test). The report directory (default ``<first adapter>/eval``,
 or ``evals/<model>``) gets ``report.json``, ``pubmedqa_predictions_<model>.json`` (``{PMID: label}``, the format
-PubMedQA's official ``evaluation.py`` scores), ``pubmedqa_confusion_<model>.png`` and ``comparison.png``. An existing
+PubMedQA's official ``evaluation.py`` scores), ``<task>_predictions_<model>.json`` for MedQA/MedMCQA/MMLU
+(``{row index in the official file, or SUBJECT/index: letter}``), ``pubmedqa_confusion_<model>.png`` and
+``comparison.png`` (every task, base vs each adapter, with intervals). An existing
 report is never overwritten.
 """
 
@@ -75,8 +85,8 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=chat)
     data = runner.load_data(args, tokenizer)
     logger.info(
-        "evaluating %s (+%d adapters) on %s: %d texts, %d PubMedQA questions; report in %s",
-        source.name, len(adapters), ", ".join(args.task_list), len(data.texts), len(data.rows), out,
+        "evaluating %s (+%d adapters) on %s: %s; report in %s",
+        source.name, len(adapters), ", ".join(args.task_list), data.summary(), out,
     )  # fmt: skip
 
     ###############

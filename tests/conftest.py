@@ -17,6 +17,8 @@ SHARED = Path(os.environ.get("MEDSFT_SHARED", ROOT.parent / "shared"))
 WIKIDOC_JSON = SHARED / "data/wikidoc_patient_information/medical_meadow_wikidoc_patient_information.json"
 PUBMEDQA_DIR = SHARED / "data/pubmedqa"
 MEDQUAD_DIR = SHARED / "data/medquad"
+MEDQA_DIR = SHARED / "data/medqa"
+MMLU_DIR = SHARED / "data/mmlu"
 GPT2_TOKENIZER = SHARED / "models/gpt2-tokenizer"
 SMOLLM2_GGUF = SHARED / "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -397,3 +397,75 @@ def test_command_line_error_is_one_line(tiny_gpt2):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("medsft.evaluate: error: unknown task(s) bleu")
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- MedQA, MedMCQA, MMLU
+
+
+def test_medical_suite_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, tmp_path):
+    from tests.conftest import MEDQA_DIR, MMLU_DIR
+    from tests.test_data_medmcqa import record, write_release
+
+    medmcqa_dir = write_release(tmp_path / "medmcqa", [record(i, cop=1 + i % 4) for i in range(5)])
+    out = io.StringIO()
+    argv = [
+        "--model_name_or_path", tiny_gpt2, "--adapters", str(adapter_run), "--tasks", "medqa,medmcqa,mmlu",
+        "--medqa_dataset", str(MEDQA_DIR), "--medmcqa_dataset", str(medmcqa_dir), "--mmlu_dataset", str(MMLU_DIR),
+        "--mmlu_subjects", "anatomy,college_medicine", "--limit", "4", "--batch_size", "4",
+        "--bootstrap_samples", "200", "--output_dir", str(tmp_path / "eval"),
+    ]  # fmt: skip
+    report = evaluate_main(argv, console=Console(file=out, width=200))
+    saved = json.loads((tmp_path / "eval/report.json").read_text())
+    assert EvalReport.from_dict(saved).to_dict() == saved
+    settings = saved["settings"]
+    assert settings["medqa"]["questions"] == 4 and settings["medqa"]["questions_in_split"] == 1273
+    assert settings["mmlu"]["subjects"] == ["anatomy", "college_medicine"] and settings["mmlu"]["questions"] == 8
+    assert (
+        settings["medmcqa"]["harness_task"] == "medmcqa"
+        and settings["medmcqa"]["hub_id"] == "openlifescienceai/medmcqa"
+    )
+    for task, ids in (("medqa", ["0", "1", "2", "3"]), ("medmcqa", ["0", "1", "2", "3"]),
+                      ("mmlu", [f"{s}/{i}" for s in ("anatomy", "college_medicine") for i in range(4)])):  # fmt: skip
+        for name in ("base", "pubmedqa_lora"):
+            predictions = json.loads((tmp_path / f"eval/{task}_predictions_{name}.json").read_text())
+            assert list(predictions) == ids and set(predictions.values()) <= set("ABCD")
+            # the saved letter scores give the predictions: the report can be rescored without the model
+            scores = saved["choice_outputs"][task][name]
+            assert [p for p in predictions.values()] == ["ABCD"[max(range(4), key=scores[i].__getitem__)] for i in ids]
+        base, adapter = saved["results"]["base"][task], saved["results"]["pubmedqa_lora"][task]
+        n = base["n"]
+        assert round(base["accuracy"] * n) + adapter["vs_base"]["fixed"] - adapter["vs_base"]["broken"] == round(
+            adapter["accuracy"] * n
+        )
+        assert "vs_base" not in base and sum(base["prediction_distribution"].values()) == n
+    assert set(saved["results"]["base"]["mmlu"]["subjects"]) == {"anatomy", "college_medicine"}
+    text = out.getvalue()
+    assert "MedQA accuracy" in text and "MMLU medical accuracy (micro)" in text and "college_medicine" in text
+    assert (tmp_path / "eval/comparison.png").stat().st_size > 1000
+    assert report["settings"]["tasks"] == ["medqa", "medmcqa", "mmlu"]
+
+    # the model card: one model-index result per task, subsets marked
+    from medsft.publishing.card_evaluation import eval_results, evaluation_section
+
+    typed = EvalReport.from_dict(saved)
+    results = eval_results(typed, "pubmedqa_lora")
+    assert [r.dataset_type for r in results] == [
+        "GBaker/MedQA-USMLE-4-options", "openlifescienceai/medmcqa", "cais/mmlu",
+    ]  # fmt: skip
+    assert all("subset" in r.metric_name for r in results) and results[0].dataset_split == "test[:4]"
+    section = evaluation_section(typed, "pubmedqa_lora")
+    assert "MMLU anatomy" in section and "**a subset**" in section and "medqa_4options" in section
+
+
+def test_medical_suite_bad_input(tiny_gpt2, tmp_path):
+    from tests.conftest import MMLU_DIR
+
+    base = ["--model_name_or_path", tiny_gpt2, "--mmlu_dataset", str(MMLU_DIR)]
+    with pytest.raises(MedsftError, match="--mmlu_subjects: unknown astronomy"):
+        _quiet([*base, "--tasks", "mmlu", "--mmlu_subjects", "astronomy"])
+    with pytest.raises(MedsftError, match="draws its exemplars at random"):
+        _quiet([*base, "--tasks", "medqa", "--medqa_dataset", str(tmp_path), "--num_fewshot", "5"])
+    with pytest.raises(MedsftError, match="no MedQA test file"):
+        _quiet([*base, "--tasks", "medqa", "--medqa_dataset", str(tmp_path)])
+    with pytest.raises(MedsftError, match="unknown task"):
+        _quiet([*base, "--tasks", "medqa,usmle"])

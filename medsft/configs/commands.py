@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from medsft.core.errors import MedsftError
-from medsft.data import pubmedqa, wikidoc
+from medsft.data import medmcqa, medqa, mmlu, pubmedqa, wikidoc
+from medsft.evaluation.task_multiple_choice import MODES as CHOICE_MODES
 from medsft.evaluation.task_pubmedqa import MODES as PUBMEDQA_MODES
 
-TASKS = ("perplexity", "pubmedqa")
+TASKS = ("perplexity", "pubmedqa", "medqa", "medmcqa", "mmlu")
+# --tasks shorthands: the Open Medical-LLM Leaderboard's tasks (MedMCQA needs the Hub or a local copy of its release)
+TASK_GROUPS = {"medical": ("pubmedqa", "medqa", "medmcqa", "mmlu")}
 
 
 @dataclass
@@ -22,7 +25,8 @@ class EvalArguments:
 
     Parameters:
         adapters: LoRA adapter directories (``medsft.train`` output) or Hub ids; the base is always evaluated too.
-        tasks: comma-separated, from ``perplexity`` and ``pubmedqa``.
+        tasks: comma-separated, from ``perplexity``, ``pubmedqa``, ``medqa``, ``medmcqa``, ``mmlu`` (MMLU's six medical
+            subjects), or ``medical`` for the last four.
         perplexity_dataset: a dataset medsft knows (Hub id or local path, as in training) or a .txt/.jsonl file.
         perplexity_split / perplexity_format: which split (``validation``: held out by training) and format
             (``auto``: ``chat`` when the dataset has it, else ``text``); the loss-carrying tokens of that format
@@ -31,6 +35,11 @@ class EvalArguments:
         pubmedqa_dataset / pubmedqa_test_file / pubmedqa_split: PubMedQA release, its official test list, and
             ``test`` (the official 500) or ``validation``.
         pubmedqa_mode: ``loglikelihood`` (lm-evaluation-harness), ``chat`` or ``generate``.
+        medqa_dataset / medmcqa_dataset / mmlu_dataset: Hub id or the official release's local layout
+            (``data.medqa``, ``data.medmcqa``, ``data.mmlu``); ``mmlu_subjects`` narrows MMLU to some subjects.
+        choice_mode: MedQA/MedMCQA/MMLU scoring, ``loglikelihood`` (the harness's prompts) or ``chat`` (the
+            question through the chat template, for chat-trained adapters).
+        num_fewshot: exemplars before each question, as the harness adds them (MMLU only: its first K dev rows).
         max_length: longest input in tokens (default: the model's context, at most 2048).
         batch_size / limit / bootstrap_samples / seed / output_dir: as named; ``limit`` keeps the first N examples
             of each task.
@@ -38,7 +47,10 @@ class EvalArguments:
     """
 
     adapters: list[str] = field(default_factory=list, metadata={"help": "LoRA adapter directories or Hub ids."})
-    tasks: str = field(default="perplexity,pubmedqa", metadata={"help": f"Comma-separated: {', '.join(TASKS)}."})
+    tasks: str = field(
+        default="perplexity,pubmedqa",
+        metadata={"help": f"Comma-separated: {', '.join(TASKS)}; or medical ({','.join(TASK_GROUPS['medical'])})."},
+    )
     perplexity_dataset: str = field(default=wikidoc.HUB_ID, metadata={"help": "Text for perplexity."})
     perplexity_dataset_type: str = field(default="auto", metadata={"help": "medsft loader (as --dataset_type)."})
     perplexity_split: str = field(default="validation", metadata={"help": "validation or train."})
@@ -55,6 +67,17 @@ class EvalArguments:
     pubmedqa_mode: str = field(
         default="loglikelihood", metadata={"help": "Scoring mode.", "choices": list(PUBMEDQA_MODES)}
     )
+    medqa_dataset: str = field(default=medqa.HUB_ID, metadata={"help": "MedQA 4-option release (Hub id or local)."})
+    medmcqa_dataset: str = field(default=medmcqa.HUB_ID, metadata={"help": "MedMCQA (Hub id or local release)."})
+    mmlu_dataset: str = field(default=mmlu.HUB_ID, metadata={"help": "MMLU (Hub id or local release folder)."})
+    mmlu_subjects: str = field(
+        default=",".join(mmlu.SUBJECTS), metadata={"help": "Comma-separated MMLU subjects (default: the six medical)."}
+    )
+    choice_mode: str = field(
+        default="loglikelihood",
+        metadata={"help": "MedQA/MedMCQA/MMLU scoring mode.", "choices": list(CHOICE_MODES)},
+    )
+    num_fewshot: int = field(default=0, metadata={"help": "Few-shot exemplars (MMLU: its first K dev rows)."})
     max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per answer (generate mode)."})
     max_length: int | None = field(default=None, metadata={"help": "Longest input (default: model's, ≤ 2048)."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass."})
@@ -66,10 +89,21 @@ class EvalArguments:
     allow_base_mismatch: bool = field(default=False, metadata={"help": "Allow adapters trained on another base."})
 
     def __post_init__(self):
-        self.task_list = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        names = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        expanded = [task for name in names for task in TASK_GROUPS.get(name, (name,))]
+        self.task_list = list(dict.fromkeys(expanded))  # in order, once each
         unknown = [t for t in self.task_list if t not in TASKS]
         if unknown or not self.task_list:
-            raise MedsftError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TASKS)}")
+            choices = ", ".join([*TASKS, *TASK_GROUPS])
+            raise MedsftError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from {choices}")
+        self.subject_list = tuple(s.strip() for s in self.mmlu_subjects.split(",") if s.strip())
+        unknown = [s for s in self.subject_list if s not in mmlu.SUBJECTS]
+        if unknown or not self.subject_list:
+            raise MedsftError(
+                f"--mmlu_subjects: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(mmlu.SUBJECTS)}"
+            )
+        if self.num_fewshot < 0:
+            raise MedsftError("--num_fewshot must be 0 or more")
         if self.limit is not None and self.limit < 1:
             raise MedsftError("--limit must be a positive number of examples")
         if self.batch_size < 1:

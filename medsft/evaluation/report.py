@@ -1,5 +1,6 @@
-"""The evaluation's outputs: a rich comparison table, ``report.json``, ``{PMID: label}`` prediction files for
-PubMedQA's official ``evaluation.py``, and PNG plots (confusion matrices, base-vs-adapter bars)."""
+"""The evaluation's outputs: a rich comparison table, ``report.json``, prediction files (``{PMID: label}`` for
+PubMedQA's official ``evaluation.py``; ``{question id: letter}`` for MedQA, MedMCQA and MMLU), and PNG plots
+(confusion matrices, base-vs-adapter bars for every task)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from medsft.core.errors import MedsftError
-from medsft.evaluation.schema import EvalReport, ModelResults, PerplexityResult, PubMedQAResult
+from medsft.evaluation.schema import (
+    CHOICE_TASKS,
+    EvalReport,
+    ModelResults,
+    MultipleChoiceResult,
+    PerplexityResult,
+    PubMedQAResult,
+)
 
 REPORT_FILE = "report.json"
 
@@ -34,13 +42,15 @@ def choose_output_dir(output_dir: str | None, default: Path) -> Path:
     return out
 
 
-def predictions_file(out: Path, model: str) -> Path:
-    return out / f"pubmedqa_predictions_{model}.json"
+def predictions_file(out: Path, model: str, task: str = "pubmedqa") -> Path:
+    return out / f"{task}_predictions_{model}.json"
 
 
-def write_predictions(out: Path, model: str, pmids: list[str], labels: list[str]) -> Path:
-    path = predictions_file(out, model)
-    path.write_text(json.dumps(dict(zip(pmids, labels, strict=True)), indent=1) + "\n")
+def write_predictions(out: Path, model: str, ids: list[str], labels: list[str], task: str = "pubmedqa") -> Path:
+    """``{question id: predicted label}``: PMIDs for PubMedQA; the row index in the official file (``SUBJECT/index``
+    for MMLU) for the letter-choice benchmarks, so anyone can rescore them."""
+    path = predictions_file(out, model, task)
+    path.write_text(json.dumps(dict(zip(ids, labels, strict=True)), indent=1) + "\n")
     return path
 
 
@@ -58,21 +68,11 @@ def _pubmedqa_rows() -> list[tuple[str, Callable[[PubMedQAResult], str]]]:
     def ci(q: PubMedQAResult) -> str:
         return f"{q.accuracy_ci95[0]:.3f}–{q.accuracy_ci95[1]:.3f}"
 
-    def vs_base(q: PubMedQAResult) -> str:
-        d = q.vs_base
-        return (
-            "—" if not d else f"{d.accuracy_difference:+.3f} ({d.difference_ci95[0]:+.3f}…{d.difference_ci95[1]:+.3f})"
-        )
-
-    def fixed_broken(q: PubMedQAResult) -> str:
-        d = q.vs_base
-        return "—" if not d else f"{d.fixed}/{d.broken} (p={d.mcnemar_p:.2g})"
-
     return [
         ("PubMedQA accuracy", lambda q: _fmt(q.accuracy)),
         ("  95% bootstrap CI", ci),
-        ("  vs base, paired 95% CI", vs_base),
-        ("  fixed/broken vs base", fixed_broken),
+        ("  vs base, paired 95% CI", _vs_base),
+        ("  fixed/broken vs base", _fixed_broken),
         ("PubMedQA macro-F1", lambda q: _fmt(q.macro_f1)),
         ("  yes-vs-no ranking AUC", lambda q: _fmt(q.yes_no_auc)),
         ("  predicted yes/no/maybe", lambda q: "/".join(str(v) for v in q.prediction_distribution.values())),
@@ -88,13 +88,47 @@ _PERPLEXITY_ROWS: list[tuple[str, Callable[[PerplexityResult], str]]] = [
 ]
 
 
+TASK_TITLES = {"medqa": "MedQA", "medmcqa": "MedMCQA", "mmlu": "MMLU medical"}
+
+
+def _vs_base(q) -> str:
+    d = q.vs_base
+    return "—" if not d else f"{d.accuracy_difference:+.3f} ({d.difference_ci95[0]:+.3f}…{d.difference_ci95[1]:+.3f})"
+
+
+def _fixed_broken(q) -> str:
+    d = q.vs_base
+    return "—" if not d else f"{d.fixed}/{d.broken} (p={d.mcnemar_p:.2g})"
+
+
+def _choice_rows(task: str, subjects: list[str]) -> list[tuple[str, Callable[[MultipleChoiceResult], str]]]:
+    title = TASK_TITLES[task]
+    rows = [
+        (f"{title} accuracy" + (" (micro)" if task == "mmlu" else ""), lambda q: _fmt(q.accuracy)),
+        ("  95% bootstrap CI", lambda q: f"{q.accuracy_ci95[0]:.3f}–{q.accuracy_ci95[1]:.3f}"),
+        ("  vs base, paired 95% CI", _vs_base),
+        ("  fixed/broken vs base", _fixed_broken),
+        ("  acc_norm", lambda q: _fmt(q.acc_norm)),
+        ("  predicted A/B/C/D", lambda q: "/".join(str(v) for v in q.prediction_distribution.values())),
+    ]
+    if task == "mmlu":
+        rows.append(("  macro (mean of subjects)", lambda q: _fmt(q.macro_accuracy)))
+        for subject in subjects:
+            rows.append((f"  {subject}", lambda q, s=subject: _fmt(q.subjects[s].accuracy) if q.subjects else "—"))
+    return rows
+
+
 def comparison_table(results: dict[str, ModelResults]) -> Table:
     """Rows: metrics; columns: base and each adapter."""
     table = Table(title="medsft evaluation: base vs adapters")
     table.add_column("metric")
     for name in results:
         table.add_column(name, justify="right")
-    for task, rows in (("perplexity", _PERPLEXITY_ROWS), ("pubmedqa", _pubmedqa_rows())):
+    sections = [("perplexity", _PERPLEXITY_ROWS), ("pubmedqa", _pubmedqa_rows())]
+    for task in CHOICE_TASKS:
+        subjects = next((list(getattr(r, task).subjects or {}) for r in results.values() if getattr(r, task)), [])
+        sections.append((task, _choice_rows(task, subjects)))
+    for task, rows in sections:
         if any(getattr(r, task) for r in results.values()):
             for label, get in rows:
                 cells = (get(getattr(r, task)) if getattr(r, task) else "—" for r in results.values())
@@ -147,34 +181,47 @@ def plot_confusion(out: Path, name: str, scores: PubMedQAResult) -> Path:
 
 
 def plot_comparison(out: Path, results: dict[str, ModelResults]) -> Path | None:
-    """Bars per model: PubMedQA accuracy (95% CI, majority baseline line) and perplexity."""
+    """One figure for the whole suite: accuracy per task with 95% intervals, base and each adapter side by side
+    (chance and PubMedQA's majority baseline marked), and perplexity."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    panels = [task for task in ("pubmedqa", "perplexity") if any(getattr(r, task) for r in results.values())]
+    names = list(results)
+    tasks = [t for t in ("pubmedqa", *CHOICE_TASKS) if any(getattr(r, t) for r in results.values())]
+    panels = (["accuracy"] if tasks else []) + (["perplexity"] if any(r.perplexity for r in results.values()) else [])
     if not panels:
         return None
-    names = list(results)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], panels):
-        if task == "pubmedqa":
-            scored = [results[n].pubmedqa for n in names]
-            acc = [q.accuracy if q else 0.0 for q in scored]
-            low = [a - q.accuracy_ci95[0] if q else 0 for a, q in zip(acc, scored)]
-            high = [q.accuracy_ci95[1] - a if q else 0 for a, q in zip(acc, scored)]
-            ax.bar(names, acc, yerr=[low, high], capsize=4, color="tab:blue")
-            base = next(q.majority_baseline.accuracy for q in scored if q)
-            ax.axhline(base, color="tab:red", linestyle="--", label=f"majority baseline {base:.3f}")
+    widths = [max(4.5, 1.2 * len(tasks) * max(1, len(names)) / 2) if p == "accuracy" else 4.5 for p in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), 3.8), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})  # fmt: skip
+    for ax, panel in zip(axes[0], panels):
+        if panel == "accuracy":
+            x = np.arange(len(tasks))
+            width = 0.8 / len(names)
+            for i, name in enumerate(names):
+                scored = [getattr(results[name], t) for t in tasks]
+                acc = [q.accuracy if q else 0.0 for q in scored]
+                low = [a - q.accuracy_ci95[0] if q else 0 for a, q in zip(acc, scored)]
+                high = [q.accuracy_ci95[1] - a if q else 0 for a, q in zip(acc, scored)]
+                ax.bar(x + (i - (len(names) - 1) / 2) * width, acc, width, yerr=[low, high], capsize=3, label=name)
+            if any(t in CHOICE_TASKS for t in tasks):
+                ax.axhline(0.25, color="gray", linestyle=":", label="chance (4 options)")
+            pubmedqa = next((r.pubmedqa for r in results.values() if r.pubmedqa), None)
+            if pubmedqa:
+                base = pubmedqa.majority_baseline.accuracy
+                ax.hlines(base, -0.4, 0.4, color="tab:red", linestyle="--", label=f"PubMedQA majority {base:.3f}")
+            ax.set_xticks(x, [TASK_TITLES.get(t, "PubMedQA") for t in tasks])
             ax.set_ylim(0, 1)
-            ax.set_ylabel("PubMedQA accuracy (95% CI)")
-            ax.legend(loc="upper right", fontsize=8)
+            ax.set_ylabel("accuracy (95% CI)")
+            ax.legend(loc="upper right", fontsize=7)
         else:
             ppl = [results[n].perplexity.perplexity if results[n].perplexity else 0.0 for n in names]
             ax.bar(names, ppl, color="tab:green")
             ax.set_ylabel("perplexity (lower is better)")
-        ax.tick_params(axis="x", rotation=20)
+            ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     path = out / "comparison.png"
     fig.savefig(path, dpi=120)

@@ -17,16 +17,21 @@ from rich.console import Console
 from medsft.configs import EvalArguments
 from medsft.core.environment import describe_device, git_commit, library_versions, now
 from medsft.core.errors import MedsftError
+from medsft.core.paths import is_hub_id
 from medsft.data import pubmedqa
 from medsft.data.registry import hub_id_for
 from medsft.evaluation import report as rep
+from medsft.evaluation import task_multiple_choice as mc
 from medsft.evaluation import task_perplexity as ppl
 from medsft.evaluation import task_pubmedqa as pqa
 from medsft.evaluation.metrics import PubMedQAScores, paired_accuracy_difference, yes_no_auc
 from medsft.evaluation.schema import (
+    CHOICE_TASKS,
     EvalReport,
     EvalSettings,
     ModelResults,
+    MultipleChoiceResult,
+    MultipleChoiceSettings,
     PairedComparison,
     PerplexityResult,
     PerplexitySettings,
@@ -85,6 +90,13 @@ class EvalData:
     perplexity_format: str | None = None
     rows: list[dict] = field(default_factory=list)
     available: dict[str, int] = field(default_factory=dict)
+    benchmarks: dict[str, mc.Benchmark] = field(default_factory=dict)  # MedQA, MedMCQA, MMLU
+
+    def summary(self) -> str:
+        parts = [f"{len(self.texts)} texts"] if self.texts else []
+        parts += [f"{len(self.rows)} PubMedQA questions"] if self.rows else []
+        parts += [f"{len(b.rows)} {mc.TITLES[name]} questions" for name, b in self.benchmarks.items()]
+        return ", ".join(parts)
 
 
 def load_data(args: EvalArguments, tokenizer) -> EvalData:
@@ -106,6 +118,15 @@ def load_data(args: EvalArguments, tokenizer) -> EvalData:
         data.available["pubmedqa"] = len(splits[args.pubmedqa_split])
         if not data.rows:
             raise MedsftError(f"{args.pubmedqa_dataset}: the '{args.pubmedqa_split}' split is empty")
+    for task in [t for t in args.task_list if t in CHOICE_TASKS]:
+        source = getattr(args, f"{task}_dataset")
+        benchmark = mc.load_benchmark(task, source, None, args.num_fewshot, args.limit, args.subject_list)
+        for report in benchmark.reports:
+            if report.dropped:
+                logger.warning("%s: %s", task, report.summary())
+        if not benchmark.rows:
+            raise MedsftError(f"{source}: no scorable {task} questions in the '{benchmark.split}' split")
+        data.benchmarks[task] = benchmark
     return data
 
 
@@ -116,7 +137,8 @@ class Evaluation:
 
     results: dict[str, ModelResults] = field(default_factory=dict)
     timings: dict[str, dict] = field(default_factory=dict)
-    outputs: dict[str, dict] = field(default_factory=dict)
+    outputs: dict[str, dict] = field(default_factory=dict)  # PubMedQA, per column
+    choice_outputs: dict[str, dict[str, dict]] = field(default_factory=dict)  # task -> column -> outputs
     failure: dict | None = None
     max_length: int | None = None
 
@@ -133,9 +155,11 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
                 model = model.to(state.device)
             model.eval()
             done.max_length = _max_length(model, args.max_length)
-            done.results[label], done.timings[label], output = _evaluate_model(
+            done.results[label], done.timings[label], output, choices = _evaluate_model(
                 model, tokenizer, data, done.max_length, args
             )
+            for task, choice_output in choices.items():
+                done.choice_outputs.setdefault(task, {})[label] = choice_output
         except (MedsftError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: out of memory, for one
             done.failure = {"model": label, "error": _first_line(e)}
             break
@@ -148,21 +172,27 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
 
 
 def compare_with_base(done: Evaluation, data: EvalData, args: EvalArguments) -> None:
-    """Each adapter against the base on the same PubMedQA questions: a paired test, since separate intervals
+    """Each adapter against the base on the same questions, task by task: a paired test, since separate intervals
     overlap easily."""
-    if not data.rows or "base" not in done.outputs:
-        return
-    truth = [r["final_decision"] for r in data.rows]
-    for label in [label for label in done.outputs if label != "base"]:
-        done.results[label].pubmedqa.vs_base = PairedComparison(
-            **paired_accuracy_difference(
-                truth,
-                done.outputs["base"]["predicted"],
-                done.outputs[label]["predicted"],
-                samples=args.bootstrap_samples,
-                seed=args.seed,
-            )  # fmt: skip
+
+    def paired(truth: list[str], base: list[str], other: list[str]) -> PairedComparison:
+        return PairedComparison(
+            **paired_accuracy_difference(truth, base, other, samples=args.bootstrap_samples, seed=args.seed)
         )
+
+    if data.rows and "base" in done.outputs:
+        truth = [r["final_decision"] for r in data.rows]
+        for label in [label for label in done.outputs if label != "base"]:
+            done.results[label].pubmedqa.vs_base = paired(
+                truth, done.outputs["base"]["predicted"], done.outputs[label]["predicted"]
+            )
+    for task, outputs in done.choice_outputs.items():
+        if "base" not in outputs:
+            continue
+        truth = [mc.LETTERS[r["answer"]] for r in data.benchmarks[task].rows]
+        for label in [label for label in outputs if label != "base"]:
+            result = getattr(done.results[label], task)
+            result.vs_base = paired(truth, outputs["base"]["predicted"], outputs[label]["predicted"])
 
 
 def build_report(args, model_args, source, adapters, labels, data: EvalData, done: Evaluation, started: str):
@@ -198,6 +228,14 @@ def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluatio
         report.pubmedqa_outputs = {
             label: dict(zip(pmids, output["details"])) for label, output in done.outputs.items()
         }
+    for task, outputs in done.choice_outputs.items():
+        ids = [r["id"] for r in data.benchmarks[task].rows]
+        for label, output in outputs.items():
+            rep.write_predictions(out, label, ids, output["predicted"], task=task)
+        report.choice_outputs = report.choice_outputs or {}
+        report.choice_outputs[task] = {
+            label: dict(zip(ids, output["details"], strict=True)) for label, output in outputs.items()
+        }
     rep.plot_comparison(out, report.results)
     rep.write_report(out, report)
     rep.print_report(report.results, console)
@@ -217,9 +255,9 @@ def _first_line(error: Exception) -> str:
     return (lines[0] if lines else type(error).__name__)[:300]
 
 
-def _evaluate_model(model, tokenizer, data: EvalData, max_length: int, args) -> tuple[ModelResults, dict, dict]:
-    """One model on every task: ``(results, timings, PubMedQA outputs)``."""
-    results, timings, output = ModelResults(), {}, {}
+def _evaluate_model(model, tokenizer, data: EvalData, max_length: int, args):
+    """One model on every task: ``(results, timings, PubMedQA outputs, {benchmark: outputs})``."""
+    results, timings, output, choices = ModelResults(), {}, {}, {}
     if data.texts:
         start = time.perf_counter()
         stride = args.stride or max_length // 2
@@ -244,7 +282,15 @@ def _evaluate_model(model, tokenizer, data: EvalData, max_length: int, args) -> 
             scores["yes_no_auc"] = yes_no_auc(truth, details)
         results.pubmedqa = PubMedQAResult.from_dict(scores)
         output = {"predicted": predicted, "details": details}
-    return results, timings, output
+    for task, benchmark in data.benchmarks.items():
+        start = time.perf_counter()
+        predicted, details = mc.predict(model, tokenizer, benchmark, args.choice_mode, max_length, args.batch_size)
+        seconds = time.perf_counter() - start
+        timings[task] = {"seconds": seconds, "questions_per_second": len(benchmark.rows) / seconds}
+        scored = mc.scores(benchmark.rows, predicted, details, args.bootstrap_samples, args.seed)
+        setattr(results, task, MultipleChoiceResult.from_dict(scored))
+        choices[task] = {"predicted": predicted, "details": details}
+    return results, timings, output, choices
 
 
 def _settings(args: EvalArguments, data: EvalData, max_length: int | None) -> EvalSettings:
@@ -274,4 +320,29 @@ def _settings(args: EvalArguments, data: EvalData, max_length: int | None) -> Ev
         )
         if data.rows
         else None,
+        **{task: _choice_settings(b, args) for task, b in data.benchmarks.items()},
     )
+
+
+def _choice_settings(benchmark: mc.Benchmark, args: EvalArguments) -> MultipleChoiceSettings:
+    dropped: dict[str, int] = {}
+    for report in benchmark.reports:
+        for reason, n in report.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    return MultipleChoiceSettings(
+        dataset=Path(benchmark.source).name,
+        hub_id=hub_id_for_benchmark(benchmark),
+        split=benchmark.split,
+        mode=args.choice_mode,
+        num_fewshot=benchmark.num_fewshot,
+        harness_task=mc.HARNESS_TASKS[benchmark.name],
+        questions=len(benchmark.rows),
+        questions_in_split=benchmark.available,
+        dropped=dropped,
+        subjects=benchmark.subjects or None,
+    )
+
+
+def hub_id_for_benchmark(benchmark: mc.Benchmark) -> str:
+    """The Hub id a local copy stands for (the model card's dataset), or the id that was loaded."""
+    return benchmark.source if is_hub_id(benchmark.source) else mc.HUB_IDS[benchmark.name]

@@ -104,15 +104,62 @@ class PerplexityResult:
 
 
 @dataclass
+class SubjectResult:
+    accuracy: float
+    n: int
+
+
+@dataclass
+class MultipleChoiceResult:
+    """One model's scores on a letter-choice benchmark (MedQA, MedMCQA, MMLU): ``task_multiple_choice.scores`` plus
+    the paired comparison with the base. For MMLU, ``accuracy`` is the micro average over all questions,
+    ``macro_accuracy`` the mean of the subjects'."""
+
+    accuracy: float
+    acc_norm: float
+    accuracy_ci95: list[float]
+    n: int
+    prediction_distribution: dict[str, int]
+    answer_distribution: dict[str, int]
+    subjects: dict[str, SubjectResult] | None = field(default=None, metadata=_OMIT_NONE)
+    macro_accuracy: float | None = field(default=None, metadata=_OMIT_NONE)
+    vs_base: PairedComparison | None = field(default=None, metadata=_OMIT_NONE)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> MultipleChoiceResult | None:
+        if not data:
+            return None
+        values = _fields(cls, data)
+        if data.get("subjects"):
+            values["subjects"] = {k: SubjectResult(**_fields(SubjectResult, v)) for k, v in data["subjects"].items()}
+        values["vs_base"] = PairedComparison.from_dict(data.get("vs_base"))
+        return cls(**values)
+
+
+CHOICE_TASKS = ("medqa", "medmcqa", "mmlu")  # the ModelResults / EvalSettings fields holding them
+
+
+@dataclass
 class ModelResults:
     """Every task's result for one model (a column of the report)."""
 
     perplexity: PerplexityResult | None = field(default=None, metadata=_OMIT_NONE)
     pubmedqa: PubMedQAResult | None = field(default=None, metadata=_OMIT_NONE)
+    medqa: MultipleChoiceResult | None = field(default=None, metadata=_OMIT_NONE)
+    medmcqa: MultipleChoiceResult | None = field(default=None, metadata=_OMIT_NONE)
+    mmlu: MultipleChoiceResult | None = field(default=None, metadata=_OMIT_NONE)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelResults:
-        return cls(PerplexityResult.from_dict(data.get("perplexity")), PubMedQAResult.from_dict(data.get("pubmedqa")))
+        return cls(
+            PerplexityResult.from_dict(data.get("perplexity")),
+            PubMedQAResult.from_dict(data.get("pubmedqa")),
+            *(MultipleChoiceResult.from_dict(data.get(task)) for task in CHOICE_TASKS),
+        )
+
+    def accuracy_tasks(self) -> dict[str, PubMedQAResult | MultipleChoiceResult]:
+        """The tasks scored by accuracy that this model has, in report order."""
+        return {t: getattr(self, t) for t in ("pubmedqa", *CHOICE_TASKS) if getattr(self, t) is not None}
 
 
 def _subset(scored: int | None, available: int | None) -> tuple[int, int] | None:
@@ -150,6 +197,25 @@ class PubMedQASettings:
 
 
 @dataclass
+class MultipleChoiceSettings:
+    dataset: str
+    hub_id: str | None
+    split: str
+    mode: str
+    num_fewshot: int
+    harness_task: str
+    questions: int
+    questions_in_split: int | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # unscorable rows of the split, by reason
+    subjects: list[str] | None = field(default=None, metadata=_OMIT_NONE)
+
+    @property
+    def subset(self) -> tuple[int, int] | None:
+        """``(scored, in split)`` when ``--limit`` scored only part of the split."""
+        return _subset(self.questions, self.questions_in_split)
+
+
+@dataclass
 class EvalSettings:
     tasks: list[str]
     max_length: int | None
@@ -158,6 +224,9 @@ class EvalSettings:
     seed: int
     perplexity: PerplexitySettings | None = None
     pubmedqa: PubMedQASettings | None = None
+    medqa: MultipleChoiceSettings | None = field(default=None, metadata=_OMIT_NONE)
+    medmcqa: MultipleChoiceSettings | None = field(default=None, metadata=_OMIT_NONE)
+    mmlu: MultipleChoiceSettings | None = field(default=None, metadata=_OMIT_NONE)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> EvalSettings:
@@ -166,6 +235,9 @@ class EvalSettings:
         perplexity, pubmedqa = data.get("perplexity"), data.get("pubmedqa")
         values["perplexity"] = PerplexitySettings(**_fields(PerplexitySettings, perplexity)) if perplexity else None
         values["pubmedqa"] = PubMedQASettings(**_fields(PubMedQASettings, pubmedqa)) if pubmedqa else None
+        for task in CHOICE_TASKS:
+            given = data.get(task)
+            values[task] = MultipleChoiceSettings(**_fields(MultipleChoiceSettings, given)) if given else None
         return cls(**values)
 
 
@@ -180,6 +252,8 @@ class EvalReport:
         timings: column label -> task -> seconds and throughput.
         incomplete: set when a model failed (``model``, ``error``); the models before it are in ``results``.
         pubmedqa_outputs: column label -> PMID -> that question's choice log-likelihoods (or generated text).
+        choice_outputs: task -> column label -> question id -> the four letters' log-likelihoods (MedQA, MedMCQA,
+            MMLU), so a report can be rescored or recalibrated without the model.
     """
 
     created: str
@@ -195,6 +269,7 @@ class EvalReport:
     timings: dict[str, dict] = field(default_factory=dict)
     incomplete: dict | None = None
     pubmedqa_outputs: dict[str, dict] | None = field(default=None, metadata=_OMIT_NONE)
+    choice_outputs: dict[str, dict[str, dict]] | None = field(default=None, metadata=_OMIT_NONE)
 
     def to_dict(self) -> dict:
         return _to_dict(self)

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from huggingface_hub import EvalResult
 
-from medsft.evaluation.schema import EvalReport
+from medsft.evaluation.schema import CHOICE_TASKS, EvalReport
+
+# The model-index description of each letter-choice benchmark (dataset as the Open Medical-LLM Leaderboard names it)
+_CHOICE_CARD = {
+    "medqa": ("MedQA (USMLE, 4 options)", "GBaker/MedQA-USMLE-4-options"),
+    "medmcqa": ("MedMCQA", "openlifescienceai/medmcqa"),
+    "mmlu": ("MMLU medical subjects", "cais/mmlu"),
+}
 
 
 def _split_name(split: str, part: tuple[int, int] | None) -> str:
@@ -44,6 +51,29 @@ def eval_results(report: EvalReport | None, label: str | None) -> list[EvalResul
                     metric_type=metric_type, metric_name=f"{name}{questions}", metric_value=round(value, 4), **common
                 )
             )
+    for name in CHOICE_TASKS:
+        result, task = getattr(results, name), getattr(settings, name)
+        if not result or not task:
+            continue
+        title, hub_id = _CHOICE_CARD[name]
+        shots = f"{task.num_fewshot}-shot" if task.num_fewshot else "zero-shot"
+        common = {
+            "task_type": "multiple-choice",
+            "task_name": f"{title} ({shots}, {task.mode} scoring as lm-evaluation-harness {task.harness_task})",
+            "dataset_type": task.hub_id or hub_id,
+            "dataset_name": title,
+            "dataset_split": _split_name(task.split, task.subset),
+        }
+        if name == "mmlu":
+            common["dataset_config"] = ",".join(task.subjects or [])
+        out.append(
+            EvalResult(
+                metric_type="accuracy",
+                metric_name=f"Accuracy{' (micro)' if name == 'mmlu' else ''}{_of(task.subset, 'questions')}",
+                metric_value=round(result.accuracy, 4),
+                **common,
+            )
+        )
     if results.perplexity:
         task = settings.perplexity
         part = task.subset if task else None
@@ -94,6 +124,25 @@ def evaluation_section(report: EvalReport | None, label: str | None) -> str:
             )
         distributions = (" / ".join(str(v) for v in s.prediction_distribution.values()) for s in p)
         lines.append(_row("predicted yes / no / maybe", distributions))
+    for name in CHOICE_TASKS:
+        task = getattr(settings, name)
+        if not task or not all(getattr(c, name) for c in columns):
+            continue
+        m = [getattr(c, name) for c in columns]
+        title = _CHOICE_CARD[name][0]
+        lines.append(_row(f"{title} accuracy{_of(task.subset, 'questions')}", (f"{s.accuracy:.3f}" for s in m)))
+        lines.append(_row("95% bootstrap CI", (f"{s.accuracy_ci95[0]:.3f}–{s.accuracy_ci95[1]:.3f}" for s in m)))
+        if m[1].vs_base:
+            d = m[1].vs_base
+            lines.append(
+                f"| accuracy change vs base, paired 95% CI | | {d.accuracy_difference:+.3f} "
+                f"({d.difference_ci95[0]:+.3f} to {d.difference_ci95[1]:+.3f}); {d.fixed} fixed, {d.broken} broken, "
+                f"McNemar p = {d.mcnemar_p:.2g} |"
+            )
+        if name == "mmlu" and all(s.subjects for s in m):
+            lines.append(_row("MMLU macro (mean of subjects)", (f"{s.macro_accuracy:.3f}" for s in m)))
+            for subject in m[0].subjects:
+                lines.append(_row(f"MMLU {subject}", (f"{s.subjects[subject].accuracy:.3f}" for s in m)))
     perplexity = settings.perplexity
     if perplexity and all(c.perplexity for c in columns):
         q = [c.perplexity for c in columns]
@@ -108,6 +157,16 @@ def evaluation_section(report: EvalReport | None, label: str | None) -> str:
             + (f" (**a subset**: the first {part[0]} of {part[1]})" if part else "")
             + f', `{pubmedqa.mode}` scoring; always answering "{baseline.label}" scores {baseline.accuracy:.3f}.'
         )
+    for name in CHOICE_TASKS:
+        task = getattr(settings, name)
+        if task:
+            part = task.subset
+            notes.append(
+                f"{_CHOICE_CARD[name][0]}: {task.questions} questions of the `{task.split}` split"
+                + (f" (**a subset**: the first {part[0]} of {part[1]})" if part else "")
+                + f", {task.num_fewshot}-shot, `{task.mode}` scoring with lm-evaluation-harness's "
+                f"`{task.harness_task}` prompt; chance is 0.250."
+            )
     if perplexity:
         part = perplexity.subset
         notes.append(

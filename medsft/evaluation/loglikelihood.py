@@ -1,0 +1,81 @@
+"""lm-evaluation-harness's ``loglikelihood`` requests for multiple-choice tasks: each choice's summed log-probability
+after the question's context, tokenized as the harness tokenizes it, in one forward per question when the choices
+allow it (PubMedQA and the letter-choice benchmarks both do)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medsft.evaluation.scoring import (
+    make_batches,
+    pad_token_id,
+    run_sharded,
+    shared_context_logprobs,
+    token_logprob_sums,
+)
+
+
+@dataclass
+class Request:
+    """One question: its context tokens and each choice's continuation tokens."""
+
+    context: list[int]
+    choices: list[list[int]]
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness's ``_encode_pair``: trailing spaces move from the context to the continuation, and the
+    continuation's tokens are those of ``context + continuation`` after the context's token count."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer.encode(context + continuation, add_special_tokens=False)
+    context_ids = tokenizer.encode(context, add_special_tokens=False)
+    return context_ids, whole[len(context_ids) :]
+
+
+def _one_forward(request: Request, max_length: int) -> bool:
+    """Whether one forward of context + longest choice scores every choice exactly as one forward per choice would:
+    every choice without its last token is a prefix of the longest, and left truncation (if any) cuts the same
+    context tokens for every choice."""
+    longest = max(request.choices, key=len)
+    if any(choice[:-1] != longest[: len(choice) - 1] for choice in request.choices):
+        return False
+    fits = len(request.context) + len(longest) - 1 <= max_length
+    return fits or len({len(choice) for choice in request.choices}) == 1
+
+
+def score_choices(
+    model,
+    tokenizer,
+    requests: list[Request],
+    max_length: int,
+    batch_size: int,
+    single_forward: bool | None = None,
+    what: str = "scoring",
+) -> list[list[float]]:
+    """The summed log-likelihood of each choice, per question (lm-evaluation-harness's ``loglikelihood``).
+
+    ``single_forward``: None scores each question with one forward when its choices allow it (``_one_forward``:
+    single tokens such as A/B/C/D, or PubMedQA's yes / no / may+be after a chat template); False forces one sequence
+    per choice (the harness's own way, used by tests and the benchmark as the reference).
+    """
+    pad_id = pad_token_id(tokenizer)
+    if single_forward is not False and all(_one_forward(r, max_length) for r in requests):
+        # contexts cut as the per-choice path cuts them for the longest choice: (context + choice)[-(max_length + 1):]
+        rows = [(r.context[-(max_length + 1 - max(map(len, r.choices))) :], r.choices) for r in requests]
+        batches = make_batches([len(context) + max(map(len, choices)) - 1 for context, choices in rows], batch_size)
+        return run_sharded(rows, batches, lambda batch: shared_context_logprobs(model, batch, pad_id), what)
+    # per-choice fallback: (context + choice)[-(max_length + 1):][:-1] as input, the choice's tokens scored
+    pieces = []
+    for r in requests:
+        for choice in r.choices:
+            whole = (r.context + choice)[-(max_length + 1) :]
+            pieces.append((whole, [i >= len(whole) - len(choice) for i in range(len(whole))]))
+    batches = make_batches([len(ids) for ids, _ in pieces], batch_size)
+    sums = run_sharded(pieces, batches, lambda rows: token_logprob_sums(model, rows, pad_id), what)
+    out, i = [], 0
+    for r in requests:
+        out.append([logprob for logprob, _ in sums[i : i + len(r.choices)]])
+        i += len(r.choices)
+    return out
