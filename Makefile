@@ -129,7 +129,7 @@ generated:
 
 # Sections 3 and 4: agreement with lm-evaluation-harness, speed and memory (each prints a table and writes JSON).
 lm-eval:
-	python bench/lm_eval_reference.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --limit 100
+	python bench/lm_eval_reference.py --model $(MODEL) --tasks pubmedqa,medqa,mmlu --pubmedqa $(PUBMEDQA) --medqa $(SHARED)/data/medqa --mmlu $(SHARED)/data/mmlu
 
 THROUGHPUT = python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) \
 	--data $(WIKIDOC) --steps 2 --warmup 1 --batch_size 4 --override="--load_in_4bit false"

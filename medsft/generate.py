@@ -54,9 +54,9 @@ def _continue(model, tokenizer, text: str, args: GenerateArguments) -> str:
 
 def compare(args: GenerateArguments) -> list[dict]:
     """``[{prompt, base, fine_tuned}]`` for each prompt."""
-    run = read_run(args.run_dir)
-    if not args.prompt:
+    if not args.prompt:  # the command line first, then the run directory
         raise MedsftError("give at least one --prompt")
+    run = read_run(args.run_dir)
     run_dir = run.path
     source = resolve_model_source(args.model_name_or_path or run.model_name_or_path, run.get("gguf_cache_dir"))
     tokenizer = AutoTokenizer.from_pretrained(run_dir)

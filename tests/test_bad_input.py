@@ -337,7 +337,7 @@ def test_bad_input_is_one_line(files, command, build, names, monkeypatch):
     errors = [line for line in stderr.splitlines() if ": error: " in line]
     assert code == 2 and len(errors) == 1, stderr[-2000:]
     line = errors[0]
-    assert line.startswith(f"medsft.{'data preview' if command == 'preview' else command}: error: "), line
+    assert line.startswith(f"medsft.{command}: error: "), line
     for name in names:
         assert name in line, f"{name!r} not in: {line}"
 

@@ -264,17 +264,18 @@ def test_corrupt_adapter_is_found_before_any_model_is_evaluated(finished_run, ti
 
 def test_results_of_finished_models_are_kept_when_one_fails(finished_run, tiny_gpt2, tmp_path, texts, monkeypatch):
     import medsft.evaluate as evaluate
+    import medsft.evaluation.runner as runner  # the per-model loop loads the adapters
     from medsft.core.errors import MedsftError
 
     second = copy_of(finished_run, tmp_path, "second")
-    real = evaluate.load_adapter
+    real = runner.load_adapter
 
     def fail_on_second(model, path):
         if Path(path) == second:
             raise OSError("disk read error")  # as if the disk failed after the checks
         return real(model, path)
 
-    monkeypatch.setattr(evaluate, "load_adapter", fail_on_second)
+    monkeypatch.setattr(runner, "load_adapter", fail_on_second)
     out = tmp_path / "ev"
     with pytest.raises(MedsftError, match=rf"evaluating second failed: disk read error; .*\(base, run\).*{out}"):
         evaluate.main([

@@ -131,13 +131,16 @@ def build_card(
     added_tokens: list[str],
     plots: tuple[str, ...] = (),
     recipe_notes: tuple[str, ...] = (),
+    datasets: list[dict] | None = None,
 ) -> ModelCard:
     """The card for ``repo_id`` of the training ``run`` (``read_run``; local paths already scrubbed).
 
     ``report_label`` is this model's column in the evaluation ``report``; ``plots``
     the evaluation figures shipped in the folder (paths relative to it); ``recipe_notes`` what ``recipe.yaml``
-    replaced to be rerunnable. With ``license="other"`` the card links ``LICENSE.md`` (``licence_text``)."""
-    datasets = training_datasets(run.arguments)
+    replaced to be rerunnable; ``datasets`` the training datasets (``training_datasets`` of the run before its paths
+    were scrubbed: a scrubbed folder name like ``pubmedqa`` no longer says where it came from). With
+    ``license="other"`` the card links ``LICENSE.md`` (``licence_text``)."""
+    datasets = training_datasets(run.arguments) if datasets is None else datasets
     qlora = run.load_in_4bit
     tags = ["medical", "medsft", "trl", "sft", "lora" if adapter_config else "full-fine-tune"]
     if qlora:

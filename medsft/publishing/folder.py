@@ -18,7 +18,7 @@ from medsft.core.paths import looks_local
 from medsft.data.io import read_json
 from medsft.evaluation.schema import EvalReport
 from medsft.publishing.card import build_card
-from medsft.publishing.provenance import licence_text, rerunnable_recipe
+from medsft.publishing.provenance import licence_text, rerunnable_recipe, training_datasets
 from medsft.run_dir.record import MANIFEST_FILE, RECIPE_FILE, Run, read_run
 
 logger = logging.getLogger("medsft.push")
@@ -63,7 +63,10 @@ def _public_base(run: Run, explicit: str | None) -> str:
     if explicit:
         return explicit
     name = run.base.get("name") or run.model_name_or_path or ""
-    if not looks_local(name):
+    # a base loaded from local files is recorded by its folder or file name with a fingerprint or GGUF hash: the
+    # name alone (e.g. "tiny-gpt2") can look like a canonical Hub id
+    local = bool(run.base.get("fingerprint") or run.base.get("gguf_sha256"))
+    if not local and not looks_local(name):
         return name
     raise MedsftError(
         f"the run's base model '{Path(name).name}' is a local file or directory: pass --base_model with the Hub id of "
@@ -175,7 +178,7 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
         (folder / "eval").mkdir(exist_ok=True)
         (folder / "eval/report.json").write_text(json.dumps(scrub_paths(report), indent=2) + "\n")
         for extra in report_path.parent.glob("*"):
-            if extra.suffix in (".png",) or extra.name.startswith("pubmedqa_predictions_"):
+            if extra.suffix in (".png",) or "_predictions_" in extra.name:  # every task's predictions file
                 shutil.copy2(extra, folder / "eval")
     card = build_card(
         repo_id=args.repo_id,
@@ -191,6 +194,7 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
         tokenizer_included=tokenizer_included,
         added_tokens=added_tokens,
         plots=tuple(sorted(str(p.relative_to(folder)) for p in (folder / "eval").glob("*.png"))),
+        datasets=training_datasets(run.arguments),
         recipe_notes=tuple(recipe_notes),
     )
     card.save(folder / "README.md")
