@@ -118,3 +118,32 @@ def test_error_policy_without_the_test_set_is_a_clear_error(tmp_path):
     )
     checked = data.reports[0].decontamination
     assert checked["overlapping_rows"] is None and "no-pubmedqa" in checked["not_checked"]
+
+
+def test_suite_benchmarks_are_checked_with_counts_each(tmp_path):
+    """benchmark_references: a MedQA test question and 13 words of an MMLU question in the training data are
+    found, counted per benchmark, and handled by the same policy."""
+    from medsft.data import medqa, mmlu
+    from tests.conftest import MEDQA_DIR, MMLU_DIR
+
+    (q1, *_), _ = medqa.load_medqa(str(MEDQA_DIR))
+    long_mmlu = next(
+        r for r in mmlu.load_mmlu(str(MMLU_DIR), ("professional_medicine",))[0] if len(r["question"]) > 400
+    )
+    piece = " ".join(long_mmlu["question"].split()[5:20])  # 15 words from inside a question
+    path = _hf_file(tmp_path, ["a clean answer", q1["question"], f"Notes: {piece}.", "another clean answer"])
+    refs = f"medqa={MEDQA_DIR},mmlu={MMLU_DIR}"
+    base = dict(dataset_name=path, dataset_type="hf", pubmedqa_reference=str(PUBMEDQA_DIR), benchmark_references=refs)
+    with pytest.raises(MedsftError, match=r"1 training rows overlap the medqa test questions .*\(1 by question\)"):
+        load_sft_datasets(MedScriptArguments(**base, decontamination="error"))
+    dropped = load_sft_datasets(MedScriptArguments(**base, decontamination="drop"))
+    assert len(dropped.splits["train"]) == 2
+    checked = dropped.reports[0].decontamination
+    assert checked["overlapping_rows"] == 0  # PubMedQA
+    assert {name: entry["overlapping_rows"] for name, entry in checked["benchmarks"].items()} == {
+        "medqa": 1,
+        "mmlu": 1,
+    }
+    assert dropped.reports[0].dropped["overlaps a benchmark's test questions"] == 2
+    with pytest.raises(MedsftError, match="benchmark_references: 'usmle=x' is not NAME=PATH"):
+        MedScriptArguments(dataset_name=path, benchmark_references="usmle=x")

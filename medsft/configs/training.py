@@ -50,6 +50,9 @@ class MedScriptArguments(ScriptArguments):
             run is refused (raise ``max_length``, or set this higher to accept it). Default 0.05.
         decontamination: what to do with training rows that overlap the PubMedQA test set: ``error``, ``drop``,
             ``warn`` or ``off``. Default: ``error`` for PubMedQA and PubMed abstracts, ``warn`` otherwise.
+        benchmark_references: ``medqa=PATH,mmlu=PATH,medmcqa=PATH`` (local releases or Hub ids): also check the
+            training rows against those benchmarks' scored questions (same policy; counts per benchmark in the log,
+            manifest and card).
     """
 
     dataset_type: str = field(
@@ -100,6 +103,10 @@ class MedScriptArguments(ScriptArguments):
             "choices": list(DECONTAMINATION_POLICIES),
         },
     )
+    benchmark_references: str | None = field(
+        default=None,
+        metadata={"help": "Also decontaminate against these benchmarks: medqa=PATH,mmlu=PATH,medmcqa=PATH."},
+    )
 
     def __post_init__(self):
         DatasetOptions(**{name: getattr(self, name) for name in DATASET_OPTIONS})  # the loaders' own checks
@@ -126,6 +133,7 @@ class MedDatasetConfig(DatasetConfig):
     num_notes: int | None = None
     notes_seed: int | None = None
     decontamination: str | None = None
+    benchmark_references: str | None = None
 
     def __post_init__(self):
         if self.type not in DATASET_TYPES:

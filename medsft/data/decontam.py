@@ -1,11 +1,17 @@
-"""Decontamination: does any training text come from the PubMedQA official test set?
+"""Decontamination: does any training text come from the PubMedQA official test set, or from the test questions
+of the other benchmarks medsft evaluates (MedQA, MedMCQA, MMLU's medical subjects)?
 
-Every training run checks its training rows against the 500 test questions before training:
+Every training run checks its training rows against PubMedQA's 500 test questions before training:
 
 - **PMID**: a row whose ``pmid`` is a test PMID (PubMedQA, PubMed abstracts).
 - **question**: a row with a text equal to a test question (case and spacing ignored).
 - **n-gram**: a row sharing a 13-word sequence with a test abstract, question or long answer (the overlap test of
   GPT-3 and lm-evaluation-harness; 13 words is long enough that common medical phrases do not trigger it).
+
+With ``benchmark_references`` (``medqa=PATH,mmlu=PATH,medmcqa=PATH``, local releases or Hub ids) the rows are also
+checked against those benchmarks' scored questions (MedQA test, MMLU's six medical test splits, MedMCQA validation):
+a row holding a benchmark question (case and spacing ignored) or sharing a 13-word sequence with one. Counts are
+kept per benchmark (run log, manifest, model card).
 
 Policies: ``error`` stops the run and names examples, ``drop`` removes the rows (counted in the load report),
 ``warn`` logs the counts and trains on everything, ``off`` skips the check.
@@ -125,69 +131,159 @@ class Overlap:
     reasons: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def summary(self, against: str = "the PubMedQA test set") -> str:
         how = ", ".join(f"{n} by {reason}" for reason, n in sorted(self.reasons.items()))
-        return f"{len(self.rows)} training rows overlap the PubMedQA test set ({how})"
+        return f"{len(self.rows)} training rows overlap {against} ({how})"
+
+
+def find_overlaps(dataset: Dataset, indexes: dict[str, TestSetIndex]) -> dict[str, Overlap]:
+    """Check every row against each index (each row's texts normalised and hashed once); a row counts once per
+    index, under the first test that catches it (PMID, question, n-gram)."""
+    overlaps = {name: Overlap() for name in indexes}
+    for i, row in enumerate(dataset):
+        texts = _strings({k: v for k, v in row.items() if k != "pmid"})
+        pmid = str(row.get("pmid") or "")
+        normal, grams = None, None
+        for name, index in indexes.items():
+            reason = None
+            if pmid and pmid in index.pmids:
+                reason = "PMID"
+            else:
+                normal = normal if normal is not None else [_normal(t) for t in texts]
+                if any(t in index.questions for t in normal):
+                    reason = "question"
+                else:
+                    grams = grams if grams is not None else set().union(*(ngram_hashes(t) for t in texts))
+                    if grams & index.ngrams:
+                        reason = f"{NGRAM}-gram"
+            if reason:
+                overlap = overlaps[name]
+                overlap.rows.append(i)
+                overlap.reasons[reason] += 1
+                if len(overlap.examples) < 5:
+                    overlap.examples.append(str(row.get("pmid") or row.get("note_id") or f"row {i}"))
+    return overlaps
 
 
 def find_overlap(dataset: Dataset, index: TestSetIndex) -> Overlap:
-    """Check every row; a row counts once, under the first test that catches it (PMID, question, n-gram)."""
-    overlap = Overlap()
-    for i, row in enumerate(dataset):
-        texts = _strings({k: v for k, v in row.items() if k != "pmid"})
-        reason = None
-        if str(row.get("pmid") or "") in index.pmids:
-            reason = "PMID"
-        elif any(_normal(t) in index.questions for t in texts):
-            reason = "question"
-        elif any(ngram_hashes(t) & index.ngrams for t in texts):
-            reason = f"{NGRAM}-gram"
-        if reason:
-            overlap.rows.append(i)
-            overlap.reasons[reason] += 1
-            if len(overlap.examples) < 5:
-                overlap.examples.append(str(row.get("pmid") or row.get("note_id") or f"row {i}"))
-    return overlap
+    """``find_overlaps`` for one index."""
+    return find_overlaps(dataset, {"test set": index})["test set"]
 
 
-def decontaminate(dataset: Dataset, policy: str, reference: str, test_file: str | None, what: str) -> tuple:
-    """Apply ``policy`` to the training rows of ``what``.
+BENCHMARKS = ("medqa", "medmcqa", "mmlu")
 
-    Returns:
-        The dataset (rows removed under ``drop``) and what the load report records: ``overlapping_rows`` and the
-        ``test_set`` checked against, or ``overlapping_rows: None`` with the reason it was ``not_checked``.
-    """
-    if policy == "off":
-        return dataset, {"overlapping_rows": None, "not_checked": "--decontamination off"}
+
+def parse_benchmark_references(value: str | None) -> dict[str, str]:
+    """``"medqa=PATH,mmlu=PATH"`` → ``{"medqa": "PATH", "mmlu": "PATH"}`` (each a local release or a Hub id)."""
+    out = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, source = item.partition("=")
+        name, source = name.strip(), source.strip()
+        if not sep or name not in BENCHMARKS or not source:
+            raise MedsftError(
+                f"benchmark_references: '{item.strip()}' is not NAME=PATH with NAME one of {', '.join(BENCHMARKS)}"
+            )
+        out[name] = source
+    return out
+
+
+def benchmark_index(name: str, source: str) -> TestSetIndex:
+    """The scored questions of a letter-choice benchmark (the split ``medsft.evaluate`` scores): normalised question
+    texts and their 13-gram hashes (the harness's ``doc_to_decontamination_query`` is the question)."""
+    from medsft.data import medmcqa, medqa, mmlu
+
+    if name == "medqa":
+        rows, _ = medqa.load_medqa(source, "test")
+    elif name == "medmcqa":
+        rows, _ = medmcqa.load_medmcqa(source, "validation")
+    else:
+        rows, _ = mmlu.load_mmlu(source)
+    grams: set[int] = set()
+    for row in rows:
+        grams |= ngram_hashes(row["question"])
+    return TestSetIndex(pmids=set(), questions={_normal(r["question"]) for r in rows}, ngrams=grams)
+
+
+def _pubmedqa_index(policy: str, reference: str, test_file: str | None) -> tuple[str, TestSetIndex | dict]:
     shipped = reference == pubmedqa.HUB_ID and test_file is None
     against = (
         "PubMedQA official test set (index shipped with medsft)" if shipped else f"{Path(reference).name} test set"
     )
     try:
-        index = TestSetIndex.from_pubmedqa(reference, test_file)
+        return against, TestSetIndex.from_pubmedqa(reference, test_file)
     except MedsftError as e:
         if policy == "warn":
             logger.warning("decontamination NOT checked (%s); pass --pubmedqa_reference to check", e)
-            return dataset, {"overlapping_rows": None, "not_checked": str(e)}
+            return against, {"overlapping_rows": None, "not_checked": str(e)}
         raise MedsftError(
             f"decontamination ({policy}) needs the PubMedQA test set: {e}. Pass --pubmedqa_reference "
             "(a local PubMedQA directory) or --decontamination warn/off"
         ) from None
-    info = {"test_set": against}
-    overlap = find_overlap(dataset, index)
-    if not overlap.rows:
-        logger.info("decontamination: no overlap between %s training rows and the %s", what, against)
-        return dataset, {"overlapping_rows": 0, **info}
-    message = f"{what}: {overlap.summary()}; e.g. {', '.join(overlap.examples)}"
+
+
+def _benchmark_index(policy: str, name: str, source: str) -> tuple[str, TestSetIndex | dict]:
+    against = f"{name} test questions ({Path(source).name})"
+    try:
+        return against, benchmark_index(name, source)
+    except MedsftError as e:
+        if policy == "warn":
+            logger.warning("decontamination against %s NOT checked (%s)", name, e)
+            return against, {"overlapping_rows": None, "not_checked": str(e)}
+        raise MedsftError(
+            f"decontamination ({policy}) against {name} needs its questions: {e}. Fix benchmark_references or use "
+            "--decontamination warn/off"
+        ) from None
+
+
+def decontaminate(
+    dataset: Dataset, policy: str, reference: str, test_file: str | None, what: str, benchmarks: dict | None = None
+) -> tuple:
+    """Apply ``policy`` to the training rows of ``what``: checked against PubMedQA's test set and each of
+    ``benchmarks`` (``{name: source}``, see ``parse_benchmark_references``).
+
+    Returns:
+        The dataset (rows removed under ``drop``) and what the load report records: for PubMedQA
+        ``overlapping_rows`` and the ``test_set`` checked against (or ``overlapping_rows: None`` with the reason it
+        was ``not_checked``); per benchmark the same under ``benchmarks``; under ``drop``, ``dropped_rows``.
+    """
+    if policy == "off":
+        return dataset, {"overlapping_rows": None, "not_checked": "--decontamination off"}
+    # every index is built (and every failure to build one raised) before the rows are checked
+    indexes = {"PubMedQA": _pubmedqa_index(policy, reference, test_file)}
+    indexes |= {name: _benchmark_index(policy, name, source) for name, source in (benchmarks or {}).items()}
+    found = find_overlaps(dataset, {n: index for n, (_, index) in indexes.items() if isinstance(index, TestSetIndex)})
+    info: dict = {}
+    overlapping: set[int] = set()
+    messages = []
+    for name, (against, index) in indexes.items():
+        result = found.get(name, index)
+        if isinstance(result, dict):  # not checked
+            entry = result
+        else:
+            entry = {"overlapping_rows": len(result.rows), "test_set": against}
+            overlapping |= set(result.rows)
+            if result.rows:
+                summary = result.summary() if name == "PubMedQA" else result.summary(f"the {against}")
+                messages.append(f"{summary}; e.g. {', '.join(result.examples)}")
+            else:
+                logger.info("decontamination: no overlap between %s training rows and the %s", what, against)
+        if name == "PubMedQA":
+            info.update(entry)
+        else:
+            info.setdefault("benchmarks", {})[name] = entry
+    if not overlapping:
+        return dataset, info
+    message = f"{what}: " + "; ".join(messages)
     if policy == "error":
         raise MedsftError(f"{message}. Use --decontamination drop to remove them, or warn to keep them")
     if policy == "drop":
         logger.warning("%s; dropped", message)
-        drop = set(overlap.rows)
-        kept = dataset.select([i for i in range(len(dataset)) if i not in drop])
-        return kept, {"overlapping_rows": len(overlap.rows), **info}
+        kept = dataset.select([i for i in range(len(dataset)) if i not in overlapping])
+        return kept, {**info, "dropped_rows": len(overlapping)}
     logger.warning("%s; kept (decontamination=warn)", message)
-    return dataset, {"overlapping_rows": len(overlap.rows), **info}
+    return dataset, info
 
 
 if __name__ == "__main__":  # python -m medsft.data.decontam PUBMEDQA_DIR [OUT_DIR]: rebuild the shipped index

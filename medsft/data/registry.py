@@ -36,6 +36,8 @@ class DatasetOptions:
         num_notes / notes_seed: size and seed of the generated clinical-notes corpus.
         decontamination: rows overlapping the PubMedQA test set: ``error``, ``drop``, ``warn`` or ``off``; None: the
             dataset's own default.
+        benchmark_references: ``medqa=PATH,mmlu=PATH,medmcqa=PATH`` (local releases or Hub ids): also keep those
+            benchmarks' scored questions out of the data, under the same policy.
     """
 
     validation_size: float | None = None
@@ -46,6 +48,7 @@ class DatasetOptions:
     num_notes: int = 2000
     notes_seed: int = 0
     decontamination: str | None = None
+    benchmark_references: str | None = None
 
     def __post_init__(self):
         if self.validation_size is not None and not 0.0 <= self.validation_size < 1.0:
@@ -54,6 +57,9 @@ class DatasetOptions:
             raise MedsftError(f"medquad_top_k_focus must be positive, got {self.medquad_top_k_focus}")
         if self.num_notes < 1:
             raise MedsftError(f"num_notes must be positive, got {self.num_notes}")
+        from medsft.data.decontam import parse_benchmark_references
+
+        parse_benchmark_references(self.benchmark_references)  # a bad entry is refused before anything loads
         if self.decontamination is not None and self.decontamination not in DECONTAMINATION_POLICIES:
             raise MedsftError(
                 f"decontamination must be one of {', '.join(DECONTAMINATION_POLICIES)}, got {self.decontamination}"
@@ -234,13 +240,15 @@ def load_splits(
         policy = opts.decontamination or spec.decontamination
         license_, tokens = spec.license, spec.special_tokens.get(format, ())
         formatter, format_options = spec.formatters[format], spec.format_options(opts)
+    benchmarks = decontam.parse_benchmark_references(opts.benchmark_references)
     splits["train"], checked = decontam.decontaminate(
-        splits["train"], policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, what=report.source
+        splits["train"], policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, report.source, benchmarks
     )
     report.decontamination = {"policy": policy, **checked}
-    overlap = checked["overlapping_rows"]
-    if policy == "drop" and overlap:
-        report.dropped["overlaps PubMedQA test set"] += overlap
+    dropped = checked.get("dropped_rows")
+    if dropped:
+        reason = "overlaps PubMedQA test set" if not benchmarks else "overlaps a benchmark's test questions"
+        report.dropped[reason] += dropped
         report.splits["train"] = len(splits["train"])
     if formatter is not None:
         splits = DatasetDict(

@@ -98,6 +98,13 @@ def _data_section(datasets: list[dict], run: Run) -> str:
             )
         elif checked:
             checks.append(f"{d['name']}: **not checked** against the PubMedQA test set ({checked.get('not_checked')})")
+        for name, entry in (checked.get("benchmarks") or {}).items():
+            if entry.get("overlapping_rows") is not None:
+                checks.append(
+                    f"{d['name']}: {entry['overlapping_rows']} training rows overlap the {entry['test_set']}"
+                )
+            else:
+                checks.append(f"{d['name']}: **not checked** against {name} ({entry.get('not_checked')})")
         lines.append(
             f"| {link} | {license_} | {source.get('read', '')} | {splits.get('train', '')} / "
             f"{splits.get('validation', '—')} | {dropped} |"
