@@ -78,9 +78,10 @@ def main() -> None:
 
     from medsft.core.environment import library_versions
     from medsft.data.pubmedqa import load_pubmedqa
+    from medsft.evaluation.loglikelihood import score_choices
     from medsft.evaluation.metrics import LABELS
     from medsft.evaluation.task_perplexity import evaluate_perplexity, load_texts, prepare
-    from medsft.evaluation.task_pubmedqa import build_requests, score_choices
+    from medsft.evaluation.task_pubmedqa import build_requests
     from medsft.modeling.loading import load_tokenizer
     from medsft.modeling.source import resolve_model_source
 

@@ -18,10 +18,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from medsft.core.errors import MedsftError
 from medsft.data.pubmedqa import load_pubmedqa
 from medsft.evaluate import main as evaluate_main
+from medsft.evaluation.loglikelihood import score_choices
 from medsft.evaluation.metrics import LABELS, yes_no_auc
 from medsft.evaluation.schema import EvalReport
 from medsft.evaluation.task_perplexity import evaluate_perplexity, prepare
-from medsft.evaluation.task_pubmedqa import build_requests, parse_answer, predict, score_choices
+from medsft.evaluation.task_pubmedqa import build_requests, parse_answer, predict
 from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -329,6 +330,17 @@ def test_eval_recipe_parses_and_runs(tiny_gpt2, tmp_path):
         [str(ROOT / "recipes/eval_medical.yaml"), *_eval_args(tiny_gpt2, "--output_dir", str(tmp_path / "r"))]
     )
     assert set(report["results"]["base"]) == {"perplexity", "pubmedqa"}
+
+
+def test_leaderboard_recipe_names_the_suite():
+    from trl import ModelConfig
+
+    from medsft.configs import EvalArguments, parse_args
+
+    args, _, _ = parse_args((EvalArguments, ModelConfig), [str(ROOT / "recipes/eval_leaderboard.yaml")])
+    assert args.task_list == ["pubmedqa", "medqa", "medmcqa", "mmlu"] and args.num_fewshot == 0
+    assert args.subject_list == ("anatomy", "clinical_knowledge", "college_biology", "college_medicine",
+                                 "medical_genetics", "professional_medicine")  # fmt: skip
 
 
 def test_checkpoint_of_a_gguf_run_is_matched_to_its_base(tmp_path):

@@ -34,12 +34,13 @@ def test_two_cpu_processes_train_on_disjoint_data(tiny_gpt2, wikidoc_small, tmp_
 
 @pytest.mark.multiprocess
 def test_two_process_evaluation_equals_one_process(tiny_gpt2, tmp_path):
-    from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON
+    from tests.conftest import MMLU_DIR, PUBMEDQA_DIR, WIKIDOC_JSON
 
     args = [
         "--model_name_or_path", tiny_gpt2, "--perplexity_dataset", str(WIKIDOC_JSON),
         "--pubmedqa_dataset", str(PUBMEDQA_DIR), "--limit", "22", "--batch_size", "4", "--max_length", "256",
-        "--stride", "128", "--bootstrap_samples", "200",
+        "--stride", "128", "--bootstrap_samples", "200", "--tasks", "perplexity,pubmedqa,mmlu",
+        "--mmlu_dataset", str(MMLU_DIR), "--mmlu_subjects", "anatomy,medical_genetics",
     ]  # fmt: skip
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
     runs = {
@@ -57,11 +58,14 @@ def test_two_process_evaluation_equals_one_process(tiny_gpt2, tmp_path):
     # bit-identical: every metric, every question's choice log-likelihoods, every prediction
     assert reports["two"]["results"] == reports["one"]["results"]
     assert reports["two"]["pubmedqa_outputs"] == reports["one"]["pubmedqa_outputs"]
+    assert reports["two"]["choice_outputs"] == reports["one"]["choice_outputs"]
     assert reports["one"]["results"]["base"]["pubmedqa"]["n"] == 22
+    assert reports["one"]["results"]["base"]["mmlu"]["n"] == 44  # 22 of each subject
     for name in runs:
-        assert (tmp_path / name / "pubmedqa_predictions_base.json").read_text() == (
-            tmp_path / "one" / "pubmedqa_predictions_base.json"
-        ).read_text()
+        for task in ("pubmedqa", "mmlu"):
+            assert (tmp_path / name / f"{task}_predictions_base.json").read_text() == (
+                tmp_path / "one" / f"{task}_predictions_base.json"
+            ).read_text()
 
 
 @pytest.mark.parametrize("fails", [False, True])
