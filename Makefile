@@ -29,13 +29,13 @@ EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
 .PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 \
-	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated lm-eval \
+	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated lm-eval benchmark-overlap \
 	throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \
 	pubmedqa-rationale-3ep pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated
-bench: lm-eval throughput memory eval-speed pubmedqa-ceiling
+bench: lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
 pubmedqa-zero-shot:
@@ -128,8 +128,15 @@ generated:
 		--model_name_or_path $(MODEL) --prompt $(WIKIDOC_PROMPTS)
 
 # Sections 3 and 4: agreement with lm-evaluation-harness, speed and memory (each prints a table and writes JSON).
+MEDQA ?= $(SHARED)/data/medqa
+MMLU ?= $(SHARED)/data/mmlu
 lm-eval:
-	python bench/lm_eval_reference.py --model $(MODEL) --tasks pubmedqa,medqa,mmlu --pubmedqa $(PUBMEDQA) --medqa $(SHARED)/data/medqa --mmlu $(SHARED)/data/mmlu
+	python bench/lm_eval_reference.py --model $(MODEL) --tasks pubmedqa,medqa,mmlu --pubmedqa $(PUBMEDQA) \
+		--medqa $(MEDQA) --mmlu $(MMLU)
+# Section 3: how much of each shipped training dataset overlaps the benchmarks' test questions
+benchmark-overlap:
+	python bench/benchmark_overlap.py --pubmedqa $(PUBMEDQA) --medqa $(MEDQA) --mmlu $(MMLU) --wikidoc $(WIKIDOC) \
+		--medquad $(MEDQUAD)
 
 THROUGHPUT = python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) \
 	--data $(WIKIDOC) --steps 2 --warmup 1 --batch_size 4 --override="--load_in_4bit false"

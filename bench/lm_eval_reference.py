@@ -216,7 +216,9 @@ def main() -> None:
             runs = {}
             for subject in subjects:
                 mine = [r for r in rows if r.get("subject") == subject] if task == "mmlu" else rows
-                runs[subject or task] = (task, mine, 0, [])
+                # the harness's MMLU tasks declare a dev split (few-shot exemplars) even when zero-shot
+                dev = mmlu.load_mmlu(args.mmlu, (subject,), "dev")[0] if task == "mmlu" else []
+                runs[subject or task] = (task, mine, 0, dev)
             harness = harness_choice_loglikelihoods(model, tokenizer, runs, args.batch_size, timing)
             theirs = [s for name in runs for s in harness[name][0]]
             their_acc = None
