@@ -81,7 +81,7 @@ def test_scores_micro_macro_and_distribution():
     rows += [{"id": "college_biology/0", "subject": "college_biology", "answer": 1}]
     predicted = ["A", "A", "C", "B"]
     choice_scores = [[0.0, -1.0, -2.0, -3.0]] * 2 + [[-2.0, -1.0, 0.0, -3.0], [-1.0, 0.0, -2.0, -3.0]]
-    result = mc.scores(rows, predicted, choice_scores, samples=200, seed=0)
+    result = mc.scores(rows, predicted, choice_scores, samples=200, seed=0, per_subject=True)
     assert result["accuracy"] == 0.75 and result["acc_norm"] == 0.75
     assert result["subjects"] == {"anatomy": {"accuracy": 2 / 3, "n": 3}, "college_biology": {"accuracy": 1.0, "n": 1}}
     assert result["macro_accuracy"] == pytest.approx((2 / 3 + 1.0) / 2)

@@ -43,15 +43,17 @@ def check_unicode(records: list[dict], path: str | Path) -> list[dict]:
     return records
 
 
-def read_records(path: str | Path, json_lines: bool | None = None) -> list[dict]:
+def read_records(path: str | Path, json_lines: bool | str | None = None) -> list[dict]:
     """Read a ``.json`` file holding a list of objects, or a ``.jsonl`` file with one object per line.
 
-    ``json_lines``: True for one object per line whatever the suffix (MedMCQA's release names such files ``.json``),
-    None to go by the suffix."""
+    ``json_lines``: True for one object per line whatever the suffix, ``"auto"`` for one object per line when the
+    text starts with an object (MedMCQA's release names such files ``.json``), None to go by the suffix."""
     path = Path(path)
     if not path.is_file():
         raise MedsftError(f"data file not found: {path}")
     text = read_text(path)
+    if json_lines == "auto":
+        json_lines = text.lstrip().startswith("{")
     if json_lines or (json_lines is None and path.suffix == ".jsonl"):
         records = []
         for lineno, line in enumerate(text.splitlines(), start=1):

@@ -56,7 +56,7 @@ def load_medmcqa(source: str = HUB_ID, split: str = "validation") -> tuple[list[
     if looks_local(source):
         path = _local_file(source, split)
         # the release writes one object a line in .json files; a JSON list (an export) is read too
-        records = read_records(path, json_lines=path.read_text(errors="replace").lstrip().startswith("{"))
+        records = read_records(path, json_lines="auto")
         name = path.name
         first_option = 1  # the release's cop is 1…4
     else:

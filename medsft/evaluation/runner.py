@@ -287,7 +287,9 @@ def _evaluate_model(model, tokenizer, data: EvalData, max_length: int, args):
         predicted, details = mc.predict(model, tokenizer, benchmark, args.choice_mode, max_length, args.batch_size)
         seconds = time.perf_counter() - start
         timings[task] = {"seconds": seconds, "questions_per_second": len(benchmark.rows) / seconds}
-        scored = mc.scores(benchmark.rows, predicted, details, args.bootstrap_samples, args.seed)
+        scored = mc.scores(
+            benchmark.rows, predicted, details, args.bootstrap_samples, args.seed, per_subject=task == "mmlu"
+        )
         setattr(results, task, MultipleChoiceResult.from_dict(scored))
         choices[task] = {"predicted": predicted, "details": details}
     return results, timings, output, choices

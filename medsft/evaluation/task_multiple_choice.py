@@ -109,9 +109,17 @@ def predict(model, tokenizer, benchmark: Benchmark, mode: str, max_length: int, 
     return [LETTERS[max(range(len(LETTERS)), key=s.__getitem__)] for s in scores], scores
 
 
-def scores(rows: list[dict], predicted: list[str], choice_scores: list[list[float]], samples: int, seed: int) -> dict:
-    """Accuracy (with its bootstrap 95% interval), acc_norm, the predicted-letter distribution and, for MMLU, each
-    subject's accuracy with their micro (all questions) and macro (mean of subjects) averages."""
+def scores(
+    rows: list[dict],
+    predicted: list[str],
+    choice_scores: list[list[float]],
+    samples: int,
+    seed: int,
+    per_subject: bool = False,
+) -> dict:
+    """Accuracy (with its bootstrap 95% interval), acc_norm, the predicted-letter distribution and, with
+    ``per_subject`` (MMLU), each subject's accuracy with their micro (all questions) and macro (mean of subjects)
+    averages."""
     truth = [LETTERS[r["answer"]] for r in rows]
     hits = [t == p for t, p in zip(truth, predicted)]
     # acc_norm: log-likelihood per character of the choice text, as the harness computes it
@@ -125,7 +133,7 @@ def scores(rows: list[dict], predicted: list[str], choice_scores: list[list[floa
         "answer_distribution": {letter: truth.count(letter) for letter in LETTERS},
     }
     subjects = [r.get("subject") for r in rows]
-    if rows and rows[0]["id"].count("/"):  # MMLU: ids are SUBJECT/index
+    if per_subject:
         per = Counter(subjects)
         correct = Counter(s for s, hit in zip(subjects, hits) if hit)
         result["subjects"] = {s: {"accuracy": correct[s] / n, "n": n} for s, n in per.items()}
