@@ -140,11 +140,10 @@ benchmark-overlap:
 
 THROUGHPUT = python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) \
 	--data $(WIKIDOC) --steps 2 --warmup 1 --batch_size 4 --override="--load_in_4bit false"
-# The last run repeats --steps: argparse keeps the later value, 10.
+# Issue 25's target run: the float32-base SmolLM2 recipe at batch 4 x 1024, 5 measured steps, every packed layout.
 throughput:
-	$(THROUGHPUT) --max_length 512
-	$(THROUGHPUT) --max_length 1024 --out bench/results/train_throughput_1024.json
-	$(THROUGHPUT) --max_length 1024 --steps 10 --out bench/results/train_throughput_1024_10steps.json
+	$(THROUGHPUT) --max_length 1024 --steps 5 \
+		--variants packed,packed_rows,packed_padding_free,dynamic,padded --out bench/results/train_throughput_1024.json
 
 memory:
 	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \

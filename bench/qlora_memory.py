@@ -10,7 +10,17 @@ python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml \\
     --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
     --data ../shared/data/wikidoc_patient_information --steps 2 --max_length 512 --batch_size 4
 ```
-Writes ``bench/results/qlora_memory.json``.
+Peak memory does not depend on the weights' values, so ``--shape tinyllama-1.1b`` measures where weights dominate:
+a randomly initialised Llama with TinyLlama-1.1B's configuration (22 layers, hidden 2,048, MLP 5,632, 32 heads,
+4 key/value heads, untied embeddings) and the GPT-2 tokenizer's 50,257-entry vocabulary (``--tokenizer``), saved once
+in bfloat16 to a temporary folder that every variant loads. It adds ``lora_bf16`` (LoRA on a bfloat16 base):
+
+```bash
+python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --shape tinyllama-1.1b \
+    --tokenizer ../shared/models/gpt2-tokenizer --data ../shared/data/wikidoc_patient_information \
+    --steps 1 --max_length 256 --batch_size 2 --out bench/results/qlora_memory_1b.json
+```
+Writes ``bench/results/qlora_memory.json`` unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +34,34 @@ import sys
 import tempfile
 from pathlib import Path
 
-VARIANTS = {"qlora": ["--load_in_4bit", "true"], "lora_fp32": ["--load_in_4bit", "false", "--dtype", "float32"]}
+VARIANTS = {
+    "qlora": ["--load_in_4bit", "true"],
+    "lora_fp32": ["--load_in_4bit", "false", "--dtype", "float32"],
+    "lora_bf16": ["--load_in_4bit", "false", "--dtype", "bfloat16"],
+}
+# TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T's config.json, less its vocabulary (the tokenizer's is used)
+SHAPES = {
+    "tinyllama-1.1b": {
+        "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
+        "num_key_value_heads": 4, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+    },
+}  # fmt: skip
+
+
+def build_random_model(shape: str, tokenizer_path: str, folder: Path) -> int:
+    """Save a randomly initialised bfloat16 Llama of ``shape`` with the tokenizer to ``folder``; its parameters."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    config = LlamaConfig(**SHAPES[shape], vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())
 
 
 def child(variant: str, args) -> dict:
@@ -68,7 +105,9 @@ def child(variant: str, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="recipes/wikidoc_qlora_smollm2.yaml")
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", help="the model to train (or --shape)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="a randomly initialised model of this shape")
+    parser.add_argument("--tokenizer", help="with --shape: the tokenizer (and vocabulary size) it gets")
     parser.add_argument("--data", required=True)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--max_length", type=int, default=512)
@@ -86,15 +125,23 @@ def main() -> None:
 
     from medsft.core.environment import library_versions
 
-    results = {}
-    for variant in ("overhead", "qlora", "lora_fp32"):
-        proc = subprocess.run(
-            [sys.executable, __file__, *sys.argv[1:], "--child", variant], capture_output=True, text=True
-        )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
-        results[variant] = json.loads(lines[-1][len("RESULT ") :])
+    if bool(args.model) == bool(args.shape) or (args.shape and not args.tokenizer):
+        parser.error("give --model, or --shape with --tokenizer")
+    results, parameters = {}, None
+    variants = ("overhead", "qlora", "lora_fp32", "lora_bf16") if args.shape else ("overhead", "qlora", "lora_fp32")
+    with tempfile.TemporaryDirectory() as folder:
+        argv = sys.argv[1:]
+        if args.shape:
+            parameters = build_random_model(args.shape, args.tokenizer, Path(folder))
+            argv += ["--model", folder]
+        for variant in variants:
+            proc = subprocess.run(
+                [sys.executable, __file__, *argv, "--child", variant], capture_output=True, text=True
+            )
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+            results[variant] = json.loads(lines[-1][len("RESULT ") :])
     gib = 1024**3
     on_cuda = results["qlora"]["cuda_max_allocated_bytes"] is not None
     key = "cuda_max_allocated_bytes" if on_cuda else "peak_rss_bytes"
@@ -105,19 +152,32 @@ def main() -> None:
         "measure": key,
         "versions": library_versions(),
         "settings": {k: v for k, v in vars(args).items() if k != "child"},
+        "model_parameters": parameters,
         "results": results,
         "qlora_vs_lora": q / f,
         "qlora_vs_lora_without_overhead": None if on_cuda else (q - o) / (f - o),
     }
-    table = Table(title=f"Peak memory ({key}), {report['machine']}")
+    if "lora_bf16" in results:
+        b = results["lora_bf16"][key]
+        report["qlora_vs_lora_bf16"] = q / b
+        report["qlora_vs_lora_bf16_without_overhead"] = None if on_cuda else (q - o) / (b - o)
+    title = args.shape or Path(args.model).name
+    table = Table(title=f"Peak memory ({key}), {title}, {report['machine']}")
     for column in ("variant", "peak GiB", "above overhead GiB"):
         table.add_column(column, justify="right")
-    for name, value in (("overhead (data + tokenizer)", o), ("QLoRA NF4", q), ("LoRA fp32", f)):
-        table.add_row(name, f"{value / gib:.2f}", "" if on_cuda or value == o else f"{(value - o) / gib:.2f}")
+    names = {"overhead": "overhead (data + tokenizer)", "qlora": "QLoRA NF4", "lora_fp32": "LoRA fp32",
+             "lora_bf16": "LoRA bf16"}  # fmt: skip
+    for variant, result in results.items():
+        value = result[key] if variant != "overhead" else o
+        table.add_row(
+            names[variant], f"{value / gib:.2f}", "" if on_cuda or value == o else f"{(value - o) / gib:.2f}"
+        )
     Console().print(table)
     ratio = f"QLoRA / LoRA = {report['qlora_vs_lora']:.2f}"
     if not on_cuda:
         ratio += f" (without the shared overhead: {report['qlora_vs_lora_without_overhead']:.2f})"
+    if "qlora_vs_lora_bf16" in report:
+        ratio += f"; QLoRA / LoRA bf16 = {report['qlora_vs_lora_bf16']:.2f}"
     print(ratio)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -3,7 +3,11 @@
 Three short runs of the same recipe (WikiDoc, SmolLM2 LoRA by default) through ``medsft.train``, differing only in
 how examples become batches:
 
-- ``packed``: the recipe as shipped, TRL's best-fit-decreasing packing, padding-free (no pad tokens at all);
+- ``packed``: the recipe as shipped, TRL's best-fit-decreasing packing in the layout ``--packed_layout auto``
+  picks for the machine (``medsft.modeling.packing``: per-example SDPA on CPU, one row per bin on a GPU without
+  flash-attn);
+- ``packed_segments``, ``packed_rows``, ``packed_padding_free``: the same packing in each layout by name
+  (``packed_padding_free`` is TRL's one concatenated row with a dense block-diagonal attention);
 - ``padded``: the seed notebooks' ``padding="max_length"`` (``--packing false --pad_to_multiple_of max_length``);
 - ``dynamic``: padding to the longest example of each batch (``--packing false``).
 
@@ -55,6 +59,9 @@ PEAK_TFLOPS = {"H100 80GB HBM3": {"bfloat16": 989.4, "float32": 66.9}, "H200": {
 
 VARIANTS = {
     "packed": [],
+    "packed_segments": ["--packed_layout", "segments"],
+    "packed_rows": ["--packed_layout", "rows"],
+    "packed_padding_free": ["--packed_layout", "padding_free"],
     "padded": ["--packing", "false", "--padding_free", "false", "--pad_to_multiple_of", "{max_length}"],
     "dynamic": ["--packing", "false", "--padding_free", "false"],
 }
@@ -112,14 +119,17 @@ class TokenMeter(TrainerCallback):
 
 
 def sequence_lengths(inputs) -> list[int]:
-    """Real lengths of the sequences in a batch: rows of the attention mask, or, padding-free, the runs of
-    ``position_ids`` that restart at 0 (one per packed example)."""
+    """Real lengths of the sequences in a batch: rows of the attention mask, or, packed, the runs of
+    ``position_ids`` that restart at 0 (one per packed example). Row-end padding of a packed batch has position 0 at
+    every token: runs of one token, which no example is (it has at least its text and EOS), are not counted."""
     mask = inputs.get("attention_mask")
     if mask is not None:
         return mask.sum(dim=1).tolist()
-    positions = inputs["position_ids"].flatten()
-    starts = (positions == 0).nonzero().flatten().tolist() + [positions.numel()]
-    return [b - a for a, b in zip(starts, starts[1:])]
+    lengths = []
+    for positions in inputs["position_ids"]:
+        starts = (positions == 0).nonzero().flatten().tolist() + [positions.numel()]
+        lengths += [b - a for a, b in zip(starts, starts[1:]) if b - a > 1]
+    return lengths
 
 
 def run_variant(name: str, args, meter: TokenMeter) -> dict:
@@ -208,20 +218,34 @@ def main() -> None:
         "peak_tflops": peak,
         "results": results,
     }
-    if "padded" in results:
-        report["packed_vs_padded"] = (
-            results["packed"]["real_tokens_per_second"] / results["padded"]["real_tokens_per_second"]
-            if "packed" in results
-            else None
-        )
+    for baseline in ("padded", "dynamic"):
+        if baseline in results and "packed" in results:
+            report[f"packed_vs_{baseline}"] = (
+                results["packed"]["real_tokens_per_second"] / results[baseline]["real_tokens_per_second"]
+            )
+        for r in results.values():
+            r[f"vs_{baseline}"] = (
+                r["real_tokens_per_second"] / results[baseline]["real_tokens_per_second"]
+                if baseline in results
+                else None
+            )
+    for r in results.values():
+        # Time per position the model computed (pads included): the per-token cost of a layout's attention
+        r["seconds_per_1k_positions"] = 1000 * r["seconds"] / r["batch_tokens"]
     table = Table(title=f"Training real tokens/s, {Path(args.recipe).stem}, {report['machine']}")
-    for column in ("variant", "real tokens/s", "real-token share", "steps", "seconds", "vs padded", "TFLOP/s", "MFU"):
+    columns = ("variant", "real tokens/s", "real-token share", "steps", "seconds", "s/1k positions", "vs padded",
+               "vs dynamic", "TFLOP/s", "MFU")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
+
+    def ratio(value: float | None) -> str:
+        return f"{value:.2f}×" if value is not None else "n/a"
+
     for name, r in results.items():
-        ratio = r["real_tokens_per_second"] / results["padded"]["real_tokens_per_second"] if "padded" in results else 0
         table.add_row(
             name, f"{r['real_tokens_per_second']:.1f}", f"{r['real_token_share']:.2f}", str(r["steps"]),
-            f"{r['seconds']:.1f}", f"{ratio:.2f}×", f"{r['model_tflops_per_second']:.2f}",
+            f"{r['seconds']:.1f}", f"{r['seconds_per_1k_positions']:.2f}", ratio(r["vs_padded"]),
+            ratio(r["vs_dynamic"]), f"{r['model_tflops_per_second']:.2f}",
             f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a",
         )  # fmt: skip
     Console().print(table)

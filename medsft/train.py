@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
 from trl import SFTTrainer, is_conversational
@@ -51,7 +52,12 @@ from medsft.modeling.loading import (
     load_tokenizer,
 )
 from medsft.modeling.lora import build_lora_config
-from medsft.modeling.packing import warn_if_dense_packed_attention
+from medsft.modeling.packing import (
+    apply_packed_layout,
+    choose_packed_layout,
+    set_attention,
+    warn_if_dense_packed_attention,
+)
 from medsft.modeling.source import check_max_length, resolve_model_source
 from medsft.modeling.trainer import FullLogitsSFTTrainer
 from medsft.publishing.hub import check_repo_id, check_token
@@ -179,14 +185,16 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         ],
     )
     keep_adapter_float32(trainer.model)
-    if trainer.padding_free:
+    packed_layout, attention_after_training = None, None
+    if trainer.padding_free:  # what TRL decided its collator does (padding_free, or BFD packing)
         silence_packed_attention_mask_notice()
-    warn_if_dense_packed_attention(
-        model.config._attn_implementation,
-        trainer.padding_free,  # what TRL decided its collator does (padding_free, or BFD packing)
-        training_args.per_device_train_batch_size,
-        logger,
-    )
+        attention = model.config._attn_implementation
+        packed_layout, why = choose_packed_layout(
+            training_args.packed_layout, attention, on_gpu=torch.cuda.is_available() and not training_args.use_cpu
+        )
+        warn_if_dense_packed_attention(attention, packed_layout, training_args.per_device_train_batch_size, logger)
+        attention_after_training = apply_packed_layout(trainer, packed_layout)
+        logger.info("packed layout: %s (%s)", packed_layout, why)
     if state.is_main_process and peft_config is not None:
         trainer.model.print_trainable_parameters()
 
@@ -213,6 +221,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         },
         "world_size": state.num_processes,
         "hardware": describe_device(),
+        "packed_layout": packed_layout,
     }
     if trainer.is_world_process_zero():
         configs = (script_args, model_args, training_args, mixture)
@@ -231,6 +240,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         result = None
     else:
         result = trainer.train(resume_from_checkpoint=plan.resume_from)
+    if attention_after_training:
+        set_attention(trainer.model, attention_after_training)  # the saved model and any later use get the usual one
 
     ###############
     # Save adapter/model, tokenizer and the finished run manifest

@@ -15,6 +15,9 @@ def test_sequence_lengths_from_the_mask_or_from_restarting_positions():
     # padding-free: one row, position_ids restart at 0 for each packed example
     packed = {"input_ids": torch.zeros(1, 9), "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])}
     assert sequence_lengths(packed) == [3, 2, 4]
+    # one row per packed bin, padded at the end (position 0 at every pad): the pads are no sequence
+    rows = {"input_ids": torch.zeros(2, 6), "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5]])}
+    assert sequence_lengths(rows) == [3, 2, 6]
 
 
 def test_model_flops_count_frozen_matmuls_four_times_and_lora_six_times(tiny_gpt2):

@@ -1,26 +1,41 @@
-"""medsft.modeling.packing: the dense packed-attention warning."""
+"""medsft.modeling.packing: which packed layout a run gets, and the dense packed-attention warning."""
 
 from __future__ import annotations
 
 import logging
 
-import torch
+import pytest
 
+from medsft.core.errors import MedsftError
 from medsft.modeling import packing
 
 
-def test_padding_free_packing_on_dense_attention_is_warned_about(monkeypatch, caplog):
-    """A packed batch becomes one row; SDPA/eager attention computes it densely (docs/RESULTS.md, section 4)."""
+def test_layout_follows_the_attention_and_the_device():
+    assert packing.choose_packed_layout("auto", "flash_attention_2", on_gpu=True)[0] == "padding_free"
+    assert packing.choose_packed_layout("auto", "flex_attention", on_gpu=False)[0] == "padding_free"
+    assert packing.choose_packed_layout("auto", "sdpa", on_gpu=False)[0] == "segments"
+    assert packing.choose_packed_layout("auto", "eager", on_gpu=False)[0] == "segments"
+    assert packing.choose_packed_layout("auto", "sdpa", on_gpu=True)[0] == "rows"
+    layout, why = packing.choose_packed_layout("rows", "sdpa", on_gpu=False)
+    assert layout == "rows" and "asked for" in why  # a recipe key overrides the choice
+
+
+def test_unknown_layout_is_refused_by_name(tmp_path):
+    from medsft.configs.training import MedSFTConfig
+
+    with pytest.raises(MedsftError, match="--packed_layout must be one of auto, padding_free, segments, rows"):
+        MedSFTConfig(output_dir=str(tmp_path), packed_layout="diagonal", report_to="none")
+
+
+def test_dense_one_row_attention_is_warned_about_only_when_still_true(caplog):
+    """TRL's one row on SDPA/eager computes one dense attention (docs/RESULTS.md, section 4): only padding_free."""
     logger = logging.getLogger("medsft.test")
     with caplog.at_level(logging.WARNING, "medsft.test"):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        assert packing.warn_if_dense_packed_attention("sdpa", True, 16, logger)
-        assert "16 concatenated rows" in caplog.text and "flash_attention_2" in caplog.text
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        assert packing.warn_if_dense_packed_attention("eager", True, 4, logger)
-        assert "--packing false" in caplog.text
+        assert packing.warn_if_dense_packed_attention("sdpa", "padding_free", 16, logger)
+        assert "16 concatenated rows" in caplog.text and "packed_layout auto" in caplog.text
         caplog.clear()
-        assert not packing.warn_if_dense_packed_attention("flash_attention_2", True, 16, logger)  # varlen kernel
-        assert not packing.warn_if_dense_packed_attention("sdpa", False, 16, logger)  # padded batches
-        assert not packing.warn_if_dense_packed_attention("sdpa", True, 1, logger)  # nothing concatenated
+        assert not packing.warn_if_dense_packed_attention("flash_attention_2", "padding_free", 16, logger)
+        assert not packing.warn_if_dense_packed_attention("sdpa", "segments", 16, logger)  # attention per example
+        assert not packing.warn_if_dense_packed_attention("sdpa", "rows", 16, logger)  # attention per row
+        assert not packing.warn_if_dense_packed_attention("sdpa", "padding_free", 1, logger)  # nothing concatenated
         assert caplog.text == ""

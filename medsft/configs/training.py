@@ -16,6 +16,7 @@ from trl.scripts.utils import DatasetConfig
 
 from medsft.core.errors import MedsftError
 from medsft.data.registry import DATASET_OPTIONS, DECONTAMINATION_POLICIES, DatasetOptions
+from medsft.modeling.packing import PACKED_LAYOUTS
 
 DATASET_TYPES = ("auto", "wikidoc", "pubmedqa", "medquad", "pubmed_abstracts", "clinical_notes", "hf")
 DATASET_FORMATS = ("chat", "instruction", "text", "special_tokens")
@@ -234,6 +235,9 @@ class MedSFTConfig(SFTConfig):
         dataloader_pin_memory: turned off on machines without an accelerator, where it does nothing.
         early_stopping_patience: stop when the validation metric (``metric_for_best_model``, default the loss) has
             not improved for this many evaluations; needs ``load_best_model_at_end`` so the best model is saved.
+        packed_layout: how a packed batch reaches the attention (``medsft.modeling.packing``): ``auto`` (default)
+            picks TRL's padding-free row for flash/flex attention, ``segments`` (SDPA per example) on CPU and
+            ``rows`` (one row per bin) on a GPU; or name one of ``padding_free``, ``segments``, ``rows``.
     """
 
     overwrite_output_dir: bool = field(
@@ -247,9 +251,22 @@ class MedSFTConfig(SFTConfig):
         },
     )
 
+    packed_layout: str = field(
+        default="auto",
+        metadata={
+            "help": "With packing: auto (from the attention in use), padding_free (TRL's one row), segments (SDPA "
+            "per example) or rows (one row per packed bin).",
+            "choices": list(PACKED_LAYOUTS),
+        },
+    )
+
     def __post_init__(self):
         import torch
 
+        if self.packed_layout not in PACKED_LAYOUTS:
+            raise MedsftError(
+                f"--packed_layout must be one of {', '.join(PACKED_LAYOUTS)}, got {self.packed_layout!r}"
+            )
         if self.bf16 is None and not self.fp16:
             # TRL defaults bf16 to True everywhere; on a CPU without bf16 kernels that is slow and on old GPUs it
             # fails, so medsft turns it on only where the hardware supports it.
