@@ -52,9 +52,12 @@ SHAPES = {
 def build_random_model(shape: str, tokenizer_path: str, folder: Path) -> int:
     """Save a randomly initialised bfloat16 Llama of ``shape`` with the tokenizer to ``folder``; its parameters."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    except (OSError, ValueError):  # a bare vocab.json + merges.txt (../shared's GPT-2 tokenizer) names no class
+        tokenizer = GPT2TokenizerFast.from_pretrained(tokenizer_path)
     config = LlamaConfig(**SHAPES[shape], vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id)  # fmt: skip
     torch.manual_seed(0)

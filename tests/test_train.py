@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,7 @@ def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tm
     from medsft.modeling.source import resolve_model_source
 
     out = tmp_path / "run"
+    caplog.set_level(logging.INFO)
     trainer = main(recipe_args(tiny_gpt2, wikidoc_small, out))
     # the recipe packs (TRL's BFD, padding-free row) on SDPA on CPU: attention per example, said in the log; the
     # model's own attention is back once training is over (for the reload below, generation, a saved config)
