@@ -145,9 +145,11 @@ throughput:
 	$(THROUGHPUT) --max_length 1024 --steps 5 \
 		--variants packed,packed_rows,packed_padding_free,dynamic,padded --out bench/results/train_throughput_1024.json
 
+# Where weights dominate: a randomly initialised 1.1B Llama (TinyLlama's shape), QLoRA vs LoRA fp32 / bf16
 memory:
-	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
-		--steps 1 --max_length 512 --batch_size 4
+	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --shape tinyllama-1.1b \
+		--tokenizer $(SHARED)/models/gpt2-tokenizer --data $(WIKIDOC) --steps 1 --max_length 256 --batch_size 2 \
+		--out bench/results/qlora_memory_1b.json
 
 eval-speed:
 	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 40 --texts 20

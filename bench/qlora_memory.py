@@ -67,12 +67,49 @@ def build_random_model(shape: str, tokenizer_path: str, folder: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+class AnonymousPeak:
+    """The peak of the process's anonymous resident memory (``RssAnon``), sampled every 10 ms in a thread.
+
+    ``ru_maxrss`` also counts file pages mapped into the process: transformers memory-maps safetensors files, so
+    while a model loads every page of its weight file it has read is resident, though the kernel can drop those
+    clean pages under pressure. Anonymous memory (tensors, Python) is what must fit in RAM. Linux only.
+    """
+
+    def __init__(self):
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def now() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> AnonymousPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
 def child(variant: str, args) -> dict:
     """Runs in the child process: train (or, for ``overhead``, only load data and tokenizer), report the peak."""
     import torch
 
     from medsft.train import main as train
 
+    anonymous = AnonymousPeak().__enter__()
     with tempfile.TemporaryDirectory() as out:
         argv = [
             args.recipe, "--model_name_or_path", args.model, "--dataset_name", args.data, "--output_dir", out,
@@ -100,9 +137,10 @@ def child(variant: str, args) -> dict:
             load_tokenizer(resolve_model_source(model_args.model_name_or_path))
         else:
             train(argv + VARIANTS[variant])
+    anonymous.__exit__()
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
     cuda = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-    return {"peak_rss_bytes": peak_rss, "cuda_max_allocated_bytes": cuda}
+    return {"peak_rss_bytes": peak_rss, "peak_anonymous_bytes": anonymous.peak, "cuda_max_allocated_bytes": cuda}
 
 
 def main() -> None:
@@ -118,6 +156,9 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="bench/results/qlora_memory.json")
     args = parser.parse_args()
+    if args.child == "build":
+        print("RESULT " + json.dumps({"parameters": build_random_model(args.shape, args.tokenizer, Path(args.model))}))
+        return
     if args.child:
         print("RESULT " + json.dumps(child(args.child, args)))
         return
@@ -132,19 +173,23 @@ def main() -> None:
         parser.error("give --model, or --shape with --tokenizer")
     results, parameters = {}, None
     variants = ("overhead", "qlora", "lora_fp32", "lora_bf16") if args.shape else ("overhead", "qlora", "lora_fp32")
+
+    def run_child(variant: str, argv: list[str]) -> dict:
+        proc = subprocess.run([sys.executable, __file__, *argv, "--child", variant], capture_output=True, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(lines[-1][len("RESULT ") :])
+
     with tempfile.TemporaryDirectory() as folder:
         argv = sys.argv[1:]
         if args.shape:
-            parameters = build_random_model(args.shape, args.tokenizer, Path(folder))
+            # Built in a process of its own: on Linux a child's ru_maxrss starts from its parent's peak, so a parent
+            # that had held the model would floor every variant's measurement at that peak
             argv += ["--model", folder]
+            parameters = run_child("build", argv)["parameters"]
         for variant in variants:
-            proc = subprocess.run(
-                [sys.executable, __file__, *argv, "--child", variant], capture_output=True, text=True
-            )
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-            if proc.returncode or not lines:
-                raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
-            results[variant] = json.loads(lines[-1][len("RESULT ") :])
+            results[variant] = run_child(variant, argv)
     gib = 1024**3
     on_cuda = results["qlora"]["cuda_max_allocated_bytes"] is not None
     key = "cuda_max_allocated_bytes" if on_cuda else "peak_rss_bytes"
@@ -164,16 +209,24 @@ def main() -> None:
         b = results["lora_bf16"][key]
         report["qlora_vs_lora_bf16"] = q / b
         report["qlora_vs_lora_bf16_without_overhead"] = None if on_cuda else (q - o) / (b - o)
+    if not on_cuda:
+        anon = {variant: result["peak_anonymous_bytes"] for variant, result in results.items()}
+        report["anonymous_qlora_vs_lora"] = anon["qlora"] / anon["lora_fp32"]
+        if "lora_bf16" in anon:
+            report["anonymous_qlora_vs_lora_bf16"] = anon["qlora"] / anon["lora_bf16"]
     title = args.shape or Path(args.model).name
     table = Table(title=f"Peak memory ({key}), {title}, {report['machine']}")
-    for column in ("variant", "peak GiB", "above overhead GiB"):
+    for column in ("variant", "peak GiB", "above overhead GiB", "anonymous peak GiB"):
         table.add_column(column, justify="right")
     names = {"overhead": "overhead (data + tokenizer)", "qlora": "QLoRA NF4", "lora_fp32": "LoRA fp32",
              "lora_bf16": "LoRA bf16"}  # fmt: skip
     for variant, result in results.items():
         value = result[key] if variant != "overhead" else o
         table.add_row(
-            names[variant], f"{value / gib:.2f}", "" if on_cuda or value == o else f"{(value - o) / gib:.2f}"
+            names[variant],
+            f"{value / gib:.2f}",
+            "" if on_cuda or value == o else f"{(value - o) / gib:.2f}",
+            "" if on_cuda else f"{result['peak_anonymous_bytes'] / gib:.2f}",
         )
     Console().print(table)
     ratio = f"QLoRA / LoRA = {report['qlora_vs_lora']:.2f}"
@@ -181,6 +234,10 @@ def main() -> None:
         ratio += f" (without the shared overhead: {report['qlora_vs_lora_without_overhead']:.2f})"
     if "qlora_vs_lora_bf16" in report:
         ratio += f"; QLoRA / LoRA bf16 = {report['qlora_vs_lora_bf16']:.2f}"
+    if not on_cuda:
+        ratio += f"; anonymous memory: QLoRA / LoRA = {report['anonymous_qlora_vs_lora']:.2f}"
+        if "anonymous_qlora_vs_lora_bf16" in report:
+            ratio += f", QLoRA / LoRA bf16 = {report['anonymous_qlora_vs_lora_bf16']:.2f}"
     print(ratio)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
