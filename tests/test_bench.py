@@ -34,3 +34,18 @@ def test_model_flops_count_frozen_matmuls_four_times_and_lora_six_times(tiny_gpt
     assert meter.flops_per_token == 4 * frozen + 6 * lora
     assert meter.attention_flops_per_square_token == 12 * layers * d
     assert meter.dtype == "float32"
+
+
+def test_anonymous_peak_sees_a_freed_allocation():
+    """bench/qlora_memory.py's RssAnon sampler catches a peak that is gone by the time it stops."""
+    import time
+
+    from bench.qlora_memory import AnonymousPeak
+
+    with AnonymousPeak() as peak:
+        before = AnonymousPeak.now()
+        block = torch.ones(64 * 2**20)  # 256 MiB of float32, touched
+        time.sleep(0.1)
+        del block
+    assert peak.peak - before >= 200 * 2**20
+    assert AnonymousPeak.now() < peak.peak
