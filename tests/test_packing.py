@@ -38,8 +38,13 @@ def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [position_ids.shape[0]]))
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize(("arch", "fmt"), [("gpt2", to_instruction), ("gpt2", to_chat), ("llama", to_chat)])
+# Every layout on GPT-2 (Conv1D) and a Llama-type model (GQA); TRL's own layout also on the instruction format
+CASES = [("padding_free", "gpt2", to_instruction)] + [
+    (layout, arch, to_chat) for layout in LAYOUTS for arch in ("gpt2", "llama")
+]
+
+
+@pytest.mark.parametrize(("layout", "arch", "fmt"), CASES)
 def test_packed_loss_equals_token_weighted_loss_of_examples(
     layout, arch, fmt, tiny_gpt2, tiny_llama, wikidoc_small, tmp_path
 ):
