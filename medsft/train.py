@@ -59,7 +59,7 @@ from medsft.modeling.packing import (
     warn_if_dense_packed_attention,
 )
 from medsft.modeling.source import check_max_length, resolve_model_source
-from medsft.modeling.trainer import FullLogitsSFTTrainer
+from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
 from medsft.run_dir.checkpoints import checkpoint_state
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[
+            LogFinalStep(),
             *(callbacks or []),
             *(
                 [EarlyStoppingCallback(training_args.early_stopping_patience)]

@@ -157,7 +157,18 @@ def test_overwrite_output_dir_starts_over(tiny_gpt2, wikidoc_small, tmp_path, ca
     main(recipe_args(tiny_gpt2, wikidoc_small, out, "--overwrite_output_dir", "true", "--max_steps", "2"))
     assert "deleting" in caplog.text and "checkpoint-1" in caplog.text  # what was deleted is logged
     assert not (out / "eval").exists() and not (out / "checkpoint-1").exists()
-    assert json.loads((out / "run_manifest.json").read_text())["global_step"] == 2
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["global_step"] == 2
+    assert manifest["final_train_loss"] is not None
+
+
+def test_first_and_last_steps_are_logged_whatever_logging_steps_is(tiny_gpt2, wikidoc_small, tmp_path):
+    """A CPU-sized run of a GPU-sized recipe (3 steps, logging every 50) logs step 1 and its last step."""
+    out = tmp_path / "run"
+    trainer = main(recipe_args(tiny_gpt2, wikidoc_small, out, "--max_steps", "3", "--logging_steps", "50"))
+    logged = [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    assert [step for step, _ in logged] == [1, 3]
+    assert json.loads((out / "run_manifest.json").read_text())["final_train_loss"] == logged[-1][1]
 
 
 def test_wrong_lora_targets_fail_before_training(tiny_gpt2, wikidoc_small, tmp_path):

@@ -233,6 +233,8 @@ class MedSFTConfig(SFTConfig):
             ``resume_from_checkpoint``) a non-empty output directory is an error, never overwritten.
         bf16: ``None`` (default) means bf16 mixed precision where the GPU supports it, float32 elsewhere.
         dataloader_pin_memory: turned off on machines without an accelerator, where it does nothing.
+        logging_first_step: True by default (transformers: False), so a run shows its loss after one step; the last
+            step is always logged too (``medsft.modeling.trainer.LogFinalStep``), whatever ``logging_steps`` is.
         early_stopping_patience: stop when the validation metric (``metric_for_best_model``, default the loss) has
             not improved for this many evaluations; needs ``load_best_model_at_end`` so the best model is saved.
         packed_layout: how a packed batch reaches the attention (``medsft.modeling.packing``): ``auto`` (default)
@@ -251,6 +253,10 @@ class MedSFTConfig(SFTConfig):
         },
     )
 
+    logging_first_step: bool = field(
+        default=True,
+        metadata={"help": "Log the first step's loss (medsft's default: a CPU step can take minutes)."},
+    )
     packed_layout: str = field(
         default="auto",
         metadata={

@@ -1,8 +1,8 @@
-"""The one trainer change medsft needs on top of TRL's ``SFTTrainer``."""
+"""The one trainer change medsft needs on top of TRL's ``SFTTrainer``, and the callback that logs a run's last step."""
 
 from __future__ import annotations
 
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from trl import SFTTrainer
 
 
@@ -19,3 +19,16 @@ class FullLogitsSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs["use_cache"] = False  # the packed-sequence mask is only built without a KV cache
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+
+class LogFinalStep(TrainerCallback):
+    """Log the loss at a run's last optimizer step, whatever ``logging_steps`` is.
+
+    Without it a run shorter than ``logging_steps`` (or ending between two logs) records no loss for its last steps:
+    ``run_manifest.json`` had ``final_train_loss: null`` for every CPU-sized run of a GPU-sized recipe.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
