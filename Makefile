@@ -1,5 +1,9 @@
 # Reproduce docs/RESULTS.md.
 #
+#   make quickstart              # the first hour: set up from nothing, train a SmolLM2 adapter for a few steps,
+#                                # evaluate it on small subsets, write the model card folder (scripts/quickstart.sh)
+#   make setup                   # only the set-up: .venv with torch (CPU build) and medsft (scripts/setup.sh)
+#
 #   make results                 # everything below, in order (about 20 h on 2 CPU cores; under an hour on a GPU)
 #   make pubmedqa-instruction    # one measurement
 #   make results PUBMEDQA_EPOCHS= WIKIDOC_STEPS= MEDQUAD_STEPS=   # the recipes' full epochs (what a GPU should run)
@@ -28,9 +32,18 @@ EVAL = python -m medsft.evaluate --model_name_or_path $(MODEL)
 EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
-.PHONY: results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 \
+.PHONY: quickstart setup results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 \
 	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated lm-eval benchmark-overlap \
 	throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
+
+# The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
+quickstart: setup
+	bash scripts/quickstart.sh
+
+setup: .venv/.medsft-setup
+.venv/.medsft-setup: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
 
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \

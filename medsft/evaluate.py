@@ -46,11 +46,12 @@ import torch
 from accelerate import PartialState
 from rich.console import Console
 from transformers import set_seed
-from trl import ModelConfig
 
 from medsft.configs import EvalArguments, parse_args
+from medsft.configs.commands import EvalModelArguments
 from medsft.core.environment import now, warn_if_one_cpu_thread
 from medsft.core.errors import MedsftError, run_cli
+from medsft.core.hub_access import require_hub_for
 from medsft.evaluation import runner
 from medsft.evaluation.report import REPORT_FILE, choose_output_dir
 from medsft.modeling.loading import load_tokenizer
@@ -60,7 +61,7 @@ logger = logging.getLogger("medsft.evaluate")
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
-    args, model_args, _ = parse_args((EvalArguments, ModelConfig), argv, prog="medsft.evaluate")
+    args, model_args, _ = parse_args((EvalArguments, EvalModelArguments), argv, prog="medsft.evaluate", doc=__doc__)
     # Without cpu=True, accelerate starts no process group on a machine without GPUs (the Trainer passes it for
     # training); with it, `accelerate launch` on CPU shards over gloo.
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     ###############
     # Models and adapters: every adapter checked (base, config, weights, shapes) before any model is evaluated
     ###############
+    require_hub_for([model_args.model_name_or_path, *args.adapters, *args.task_datasets()])
     source = resolve_model_source(model_args.model_name_or_path, args.gguf_cache_dir)
     adapters, labels = runner.check_adapters(args, source, model_args)
     out = choose_output_dir(args.output_dir, runner.default_output_dir(args, source))

@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from medsft.configs import GenerateArguments, parse_args
 from medsft.configs.training import MedModelConfig
 from medsft.core.errors import MedsftError, run_cli
-from medsft.modeling.adapters import check_adapter_base, load_adapter, read_adapter
+from medsft.modeling.adapters import base_precision, check_adapter_base, load_adapter, read_adapter
 from medsft.modeling.loading import fit_embeddings, load_model
 from medsft.modeling.source import resolve_model_source
 from medsft.run_dir.record import read_run
@@ -87,7 +87,9 @@ def compare(args: GenerateArguments) -> list[dict]:
         use_bnb_nested_quant=run["use_bnb_nested_quant"],
     )
     base = load_model(source, model_args, for_training=False).eval()
-    precision = f"4-bit {model_args.bnb_4bit_quant_type.upper()}" if in_4bit else "float32"
+    precision = base_precision(in_4bit, model_args.bnb_4bit_quant_type, model_args.use_bnb_nested_quant, "float32")
+    if is_adapter:  # the rule medsft.evaluate follows too, stated in the output
+        precision += ", as --load_in_4bit asked" if args.load_in_4bit is not None else ", as the run was trained"
     if is_adapter:
         tuned = load_adapter(base, str(run_dir)).eval()
         with tuned.disable_adapter():
@@ -109,7 +111,10 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> list[
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         argv = ["--run_dir", argv[0], *argv[1:]]
-    args, _ = parse_args((GenerateArguments,), argv, prog="medsft.generate")
+    args, _ = parse_args(
+        (GenerateArguments,), argv, prog="medsft.generate", doc=__doc__,
+        usage='medsft.generate RUN_DIR --prompt "..." ["..." ...] [--flag value ...]',
+    )  # fmt: skip
     results = compare(args)
     precision = results[0]["base_precision"]
     table = Table(title=f"{args.run_dir}: base ({precision}) vs fine-tuned", show_lines=True)

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig, PreviewArguments),
         argv,
         prog="medsft.preview",
+        doc=__doc__,
     )
     console = console or Console()
     data = load_sft_datasets(script_args, mixture, seed=training_args.seed)

@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         argv = ["--run_dir", argv[0], *argv[1:]]
-    args, _ = parse_args((PushArguments,), argv, prog="medsft.push")
+    args, _ = parse_args(
+        (PushArguments,), argv, prog="medsft.push", doc=__doc__,
+        usage="medsft.push RUN_DIR --repo_id OWNER/NAME [--dry_run FOLDER] [--flag value ...]",
+    )  # fmt: skip
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     result = push(args)
     where = result["folder"] if not result["uploaded"] else result["url"]

@@ -10,9 +10,9 @@ accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml
 accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --learning_rate 1e-4 --max_steps 50
 
 # offline: a local model directory or .gguf file and a local data file
-accelerate launch -m medsft.train recipes/wikidoc_qlora_smollm2.yaml \
-    --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
-    --dataset_name ../shared/data/wikidoc_patient_information/medical_meadow_wikidoc_patient_information.json \
+accelerate launch -m medsft.train recipes/wikidoc_qlora_smollm2.yaml \\
+    --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
+    --dataset_name ../shared/data/wikidoc_patient_information/medical_meadow_wikidoc_patient_information.json \\
     --max_steps 5 --output_dir runs/smollm2-try
 
 # several GPUs (see accelerate_configs/README.md for the others)
@@ -41,7 +41,9 @@ from medsft.configs.parser import parse_args
 from medsft.configs.training import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
 from medsft.core.environment import describe_device, git_commit, library_versions, now, warn_if_one_cpu_thread
 from medsft.core.errors import MedsftError, run_cli
+from medsft.core.hub_access import require_hub_for
 from medsft.core.noise import silence_packed_attention_mask_notice
+from medsft.core.paths import is_hub_id
 from medsft.data.lengths import truncation
 from medsft.data.mixture import load_sft_datasets
 from medsft.modeling.loading import (
@@ -63,6 +65,7 @@ from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
 from medsft.run_dir.checkpoints import checkpoint_state
+from medsft.run_dir.loss_curve import LOSS_CURVE_FILE, plot_loss_curve
 from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
 from medsft.run_dir.record import write_manifest, write_recipe, write_run_config
 from medsft.run_dir.resume import check_resume
@@ -72,7 +75,10 @@ logger = logging.getLogger("medsft.train")
 
 def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> SFTTrainer:
     script_args, training_args, model_args, mixture, explicit_keys = parse_args(
-        (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig), argv, prog="medsft.train"
+        (MedScriptArguments, MedSFTConfig, MedModelConfig, MedDatasetMixtureConfig),
+        argv,
+        prog="medsft.train",
+        doc=__doc__,
     )
     state = PartialState()
     logging.basicConfig(
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Model source and LoRA targets: checked on the module tree before any weights are loaded
     ###############
+    datasets_named = [script_args.dataset_name, *(entry.path for entry in (mixture.datasets or []))]
+    require_hub_for([model_args.model_name_or_path, *datasets_named])
     source = resolve_model_source(model_args.model_name_or_path, model_args.gguf_cache_dir)
     check_max_length(source, training_args.max_length, model_args.model_revision)
     push_to = _publishing(training_args, source, state, hub_token)
@@ -275,7 +283,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 "final_train_loss": logged[-1] if logged else None,
             },
         )
-        logger.info("saved to %s", training_args.output_dir)
+        curve = Path(training_args.output_dir) / LOSS_CURVE_FILE
+        plot_loss_curve(trainer.state.log_history, curve, _curve_title(training_args.output_dir, source, data))
+        logger.info("saved to %s; loss curve %s%s", training_args.output_dir, curve, _tensorboard_hint(training_args))
         if push_to:
             push(
                 PushArguments(
@@ -330,6 +340,17 @@ def _publishing(training_args, source, state, token: str | None) -> str | None:
         check_token(token)
     training_args.push_to_hub = False
     return repo_id
+
+
+def _curve_title(output_dir: str, source, data) -> str:
+    datasets = ", ".join(r.source if is_hub_id(r.source) else Path(r.source).name for r in data.reports)
+    return f"{Path(output_dir).name}: {source.name} on {datasets}"
+
+
+def _tensorboard_hint(training_args) -> str:
+    if "tensorboard" not in (training_args.report_to or []):
+        return ""
+    return f"; TensorBoard: tensorboard --logdir {Path(training_args.output_dir) / 'runs'}"
 
 
 def _checkpoint_name(plan) -> str:

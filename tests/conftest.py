@@ -115,6 +115,22 @@ def recipe_argv(recipe: str, model: str, output_dir: Path, *overrides: str, quic
             *flags, *overrides]  # fmt: skip
 
 
+def assert_training_logs(run_dir: Path, log_history: list[dict]) -> None:
+    """The run directory holds TensorBoard event files with every logged training loss, and ``loss_curve.png``."""
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = sorted(Path(run_dir, "runs").rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard event file under {run_dir}/runs"
+    logged = {e["step"]: e["loss"] for e in log_history if "loss" in e}
+    accumulator = EventAccumulator(str(events[-1].parent)).Reload()
+    scalars = {s.step: s.value for s in accumulator.Scalars("train/loss")}
+    assert scalars.keys() == logged.keys()
+    assert all(abs(scalars[step] - loss) <= 1e-4 * max(1.0, abs(loss)) for step, loss in logged.items())
+    with Image.open(Path(run_dir, "loss_curve.png")) as image:
+        assert image.format == "PNG" and image.size[0] > 300
+
+
 def train_quickly(recipe: str, model: str, output_dir: Path, *overrides: str) -> Path:
     """Train ``recipes/<recipe>.yaml`` for a few steps on ``model`` (later flags override the quick ones)."""
     from medsft.train import main as train

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -303,7 +304,12 @@ def test_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, pubmedqa_test_qu
         scores = [saved["pubmedqa_outputs"][name][r["pmid"]] for r in pubmedqa_test_questions[:12]]
         assert saved["results"][name]["pubmedqa"]["yes_no_auc"] == pytest.approx(yes_no_auc(truth, scores))
     assert "yes-vs-no ranking AUC" in out.getvalue()
-    assert "base vs adapters" in out.getvalue() and "pubmedqa_lora" in out.getvalue()
+    # the console names the models, how the base was held, and what each task scored (a subset marked as one)
+    printed, base = out.getvalue(), Path(tiny_gpt2).name
+    assert f"medsft evaluation: {base} (float32) vs pubmedqa_lora" in printed
+    assert "PubMedQA: pubmedqa test, first 12 of 500 questions" in printed
+    assert f"base ({base}): PubMedQA confusion" in printed and "pubmedqa_lora: PubMedQA confusion" in printed
+    assert saved["model"]["precision"] == "float32" and saved["model"]["load_in_4bit"] is False
     # never overwritten: the default directory gets a sibling, an explicit one is refused
     again = _quiet(_eval_args(tiny_gpt2, "--adapters", str(adapter_run), "--tasks", "pubmedqa"))
     assert Path(again["output_dir"]) == adapter_run / "eval-2"
@@ -333,11 +339,10 @@ def test_eval_recipe_parses_and_runs(tiny_gpt2, tmp_path):
 
 
 def test_leaderboard_recipe_names_the_suite():
-    from trl import ModelConfig
-
     from medsft.configs import EvalArguments, parse_args
+    from medsft.configs.commands import EvalModelArguments
 
-    args, _, _ = parse_args((EvalArguments, ModelConfig), [str(ROOT / "recipes/eval_leaderboard.yaml")])
+    args, _, _ = parse_args((EvalArguments, EvalModelArguments), [str(ROOT / "recipes/eval_leaderboard.yaml")])
     assert args.task_list == ["pubmedqa", "medqa", "medmcqa", "mmlu"] and args.num_fewshot == 0
     assert args.subject_list == ("anatomy", "clinical_knowledge", "college_biology", "college_medicine",
                                  "medical_genetics", "professional_medicine")  # fmt: skip
@@ -481,3 +486,27 @@ def test_medical_suite_bad_input(tiny_gpt2, tmp_path):
         _quiet([*base, "--tasks", "medqa", "--medqa_dataset", str(tmp_path)])
     with pytest.raises(MedsftError, match="unknown task"):
         _quiet([*base, "--tasks", "medqa,usmle"])
+
+
+def test_adapters_are_evaluated_on_the_base_they_were_trained_on(caplog):
+    """One rule with medsft.generate: a QLoRA adapter on its 4-bit base, a LoRA adapter on the full-precision one,
+    unless --load_in_4bit is given; adapters trained on different bases need the flag."""
+    from medsft.configs.commands import EvalModelArguments
+    from medsft.evaluation.runner import choose_base_precision
+    from medsft.modeling.adapters import AdapterInfo
+
+    qlora = AdapterInfo("q", "q", "gpt2", load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
+    lora = AdapterInfo("l", "l", "gpt2", load_in_4bit=False)
+    args = EvalModelArguments(model_name_or_path="gpt2")
+    assert choose_base_precision(args, [qlora]) == "4-bit NF4, nested"
+    assert (args.load_in_4bit, args.bnb_4bit_quant_type, args.use_bnb_nested_quant) == (True, "nf4", True)
+    args = EvalModelArguments(model_name_or_path="gpt2")
+    assert choose_base_precision(args, [lora]) == "float32" and args.load_in_4bit is False
+    assert choose_base_precision(EvalModelArguments(model_name_or_path="gpt2"), []) == "float32"
+    with pytest.raises(MedsftError, match=r"different bases: q \(4-bit\), l \(full-precision\).*--load_in_4bit"):
+        choose_base_precision(EvalModelArguments(model_name_or_path="gpt2"), [qlora, lora])
+    caplog.set_level(logging.INFO)
+    args = EvalModelArguments(model_name_or_path="gpt2", load_in_4bit=False)
+    assert choose_base_precision(args, [qlora, lora]) == "float32"
+    assert "q was trained on a 4-bit base; evaluating it on a full-precision one" in caplog.text
+    assert "base model in float32 (as --load_in_4bit asked" in caplog.text

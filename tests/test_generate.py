@@ -30,7 +30,7 @@ def test_base_and_fine_tuned_side_by_side(notes_run, tiny_gpt2):
     out = io.StringIO()
     (row,) = generate([str(notes_run), "--prompt", PROMPT, "--max_new_tokens", "12"], console=Console(file=out))
     assert row["prompt"] == PROMPT and row["base"] != row["fine_tuned"]
-    assert "base (float32) vs fine-tuned" in out.getvalue()
+    assert "base (float32, as the run was trained) vs fine-tuned" in out.getvalue()
     # the "base" column is the plain base model's greedy continuation
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
     base = AutoModelForCausalLM.from_pretrained(tiny_gpt2).eval()
@@ -89,10 +89,10 @@ def test_qlora_run_is_compared_on_its_4bit_base(tiny_gpt2, wikidoc_small, tmp_pa
 
     out = io.StringIO()
     (row,) = generate([str(run), "--prompt", prompt, "--max_new_tokens", "12"], console=Console(file=out, width=300))
-    assert row["base_precision"] == "4-bit NF4" and row["base"] == expected_4bit
-    assert "base (4-bit NF4) vs fine-tuned" in out.getvalue()
+    assert row["base_precision"] == "4-bit NF4, nested, as the run was trained" and row["base"] == expected_4bit
+    assert "base (4-bit NF4, nested, as the run was trained) vs fine-tuned" in out.getvalue()
     (row,) = generate(
         [str(run), "--prompt", prompt, "--max_new_tokens", "12", "--load_in_4bit", "false"],
         console=Console(file=io.StringIO()),
     )
-    assert row["base_precision"] == "float32" and row["base"] == expected_fp32
+    assert row["base_precision"] == "float32, as --load_in_4bit asked" and row["base"] == expected_fp32

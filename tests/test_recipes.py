@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medsft.train import main
-from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR, WIKIDOC_JSON, recipe_argv
+from tests.conftest import MEDQUAD_DIR, PUBMEDQA_DIR, WIKIDOC_JSON, assert_training_logs, recipe_argv
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 LOCAL_DATA = {
@@ -65,3 +65,6 @@ def test_recipe_trains_offline(name, tiny_gpt2, tiny_llama, tmp_path):
     assert recorded["dataset_format"] == recipe["dataset_format"] and recorded["max_steps"] == 2
     if recipe.get("eval_strategy") not in (None, "no"):
         assert any("eval_loss" in entry for entry in trainer.state.log_history)
+    # every run: TensorBoard event files (the recipes' report_to) and the loss curve
+    assert recipe["report_to"] == "tensorboard"
+    assert_training_logs(out, trainer.state.log_history)

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from medsft.core.errors import MedsftError
 from medsft.train import main
-from tests.conftest import recipe_argv
+from tests.conftest import assert_training_logs, recipe_argv
 
 
 def recipe_args(model: str, data: str, out: Path, *extra: str) -> list[str]:
@@ -63,6 +63,8 @@ def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tm
     files = {p.name for p in out.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "recipe.yaml"} <= files
     assert "run_manifest.json" in files
+
+    assert_training_logs(out, trainer.state.log_history)  # TensorBoard events (the recipe's report_to), loss curve
 
     manifest = json.loads((out / "run_manifest.json").read_text())
     assert manifest["seed"] == 42 and manifest["global_step"] == 6
@@ -210,3 +212,18 @@ def test_unreachable_hub_model_is_a_clear_error(wikidoc_small, tmp_path, monkeyp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(MedsftError, match="could not load model config 'gpt2'.*pass a local path instead"):
         main(recipe_args("gpt2", wikidoc_small, tmp_path / "run"))
+
+
+def test_tensorboard_is_the_default_and_its_absence_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    from medsft.configs.training import MedSFTConfig
+
+    assert MedSFTConfig(output_dir=str(tmp_path)).report_to == ["tensorboard"]
+    assert MedSFTConfig(output_dir=str(tmp_path), report_to="none").report_to == []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("tensorboard") else real(name, *a)
+    )
+    with pytest.raises(MedsftError, match="pip install tensorboard"):
+        MedSFTConfig(output_dir=str(tmp_path))

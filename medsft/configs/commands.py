@@ -109,6 +109,46 @@ class EvalArguments:
         if self.batch_size < 1:
             raise MedsftError("--batch_size must be at least 1")
 
+    def task_datasets(self) -> list[str]:
+        """The dataset of every task asked for (Hub ids or local paths)."""
+        return [getattr(self, f"{task}_dataset") for task in self.task_list]
+
+
+@dataclass
+class EvalModelArguments:
+    """The base model's arguments evaluation reads (TRL ``ModelConfig``'s names, without its training-only LoRA flags).
+
+    Parameters:
+        model_name_or_path: the base model: Hub id, local directory or ``.gguf`` file.
+        load_in_4bit: evaluate on the base quantized to 4-bit. Default (unset): as the adapters were trained (one
+            rule with ``medsft.generate``: a QLoRA adapter on its 4-bit base, a LoRA adapter on the full-precision
+            one); without adapters, full precision.
+        bnb_4bit_quant_type / use_bnb_nested_quant: the 4-bit quantization (default: the adapters' runs', else NF4
+            without nesting).
+    """
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base model: Hub id, local directory or .gguf file."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "dtype the model is loaded in.", "choices": ["auto", "bfloat16", "float16", "float32"]},
+    )
+    attn_implementation: str | None = field(default=None, metadata={"help": "Attention (sdpa, eager, ...)."})
+    load_in_4bit: bool | None = field(
+        default=None,
+        metadata={"help": "Base in 4-bit; unset: as the adapters were trained (QLoRA: 4-bit), else full precision."},
+    )
+    load_in_8bit: bool = field(default=False, metadata={"help": "Base in 8-bit (bitsandbytes)."})
+    bnb_4bit_quant_type: str | None = field(
+        default=None, metadata={"help": "4-bit type; unset: the adapters' runs', else nf4.", "choices": ["fp4", "nf4"]}
+    )
+    use_bnb_nested_quant: bool | None = field(
+        default=None, metadata={"help": "Nested 4-bit quantization; unset: the adapters' runs', else off."}
+    )
+    bnb_4bit_quant_storage: str | None = field(default=None, metadata={"help": "4-bit storage dtype."})
+
 
 @dataclass
 class GenerateArguments:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import yaml
 from trl import TrlParser
 
+from medsft.configs.help import handle_help
 from medsft.core.errors import MedsftError
 
 
@@ -61,7 +62,13 @@ class _Parser(TrlParser):
         return MedsftError(f"unknown argument(s): {', '.join(hints)}; run with --help for the accepted arguments")
 
 
-def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
+def parse_args(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    prog: str | None = None,
+    doc: str = "",
+    usage: str | None = None,
+) -> tuple:
     """Parse a recipe (positional or ``--config``) plus CLI overrides into the given dataclasses.
 
     What TRL's ``parse_args_and_config`` does (the recipe's values become the defaults, ``env`` is exported, flags
@@ -69,12 +76,17 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
     ``set_defaults_with_config`` returns them) and unknown flags are one line with the closest valid flag, an
     abbreviated flag is refused, and the keys the user set are returned.
 
+    ``-h``/``--help`` prints medsft's arguments first and the lead TRL flags (``medsft.configs.help``),
+    ``--help-all`` every flag; ``doc`` is the command module's docstring (the help shows its first paragraph and
+    examples), ``usage`` the usage line of a command that reads no recipe.
+
     Returns:
         One instance per dataclass, then the set of argument names the user set (in the recipe or on the CLI),
         which is what ``run_dir.write_recipe`` records.
     """
     argv = _recipe_argv(sys.argv[1:] if argv is None else argv)
     parser = _Parser(dataclass_types, prog=prog)
+    handle_help(argv, parser, prog, doc, dataclass_types, usage)
     explicit = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--") and a != "--config"}
     if "--config" in argv:
         i = argv.index("--config")

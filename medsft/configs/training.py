@@ -240,6 +240,9 @@ class MedSFTConfig(SFTConfig):
         packed_layout: how a packed batch reaches the attention (``medsft.modeling.packing``): ``auto`` (default)
             picks TRL's padding-free row for flash/flex attention, ``segments`` (SDPA per example) on CPU and
             ``rows`` (one row per bin) on a GPU; or name one of ``padding_free``, ``segments``, ``rows``.
+        report_to: ``tensorboard`` by default (transformers: ``none``): event files under the run directory's
+            ``runs/`` (``tensorboard --logdir runs/x/runs``); ``none`` turns it off. Every run also gets
+            ``loss_curve.png`` whatever this says.
     """
 
     overwrite_output_dir: bool = field(
@@ -256,6 +259,10 @@ class MedSFTConfig(SFTConfig):
     logging_first_step: bool = field(
         default=True,
         metadata={"help": "Log the first step's loss (medsft's default: a CPU step can take minutes)."},
+    )
+    report_to: None | str | list[str] = field(
+        default="tensorboard",
+        metadata={"help": "Where to log: tensorboard (medsft's default: output_dir/runs), none, wandb …"},
     )
     packed_layout: str = field(
         default="auto",
@@ -306,12 +313,23 @@ class MedSFTConfig(SFTConfig):
             raise MedsftError(
                 "early_stopping_patience needs a positive value, eval_strategy steps/epoch and load_best_model_at_end"
             )
+        _check_tensorboard(self.report_to)
         super().__post_init__()
         if processes > 1 and self.world_size != processes:
             raise MedsftError(
                 f"launched {processes} processes but the trainer sees world_size={self.world_size}; "
                 "each process would train alone on all the data (see accelerate_configs/README.md)"
             )
+
+
+def _check_tensorboard(report_to) -> None:
+    """The Trainer would fail with a traceback when it builds the callback; say what to install instead."""
+    import importlib.util
+
+    wanted = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if "tensorboard" in wanted and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise MedsftError("--report_to tensorboard needs the tensorboard package: pip install tensorboard (or pass "
+                          "--report_to none)")  # fmt: skip
 
 
 def launched_processes() -> int:

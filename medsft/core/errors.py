@@ -16,7 +16,16 @@ class MedsftError(Exception):
 
 @contextmanager
 def hub_errors(what: str, name: str) -> Iterator[None]:
-    """Turn a failed Hub or local load (offline, missing repo, typo) into a one-line error naming what failed."""
+    """Turn a failed Hub or local load (offline, missing repo, typo) into a one-line error naming what failed.
+
+    A Hub id (``name``'s first word) is first checked to be reachable, so an unreachable Hub fails in seconds with
+    one line instead of the libraries' retries (``medsft.core.hub_access``).
+    """
+    from medsft.core.hub_access import require_hub
+    from medsft.core.paths import is_hub_id
+
+    if is_hub_id(name.split(" ", 1)[0]):
+        require_hub(f"{what} '{name}'")
     try:
         yield
     except MedsftError:

@@ -23,6 +23,11 @@ def silence_at_import() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
         _DropMessages("Failed to load CPU gemm_4bit_forward from kernels-community")
     )
+    # ... and with HF_HUB_OFFLINE=1, `kernels` (0.19, a transformers 5.25 dependency) first says it skips that
+    # kernel's publisher check: the same optional kernel, the same fallback.
+    logging.getLogger("kernels._internals.hf_hub").addFilter(
+        _DropMessages("Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes'")
+    )
     # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` property when it wraps a model, and its
     # prepare_model_for_kbit_training (QLoRA) calls the deprecated `gradient_checkpointing_enable` (transformers 5.24
     # renamed both to activation_checkpointing*); they do the same thing, the names are peft's to update.

@@ -1,21 +1,53 @@
-"""``python -m medsft.data preview <recipe.yaml> [overrides]``: the older spelling of ``python -m medsft.preview``."""
+"""``medsft-data`` (``python -m medsft.data``): the data commands.
+
+```bash
+medsft-data preview recipes/pubmedqa_lora.yaml --dataset_name ../shared/data/pubmedqa \\
+    --model_name_or_path ../shared/models/gpt2-tokenizer       # the same as medsft-preview / python -m medsft.preview
+medsft-data pubmedqa-index ../shared/data/pubmedqa            # rebuild the shipped PubMedQA test-set index
+```
+"""
 
 from __future__ import annotations
 
 import sys
 
-from medsft.core.errors import run_cli
+from medsft.core.errors import MedsftError, run_cli
 
-USAGE = "usage: python -m medsft.preview <recipe.yaml> [--flag value ...]"
+USAGE = """usage: medsft-data COMMAND [arguments]
+
+commands:
+  preview RECIPE.yaml [--flag value ...]   the training data exactly as the model will see it (medsft-preview)
+  pubmedqa-index PUBMEDQA_DIR [OUT_DIR]    rebuild the PubMedQA test-set index decontamination ships with
+"""
+
+
+def _pubmedqa_index(argv: list[str]) -> None:
+    from pathlib import Path
+
+    from medsft.data import pubmedqa
+    from medsft.data.decontam import SHIPPED, TestSetIndex
+
+    if not argv or len(argv) > 2:
+        raise MedsftError("pubmedqa-index needs PUBMEDQA_DIR (the release with ori_pqal.json) and optionally OUT_DIR")
+    index = TestSetIndex.from_pubmedqa(argv[0])
+    index.save(Path(argv[1]) if len(argv) > 1 else SHIPPED, pubmedqa.official_test_labels(argv[0]))
+    print(f"{len(index.pmids)} PMIDs, {len(index.questions)} questions, {len(index.ngrams)} 13-grams")
 
 
 def cli() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] != "preview":
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
-    from medsft import preview
+    command, argv = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else (None, [])
+    if command in (None, "-h", "--help"):
+        print(USAGE, file=sys.stdout if command else sys.stderr, end="")
+        sys.exit(0 if command else 2)
+    if command == "preview":
+        from medsft import preview
 
-    run_cli(lambda: preview.main(sys.argv[2:]), "medsft.preview")
+        run_cli(lambda: preview.main(argv), "medsft.preview")
+    elif command == "pubmedqa-index":
+        run_cli(lambda: _pubmedqa_index(argv), "medsft-data")
+    else:
+        print(f"medsft-data: error: unknown command {command!r}; commands: preview, pubmedqa-index", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -118,12 +118,40 @@ def _choice_rows(task: str, subjects: list[str]) -> list[tuple[str, Callable[[Mu
     return rows
 
 
-def comparison_table(results: dict[str, ModelResults]) -> Table:
-    """Rows: metrics; columns: base and each adapter."""
-    table = Table(title="medsft evaluation: base vs adapters")
+def display_names(report: EvalReport) -> dict[str, str]:
+    """Column label -> how a person is shown it: the base by its model's name, an adapter by its run's."""
+    return {label: f"base ({report.model['name']})" if label == "base" else label for label in report.results}
+
+
+def task_caption(report: EvalReport, task: str) -> str:
+    """What a task scored: dataset, split and how many (``first 12 of 500`` for a ``--limit`` subset)."""
+    settings = getattr(report.settings, task)
+    if settings is None:
+        return ""
+    if task == "perplexity":
+        n, unit = settings.texts, "texts"
+    else:
+        n, unit = settings.questions, "questions"
+    subset = settings.subset
+    count = f"first {subset[0]} of {subset[1]} {unit}" if subset else f"{n} {unit}"
+    shots = f", {settings.num_fewshot}-shot" if getattr(settings, "num_fewshot", 0) else ""
+    return f"{settings.dataset} {settings.split}, {count}{shots}"
+
+
+def heading(report: EvalReport) -> str:
+    """One line naming the base model, how it was held, and every adapter."""
+    precision = report.model.get("precision")
+    base = report.model["name"] + (f" ({precision})" if precision else "")
+    adapters = [label for label in report.results if label != "base"]
+    return f"{base} vs {', '.join(adapters)}" if adapters else base
+
+
+def comparison_table(results: dict[str, ModelResults], names: dict[str, str] | None = None) -> Table:
+    """Rows: metrics; columns: base and each adapter (``names``: the columns' headers)."""
+    table = Table()
     table.add_column("metric")
-    for name in results:
-        table.add_column(name, justify="right")
+    for label in results:
+        table.add_column((names or {}).get(label, label), justify="right")
     sections = [("perplexity", _PERPLEXITY_ROWS), ("pubmedqa", _pubmedqa_rows())]
     for task in CHOICE_TASKS:
         subjects = next((list(getattr(r, task).subjects or {}) for r in results.values() if getattr(r, task)), [])
@@ -136,9 +164,9 @@ def comparison_table(results: dict[str, ModelResults]) -> Table:
     return table
 
 
-def confusion_table(name: str, scores: PubMedQAResult) -> Table:
+def confusion_table(scores: PubMedQAResult) -> Table:
     matrix = scores.confusion_matrix
-    table = Table(title=f"{name}: PubMedQA confusion (rows true, columns predicted)")
+    table = Table()
     table.add_column("true \\ predicted")
     for label in matrix["columns_predicted"]:
         table.add_column(label, justify="right")
@@ -147,14 +175,25 @@ def confusion_table(name: str, scores: PubMedQAResult) -> Table:
     return table
 
 
-def print_report(results: dict[str, ModelResults], console: Console) -> None:
-    console.print(comparison_table(results))
-    for name, result in results.items():
+def print_report(report: EvalReport, console: Console) -> None:
+    """The comparison table and PubMedQA's confusion matrices. Titles are printed as lines of their own: as a rich
+    table's title they were wrapped to the table's width, mid-phrase."""
+    names = display_names(report)
+    titles = {"pubmedqa": "PubMedQA", **TASK_TITLES}
+    scored = "; ".join(f"{titles.get(t, t)}: {task_caption(report, t)}" for t in report.settings.tasks)
+    console.print(f"[bold]medsft evaluation[/bold]: {heading(report)}", soft_wrap=True)
+    console.print(f"scored: {scored}", soft_wrap=True)
+    console.print(comparison_table(report.results, names))
+    for label, result in report.results.items():
         if result.pubmedqa:
-            console.print(confusion_table(name, result.pubmedqa))
+            console.print(
+                f"[bold]{names[label]}[/bold]: PubMedQA confusion (rows true, columns predicted)", soft_wrap=True
+            )
+            console.print(confusion_table(result.pubmedqa))
 
 
-def plot_confusion(out: Path, name: str, scores: PubMedQAResult) -> Path:
+def plot_confusion(out: Path, label: str, scores: PubMedQAResult, name: str, caption: str) -> Path:
+    """``pubmedqa_confusion_<label>.png``, titled with the model's ``name`` and what was scored (``caption``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,30 +211,36 @@ def plot_confusion(out: Path, name: str, scores: PubMedQAResult) -> Path:
     for i, row in enumerate(counts):
         for j, value in enumerate(row):
             ax.text(j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black")
-    ax.set_title(f"{name}\nacc {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f} (n={scores.n})")
+    ax.set_title(
+        f"{name}\nPubMedQA {caption}\nacc {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f} (n={scores.n})",
+        fontsize=8,
+    )
     fig.tight_layout()
-    path = out / f"pubmedqa_confusion_{name}.png"
+    path = out / f"pubmedqa_confusion_{label}.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def plot_comparison(out: Path, results: dict[str, ModelResults]) -> Path | None:
+def plot_comparison(out: Path, report: EvalReport) -> Path | None:
     """One figure for the whole suite: accuracy per task with 95% intervals, base and each adapter side by side
-    (chance and PubMedQA's majority baseline marked), and perplexity."""
+    (chance and PubMedQA's majority baseline marked), and perplexity with its values; titled with the models, each
+    task labelled with its dataset and sample size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = list(results)
+    results = report.results
+    labels, shown = list(results), display_names(report)
+    names = labels
     tasks = [t for t in ("pubmedqa", *CHOICE_TASKS) if any(getattr(r, t) for r in results.values())]
     panels = (["accuracy"] if tasks else []) + (["perplexity"] if any(r.perplexity for r in results.values()) else [])
     if not panels:
         return None
     widths = [max(4.5, 1.2 * len(tasks) * max(1, len(names)) / 2) if p == "accuracy" else 4.5 for p in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), 3.8), squeeze=False,
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), 4.6), squeeze=False,
                              gridspec_kw={"width_ratios": widths})  # fmt: skip
     for ax, panel in zip(axes[0], panels):
         if panel == "accuracy":
@@ -206,24 +251,39 @@ def plot_comparison(out: Path, results: dict[str, ModelResults]) -> Path | None:
                 acc = [q.accuracy if q else 0.0 for q in scored]
                 low = [a - q.accuracy_ci95[0] if q else 0 for a, q in zip(acc, scored)]
                 high = [q.accuracy_ci95[1] - a if q else 0 for a, q in zip(acc, scored)]
-                ax.bar(x + (i - (len(names) - 1) / 2) * width, acc, width, yerr=[low, high], capsize=3, label=name)
+                ax.bar(
+                    x + (i - (len(names) - 1) / 2) * width, acc, width, yerr=[low, high], capsize=3, label=shown[name]
+                )
             if any(t in CHOICE_TASKS for t in tasks):
                 ax.axhline(0.25, color="gray", linestyle=":", label="chance (4 options)")
             pubmedqa = next((r.pubmedqa for r in results.values() if r.pubmedqa), None)
             if pubmedqa:
                 base = pubmedqa.majority_baseline.accuracy
                 ax.hlines(base, -0.4, 0.4, color="tab:red", linestyle="--", label=f"PubMedQA majority {base:.3f}")
-            ax.set_xticks(x, [TASK_TITLES.get(t, "PubMedQA") for t in tasks])
+            ticks = [f"{TASK_TITLES.get(t, 'PubMedQA')}\n{_count(report, t)}" for t in tasks]
+            ax.set_xticks(x, ticks, fontsize=8)
             ax.set_ylim(0, 1)
             ax.set_ylabel("accuracy (95% CI)")
-            ax.legend(loc="upper right", fontsize=7)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=7, frameon=False)
         else:
             ppl = [results[n].perplexity.perplexity if results[n].perplexity else 0.0 for n in names]
-            ax.bar(names, ppl, color="tab:green")
+            bars = ax.bar([shown[n] for n in names], ppl, color="tab:green")
+            ax.bar_label(bars, labels=[f"{v:.2f}" if v else "—" for v in ppl], fontsize=8)
             ax.set_ylabel("perplexity (lower is better)")
-            ax.tick_params(axis="x", rotation=20)
+            ax.set_title(f"perplexity\n{task_caption(report, 'perplexity')}", fontsize=8)
+            ax.tick_params(axis="x", rotation=20, labelsize=7)
+            ax.margins(y=0.15)
+    fig.suptitle(f"medsft evaluation: {heading(report)}", fontsize=9)
     fig.tight_layout()
     path = out / "comparison.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _count(report: EvalReport, task: str) -> str:
+    settings = getattr(report.settings, task)
+    subset = settings.subset if settings else None
+    n = settings.questions if settings else 0
+    split = f"{settings.split}, " if settings else ""
+    return f"{split}n={subset[0]} of {subset[1]}" if subset else f"{split}n={n}"

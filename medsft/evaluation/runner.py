@@ -38,7 +38,15 @@ from medsft.evaluation.schema import (
     PubMedQAResult,
     PubMedQASettings,
 )
-from medsft.modeling.adapters import AdapterInfo, check_adapter_base, check_adapter_loads, load_adapter, read_adapter
+from medsft.evaluation.scoring import scoring_model
+from medsft.modeling.adapters import (
+    AdapterInfo,
+    base_precision,
+    check_adapter_base,
+    check_adapter_loads,
+    load_adapter,
+    read_adapter,
+)
 from medsft.modeling.loading import load_model
 from medsft.modeling.source import ModelSource
 
@@ -53,16 +61,52 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
         if not args.allow_base_mismatch:
             check_adapter_base(adapter, source)
         check_adapter_loads(adapter, source, model_args.model_revision)
-        if adapter.load_in_4bit is not None and adapter.load_in_4bit != model_args.load_in_4bit:
-            precision = {True: "4-bit", False: "full-precision"}
-            logger.warning(
-                "%s was trained on a %s base; evaluating on a %s one (--load_in_4bit %s)", adapter.name,
-                precision[adapter.load_in_4bit], precision[model_args.load_in_4bit], model_args.load_in_4bit,
-            )  # fmt: skip
+    choose_base_precision(model_args, adapters)
     labels = ["base"]
     for adapter in adapters:
         labels.append(file_label(adapter.name, set(labels)))
     return adapters, labels
+
+
+def choose_base_precision(model_args, adapters: list[AdapterInfo]) -> str:
+    """Settle ``--load_in_4bit`` (and the 4-bit type) by the rule ``medsft.generate`` follows too: the base the
+    adapters were trained on, unless the flag was given; adapters trained on different bases need the flag. Returns
+    the precision's description, which the log and the report's table state."""
+    precision = {True: "4-bit", False: "full-precision"}
+    trained = {a.load_in_4bit for a in adapters if a.load_in_4bit is not None}
+    given = model_args.load_in_4bit is not None
+    if not given:
+        if len(trained) > 1:
+            names = ", ".join(
+                f"{a.name} ({precision[a.load_in_4bit]})" for a in adapters if a.load_in_4bit is not None
+            )
+            raise MedsftError(
+                f"the adapters were trained on different bases: {names}; evaluate them in separate runs, or pass "
+                "--load_in_4bit true or false to evaluate every one on the same base"
+            )
+        model_args.load_in_4bit = next(iter(trained)) if trained else False
+    quantized = next((a for a in adapters if a.load_in_4bit), None)
+    if model_args.bnb_4bit_quant_type is None:
+        model_args.bnb_4bit_quant_type = (quantized and quantized.bnb_4bit_quant_type) or "nf4"
+    if model_args.use_bnb_nested_quant is None:
+        model_args.use_bnb_nested_quant = bool(quantized and quantized.use_bnb_nested_quant)
+    described = base_precision(
+        model_args.load_in_4bit, model_args.bnb_4bit_quant_type, model_args.use_bnb_nested_quant, model_args.dtype
+    )
+    why = "as --load_in_4bit asked" if given else ("as the adapters were trained" if trained else "no adapter asks")
+    for adapter in adapters:
+        if adapter.load_in_4bit is not None and adapter.load_in_4bit != model_args.load_in_4bit:
+            logger.warning(
+                "%s was trained on a %s base; evaluating it on a %s one (--load_in_4bit %s)", adapter.name,
+                precision[adapter.load_in_4bit], precision[model_args.load_in_4bit], model_args.load_in_4bit,
+            )  # fmt: skip
+    logger.info("base model in %s (%s; --load_in_4bit true/false chooses)", described, why)
+    return described
+
+
+def display_name(label: str, source: ModelSource, adapter: AdapterInfo | None) -> str:
+    """How a column is named to a person: the base by its model, an adapter by its run."""
+    return f"base ({source.name})" if adapter is None else label
 
 
 def file_label(name: str, taken: set[str]) -> str:
@@ -155,9 +199,10 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
                 model = model.to(state.device)
             model.eval()
             done.max_length = _max_length(model, args.max_length)
-            done.results[label], done.timings[label], output, choices = _evaluate_model(
-                model, tokenizer, data, done.max_length, args
-            )
+            with scoring_model(display_name(label, source, adapter)):
+                done.results[label], done.timings[label], output, choices = _evaluate_model(
+                    model, tokenizer, data, done.max_length, args
+                )
             for task, choice_output in choices.items():
                 done.choice_outputs.setdefault(task, {})[label] = choice_output
         except (MedsftError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: out of memory, for one
@@ -208,6 +253,12 @@ def build_report(args, model_args, source, adapters, labels, data: EvalData, don
             "gguf_sha256": source.gguf_sha256,
             "fingerprint": source.fingerprint,
             "load_in_4bit": model_args.load_in_4bit,
+            "precision": base_precision(
+                model_args.load_in_4bit,
+                model_args.bnb_4bit_quant_type,
+                model_args.use_bnb_nested_quant,
+                model_args.dtype,
+            ),
         },
         adapters={label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},
         settings=_settings(args, data, done.max_length),
@@ -223,7 +274,10 @@ def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluatio
     pmids = [r["pmid"] for r in data.rows]
     for label, output in done.outputs.items():
         rep.write_predictions(out, label, pmids, output["predicted"])
-        rep.plot_confusion(out, label, report.results[label].pubmedqa)
+        rep.plot_confusion(
+            out, label, report.results[label].pubmedqa, rep.display_names(report)[label],
+            rep.task_caption(report, "pubmedqa"),
+        )  # fmt: skip
     if done.outputs:
         report.pubmedqa_outputs = {
             label: dict(zip(pmids, output["details"])) for label, output in done.outputs.items()
@@ -236,9 +290,9 @@ def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluatio
         report.choice_outputs[task] = {
             label: dict(zip(ids, output["details"], strict=True)) for label, output in outputs.items()
         }
-    rep.plot_comparison(out, report.results)
+    rep.plot_comparison(out, report)
     rep.write_report(out, report)
-    rep.print_report(report.results, console)
+    rep.print_report(report, console)
     console.print(f"report: {out / rep.REPORT_FILE}")
 
 

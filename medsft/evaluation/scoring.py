@@ -11,7 +11,9 @@ whatever the number of processes, so a 2-process run gives bit-identical numbers
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 import torch
@@ -21,6 +23,20 @@ from rich.progress import track
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+# The model being scored, named in the progress bars ("base (SmolLM2-135M-Instruct.Q4_1.gguf) · PubMedQA")
+_model_name: ContextVar[str | None] = ContextVar("model_name", default=None)
+
+
+@contextmanager
+def scoring_model(name: str) -> Iterator[None]:
+    """Name ``name`` in every progress bar shown inside the block."""
+    token = _model_name.set(name)
+    try:
+        yield
+    finally:
+        _model_name.reset(token)
 
 
 def make_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -36,7 +52,7 @@ def run_sharded(items: Sequence[T], batches: list[list[int]], fn: Callable[[list
     mine = range(state.process_index, len(batches), state.num_processes)
     done = [
         (b, fn([items[i] for i in batches[b]]))
-        for b in track(mine, description=what, disable=not state.is_main_process, transient=True)
+        for b in track(mine, description=_describe(what), disable=not state.is_main_process, transient=True)
     ]
     if state.num_processes > 1:
         done = gather_object(done)
@@ -44,6 +60,11 @@ def run_sharded(items: Sequence[T], batches: list[list[int]], fn: Callable[[list
     for b, batch_results in done:
         results.update(zip(batches[b], batch_results, strict=True))
     return [results[i] for i in range(len(items))]
+
+
+def _describe(what: str) -> str:
+    name = _model_name.get()
+    return f"{name} · {what}" if name else what
 
 
 def pad_token_id(tokenizer) -> int:

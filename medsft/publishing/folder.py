@@ -19,6 +19,7 @@ from medsft.data.io import read_json
 from medsft.evaluation.schema import EvalReport
 from medsft.publishing.card import build_card
 from medsft.publishing.provenance import licence_text, rerunnable_recipe, training_datasets
+from medsft.run_dir.loss_curve import LOSS_CURVE_FILE
 from medsft.run_dir.record import MANIFEST_FILE, RECIPE_FILE, Run, read_run
 
 logger = logging.getLogger("medsft.push")
@@ -180,6 +181,8 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
         for extra in report_path.parent.glob("*"):
             if extra.suffix in (".png",) or "_predictions_" in extra.name:  # every task's predictions file
                 shutil.copy2(extra, folder / "eval")
+    if (run_dir / LOSS_CURVE_FILE).is_file():
+        shutil.copy2(run_dir / LOSS_CURVE_FILE, folder)
     card = build_card(
         repo_id=args.repo_id,
         base_model=base_model,
@@ -193,7 +196,9 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
         merged=args.merge,
         tokenizer_included=tokenizer_included,
         added_tokens=added_tokens,
-        plots=tuple(sorted(str(p.relative_to(folder)) for p in (folder / "eval").glob("*.png"))),
+        plots=tuple(
+            str(p.relative_to(folder)) for p in [*folder.glob("*.png"), *sorted((folder / "eval").glob("*.png"))]
+        ),
         datasets=training_datasets(run.arguments),
         recipe_notes=tuple(recipe_notes),
     )

@@ -1,0 +1,63 @@
+"""The run directory's ``loss_curve.png``: training and validation loss against the optimizer step.
+
+Written by ``medsft.train`` at the end of every run (resumed runs included: the Trainer's ``log_history`` carries
+the steps before the checkpoint), and by ``bench/plot_training.py`` for any run or checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LOSS_CURVE_FILE = "loss_curve.png"
+
+
+def read_log_history(run_dir: Path) -> list[dict]:
+    """The Trainer's ``log_history`` of a run: its own ``trainer_state.json``, else its newest checkpoint's."""
+    run_dir = Path(run_dir)
+    states = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+    if (run_dir / "trainer_state.json").is_file():
+        states.append(run_dir / "trainer_state.json")
+    if not states:
+        return []
+    return json.loads(states[-1].read_text()).get("log_history", [])
+
+
+def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> tuple[int, int]:
+    """Draw training loss (every logged step) and validation loss (every evaluation) into ``path``.
+
+    Parameters:
+        log_history: the Trainer's ``state.log_history`` (``loss`` at logged steps, ``eval_loss`` at evaluations).
+        path: the PNG to write.
+        title: the figure's title (the run's name, base model and data).
+
+    Returns:
+        How many training and validation points were drawn.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    if train:
+        ax.plot(*zip(*train), marker="o", markersize=3, label=f"training loss ({len(train)} logged steps)")
+    if evals:
+        ax.plot(*zip(*evals), marker="s", color="tab:red", label=f"validation loss ({len(evals)} evaluations)")
+    if not train and not evals:
+        ax.text(0.5, 0.5, "no loss was logged", ha="center", va="center", transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(title, fontsize=9)
+    if train or evals:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return len(train), len(evals)
