@@ -27,7 +27,7 @@ MEDQUAD_EVAL_LIMIT ?= 100
 # accelerate launch would otherwise give a CPU-only run one thread (it sets OMP_NUM_THREADS=1 when unset)
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-TRAIN = accelerate launch -m medsft.train
+TRAIN = accelerate launch -q -m medsft.train  # -q: a medsft error is its one line, without accelerate's traceback
 EVAL = python -m medsft.evaluate --model_name_or_path $(MODEL)
 EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)

@@ -117,12 +117,15 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> list[
     )  # fmt: skip
     results = compare(args)
     precision = results[0]["base_precision"]
-    table = Table(title=f"{args.run_dir}: base ({precision}) vs fine-tuned", show_lines=True)
+    console = console or Console()
+    # a line of its own: as the table's title it was wrapped to the table's width, mid-phrase
+    console.print(f"[bold]{args.run_dir}[/bold]: base ({precision}) vs fine-tuned", soft_wrap=True)
+    table = Table(show_lines=True)
     for column in ("prompt", "base", "fine-tuned"):
         table.add_column(column, ratio=1, overflow="fold")
     for row in results:
         table.add_row(row["prompt"], row["base"], row["fine_tuned"])
-    (console or Console()).print(table)
+    console.print(table)
     return results
 
 

@@ -13,7 +13,7 @@ RUN="${QUICKSTART_DIR:-runs/quickstart}"
 STEPS="${QUICKSTART_STEPS:-4}"
 LIMIT="${QUICKSTART_LIMIT:-20}"
 SHARED="${MEDSFT_SHARED:-../shared}"
-PY=.venv/bin/python
+PY="${MEDSFT_PYTHON:-.venv/bin/python}"   # the tests pass their own interpreter
 [ -x "$PY" ] || { echo "quickstart: no .venv here: run 'make quickstart' (it sets up first) or scripts/setup.sh" >&2; exit 2; }
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
 for path in "$RUN" "$RUN-publish"; do
@@ -68,6 +68,6 @@ cat <<DONE
   $RUN/eval/comparison.png        base vs adapter, every task, with 95% intervals (a $LIMIT-example subset: a smoke test, not a result)
   $RUN-publish/README.md   the model card that would be published
 next:
-  .venv/bin/python -m medsft.generate $RUN --prompt "What are the symptoms of asthma?" --max_new_tokens 48
+  $PY -m medsft.generate $RUN --prompt "What are the symptoms of asthma?" --max_new_tokens 48
   the full recipe: README "Train"; real numbers: docs/RESULTS.md
 DONE

@@ -31,7 +31,8 @@ def test_help_is_short_and_leads_with_medsft_arguments(command, capsys):
     if command in ("train", "preview"):  # recipe-reading commands document the positional recipe and --config
         assert "RECIPE.yaml (positional, or --config RECIPE.yaml)" in text
         # medsft's own flags come before TRL's, the rest is counted and reachable
-        assert text.index("--dataset_type") < text.index("--learning_rate")
+        listed = text.split("medsft's arguments:", 1)[1]
+        assert listed.index("--dataset_type") < listed.index("--learning_rate")
         assert f"medsft.{command} --help-all" in text
 
 
