@@ -61,7 +61,7 @@ from medsft.modeling.packing import (
     warn_if_dense_packed_attention,
 )
 from medsft.modeling.source import check_max_length, resolve_model_source
-from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep
+from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, check_sharding_engaged
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
 from medsft.run_dir.checkpoints import checkpoint_state
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             ),
         ],
     )
+    check_sharding_engaged(trainer)
     keep_adapter_float32(trainer.model)
     packed_layout, attention_after_training = None, None
     if trainer.padding_free:  # what TRL decided its collator does (padding_free, or BFD packing)

@@ -92,3 +92,27 @@ def test_cli_destroys_the_process_group_however_main_ends(tmp_path, fails):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+@pytest.mark.multiprocess
+def test_fsdp_config_on_cpu_is_refused_not_silently_data_parallel(tiny_gpt2, wikidoc_small, tmp_path):
+    """accelerate enables FSDP only on GPUs/accelerators: on CPU the shipped fsdp.yaml (use_cpu) would train a full
+    copy per process, silently (tests/helpers/sharding_probe.py measured it). medsft refuses before training."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "accelerate_configs/fsdp.yaml").read_text())
+    config.update(use_cpu=True, num_processes=2, mixed_precision="no")
+    (tmp_path / "fsdp_cpu.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "fsdp_cpu.yaml"),
+        "-m", "medsft.train",
+        *recipe_argv(
+            "wikidoc_qlora", tiny_gpt2, out, "--dataset_name", wikidoc_small, "--max_length", "128",
+            "--max_steps", "2", "--load_in_4bit", "false",
+        ),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode != 0
+    assert "medsft.train: error: the launch config asks for FSDP, but accelerate did not enable it" in proc.stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing trained, nothing written

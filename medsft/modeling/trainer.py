@@ -1,9 +1,14 @@
-"""The one trainer change medsft needs on top of TRL's ``SFTTrainer``, and the callback that logs a run's last step."""
+"""The one trainer change medsft needs on top of TRL's ``SFTTrainer``, the callback that logs a run's last step, and
+the check that a sharding config the launcher was given is really in effect."""
 
 from __future__ import annotations
 
+import os
+
 from transformers import Trainer, TrainerCallback
 from trl import SFTTrainer
+
+from medsft.core.errors import MedsftError
 
 
 class FullLogitsSFTTrainer(SFTTrainer):
@@ -32,3 +37,28 @@ class LogFinalStep(TrainerCallback):
         if state.max_steps > 0 and state.global_step >= state.max_steps:
             control.should_log = True
         return control
+
+
+def check_sharding_engaged(trainer: Trainer) -> None:
+    """Refuse a run whose launcher asked for FSDP or DeepSpeed when the Trainer did not engage it.
+
+    Measured (accelerate 1.16, transformers 5.25, a machine without GPUs): ``accelerate launch --config_file
+    accelerate_configs/fsdp.yaml`` with ``use_cpu: true`` starts the processes and sets ``ACCELERATE_USE_FSDP``, but
+    accelerate enables FSDP only for GPU/accelerator process groups; on CPU it silently trains data-parallel, a full
+    copy of the model in every process (tests/helpers/sharding_probe.py showed no sharded parameter). Someone who chose
+    a sharding config because the model does not fit one device must hear it before training, not after.
+    """
+    asked = {
+        "FSDP": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
+        "DeepSpeed": os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true",
+    }
+    engaged = {"FSDP": trainer.is_fsdp_enabled, "DeepSpeed": trainer.is_deepspeed_enabled}
+    missing = [name for name, wanted in asked.items() if wanted and not engaged[name]]
+    if missing:
+        device = "CPU" if trainer.args.use_cpu or trainer.args.device.type == "cpu" else trainer.args.device.type
+        raise MedsftError(
+            f"the launch config asks for {missing[0]}, but accelerate did not enable it here (device: {device}; "
+            f"accelerate shards with {missing[0]} only on GPUs/accelerators), so every process would train a full "
+            "copy of the model; on CPU use accelerate_configs/multi_cpu.yaml (data-parallel), see "
+            "accelerate_configs/README.md"
+        )
