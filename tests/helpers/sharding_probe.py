@@ -33,9 +33,7 @@ def recording_step(self, model, inputs, *args, **kwargs):
             dtensor_params=sum(isinstance(p, DTensor) for p in params),
             params=len(params),
             trainable_sharded=all(isinstance(p, DTensor) for p in trainable),
-            local_trainable_elements=sum(
-                (p.to_local() if isinstance(p, DTensor) else p).numel() for p in trainable
-            ),
+            local_trainable_elements=sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in trainable),
             full_trainable_elements=sum(p.numel() for p in trainable),
         )
     return original_step(self, model, inputs, *args, **kwargs)
