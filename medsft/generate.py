@@ -88,9 +88,9 @@ def compare(args: GenerateArguments) -> list[dict]:
     )
     base = load_model(source, model_args, for_training=False).eval()
     precision = base_precision(in_4bit, model_args.bnb_4bit_quant_type, model_args.use_bnb_nested_quant, "float32")
-    if is_adapter:  # the rule medsft.evaluate follows too, stated in the output
-        precision += ", as --load_in_4bit asked" if args.load_in_4bit is not None else ", as the run was trained"
     if is_adapter:
+        # the rule medsft.evaluate follows too, stated in the output
+        precision += ", as --load_in_4bit asked" if args.load_in_4bit is not None else ", as the run was trained"
         tuned = load_adapter(base, str(run_dir)).eval()
         with tuned.disable_adapter():
             base_out = [_continue(tuned, tokenizer, t, args) for t in texts]

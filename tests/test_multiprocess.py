@@ -97,7 +97,7 @@ def test_cli_destroys_the_process_group_however_main_ends(tmp_path, fails):
 @pytest.mark.multiprocess
 def test_fsdp_config_on_cpu_is_refused_not_silently_data_parallel(tiny_gpt2, wikidoc_small, tmp_path):
     """accelerate enables FSDP only on GPUs/accelerators: on CPU the shipped fsdp.yaml (use_cpu) would train a full
-    copy per process, silently (tests/helpers/sharding_probe.py measured it). medsft refuses before training."""
+    copy per process, silently (tests/helpers/ddp_probe.py measured it). medsft refuses before training."""
     import yaml
 
     config = yaml.safe_load((ROOT / "accelerate_configs/fsdp.yaml").read_text())

@@ -118,9 +118,14 @@ def _choice_rows(task: str, subjects: list[str]) -> list[tuple[str, Callable[[Mu
     return rows
 
 
+def display_name(label: str, base_model: str) -> str:
+    """How a column is shown to a person: the base by its model's name, an adapter by its run's (its label)."""
+    return f"base ({base_model})" if label == "base" else label
+
+
 def display_names(report: EvalReport) -> dict[str, str]:
-    """Column label -> how a person is shown it: the base by its model's name, an adapter by its run's."""
-    return {label: f"base ({report.model['name']})" if label == "base" else label for label in report.results}
+    """Column label -> ``display_name`` for every model of the report."""
+    return {label: display_name(label, report.model["name"]) for label in report.results}
 
 
 def task_caption(report: EvalReport, task: str) -> str:
@@ -128,12 +133,9 @@ def task_caption(report: EvalReport, task: str) -> str:
     settings = getattr(report.settings, task)
     if settings is None:
         return ""
-    if task == "perplexity":
-        n, unit = settings.texts, "texts"
-    else:
-        n, unit = settings.questions, "questions"
-    subset = settings.subset
-    count = f"first {subset[0]} of {subset[1]} {unit}" if subset else f"{n} {unit}"
+    unit = "texts" if task == "perplexity" else "questions"
+    n, of = _sample(settings)
+    count = f"first {n} of {of} {unit}" if of else f"{n} {unit}"
     shots = f", {settings.num_fewshot}-shot" if getattr(settings, "num_fewshot", 0) else ""
     return f"{settings.dataset} {settings.split}, {count}{shots}"
 
@@ -233,8 +235,7 @@ def plot_comparison(out: Path, report: EvalReport) -> Path | None:
     import numpy as np
 
     results = report.results
-    labels, shown = list(results), display_names(report)
-    names = labels
+    names, shown = list(results), display_names(report)
     tasks = [t for t in ("pubmedqa", *CHOICE_TASKS) if any(getattr(r, t) for r in results.values())]
     panels = (["accuracy"] if tasks else []) + (["perplexity"] if any(r.perplexity for r in results.values()) else [])
     if not panels:
@@ -281,9 +282,16 @@ def plot_comparison(out: Path, report: EvalReport) -> Path | None:
     return path
 
 
+def _sample(settings) -> tuple[int, int | None]:
+    """How many a task scored, and of how many when ``--limit`` scored a subset (else None)."""
+    subset = settings.subset
+    if subset:
+        return subset
+    return (settings.texts if hasattr(settings, "texts") else settings.questions), None
+
+
 def _count(report: EvalReport, task: str) -> str:
+    """The x-axis label under a task: split and sample size."""
     settings = getattr(report.settings, task)
-    subset = settings.subset if settings else None
-    n = settings.questions if settings else 0
-    split = f"{settings.split}, " if settings else ""
-    return f"{split}n={subset[0]} of {subset[1]}" if subset else f"{split}n={n}"
+    n, of = _sample(settings)
+    return f"{settings.split}, n={n}" + (f" of {of}" if of else "")

@@ -104,11 +104,6 @@ def choose_base_precision(model_args, adapters: list[AdapterInfo]) -> str:
     return described
 
 
-def display_name(label: str, source: ModelSource, adapter: AdapterInfo | None) -> str:
-    """How a column is named to a person: the base by its model, an adapter by its run."""
-    return f"base ({source.name})" if adapter is None else label
-
-
 def file_label(name: str, taken: set[str]) -> str:
     """A file-name-safe name for a model, unique among ``taken``."""
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "adapter"
@@ -199,7 +194,7 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
                 model = model.to(state.device)
             model.eval()
             done.max_length = _max_length(model, args.max_length)
-            with scoring_model(display_name(label, source, adapter)):
+            with scoring_model(rep.display_name(label, source.name)):
                 done.results[label], done.timings[label], output, choices = _evaluate_model(
                     model, tokenizer, data, done.max_length, args
                 )

@@ -45,7 +45,7 @@ def check_sharding_engaged(trainer: Trainer) -> None:
     Measured (accelerate 1.16, transformers 5.25, a machine without GPUs): ``accelerate launch --config_file
     accelerate_configs/fsdp.yaml`` with ``use_cpu: true`` starts the processes and sets ``ACCELERATE_USE_FSDP``, but
     accelerate enables FSDP only for GPU/accelerator process groups; on CPU it silently trains data-parallel, a full
-    copy of the model in every process (tests/helpers/sharding_probe.py showed no sharded parameter). Someone who chose
+    copy of the model in every process (tests/helpers/ddp_probe.py showed no sharded parameter). Someone who chose
     a sharding config because the model does not fit one device must hear it before training, not after.
     """
     asked = {

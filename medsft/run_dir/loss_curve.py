@@ -6,21 +6,19 @@ the steps before the checkpoint), and by ``bench/plot_training.py`` for any run 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from medsft.run_dir.checkpoints import TRAINER_STATE_FILE, checkpoint_state, checkpoints
 
 LOSS_CURVE_FILE = "loss_curve.png"
 
 
 def read_log_history(run_dir: Path) -> list[dict]:
     """The Trainer's ``log_history`` of a run: its own ``trainer_state.json``, else its newest checkpoint's."""
-    run_dir = Path(run_dir)
-    states = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
-    if (run_dir / "trainer_state.json").is_file():
-        states.append(run_dir / "trainer_state.json")
-    if not states:
-        return []
-    return json.loads(states[-1].read_text()).get("log_history", [])
+    for where in (Path(run_dir), *checkpoints(run_dir)):
+        if (where / TRAINER_STATE_FILE).is_file():
+            return checkpoint_state(where).log_history
+    return []
 
 
 def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> tuple[int, int]:

@@ -1,6 +1,10 @@
-"""Run ``medsft.train`` and record, per rank, the examples each training step saw (for tests/test_multiprocess.py).
+"""Run ``medsft.train`` and record, per rank, the examples each training step saw and how the model was distributed
+(for tests/test_multiprocess.py, and to check by hand what a launch config really did).
 
 accelerate launch --config_file accelerate_configs/multi_cpu.yaml tests/helpers/ddp_probe.py RECORD_DIR <train args>
+
+Recorded per rank: the hashes of the examples trained on; the accelerator's distributed type, whether FSDP was on,
+and whether the trained parameters were sharded (FSDP2 keeps them as DTensors, each rank holding only its shard).
 """
 
 import hashlib
@@ -9,6 +13,7 @@ import sys
 from pathlib import Path
 
 from accelerate import PartialState
+from torch.distributed.tensor import DTensor
 from trl import SFTTrainer
 
 from medsft.core.errors import destroy_process_group
@@ -16,10 +21,26 @@ from medsft.train import main
 
 record_dir = Path(sys.argv[1])
 seen: list[str] = []
+sharding: dict = {}
 original_step = SFTTrainer.training_step
 
 
+def _sharding(trainer) -> dict:
+    params = list(trainer.model_wrapped.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    return {
+        "distributed_type": str(trainer.accelerator.distributed_type),
+        "is_fsdp_enabled": bool(trainer.is_fsdp_enabled),
+        "dtensor_params": sum(isinstance(p, DTensor) for p in params),
+        "params": len(params),
+        "local_trainable_elements": sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in trainable),
+        "full_trainable_elements": sum(p.numel() for p in trainable),
+    }
+
+
 def recording_step(self, model, inputs, *args, **kwargs):
+    if not sharding:
+        sharding.update(_sharding(self))
     ids = inputs["input_ids"]
     if "position_ids" in inputs:  # padding-free: one row, examples start where positions restart at 0
         row, pos = ids[0].tolist(), inputs["position_ids"][0].tolist()
@@ -37,6 +58,6 @@ trainer = main(sys.argv[2:])
 state = PartialState()
 record_dir.mkdir(parents=True, exist_ok=True)
 (record_dir / f"rank{state.process_index}.json").write_text(
-    json.dumps({"world_size": state.num_processes, "examples": seen, "steps": trainer.state.global_step})
+    json.dumps({"world_size": state.num_processes, "examples": seen, "steps": trainer.state.global_step, **sharding})
 )
 destroy_process_group()  # as medsft.train's CLI does: without it gloo can abort at interpreter exit
