@@ -8,6 +8,8 @@ how examples become batches:
   flash-attn);
 - ``packed_segments``, ``packed_rows``, ``packed_padding_free``: the same packing in each layout by name
   (``packed_padding_free`` is TRL's one concatenated row with a dense block-diagonal attention);
+- ``packed_fused``: the recipe as shipped with TRL's chunked fused LM head forced (``--loss_head fused``; on CPU
+  ``auto`` computes the loss from the model's full logits instead, ``medsft.modeling.trainer``);
 - ``padded``: the seed notebooks' ``padding="max_length"`` (``--packing false --pad_to_multiple_of max_length``);
 - ``dynamic``: padding to the longest example of each batch (``--packing false``).
 
@@ -62,6 +64,7 @@ VARIANTS = {
     "packed_segments": ["--packed_layout", "segments"],
     "packed_rows": ["--packed_layout", "rows"],
     "packed_padding_free": ["--packed_layout", "padding_free"],
+    "packed_fused": ["--loss_head", "fused"],
     "padded": ["--packing", "false", "--padding_free", "false", "--pad_to_multiple_of", "{max_length}"],
     "dynamic": ["--packing", "false", "--padding_free", "false"],
 }

@@ -55,6 +55,7 @@ from medsft.core.hub_access import require_hub_for
 from medsft.evaluation import runner
 from medsft.evaluation.report import REPORT_FILE, choose_output_dir
 from medsft.modeling.loading import load_tokenizer
+from medsft.modeling.sharding import refuse_sharded_evaluation
 from medsft.modeling.source import resolve_model_source
 
 logger = logging.getLogger("medsft.evaluate")
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     args, model_args, _ = parse_args((EvalArguments, EvalModelArguments), argv, prog="medsft.evaluate", doc=__doc__)
     # Without cpu=True, accelerate starts no process group on a machine without GPUs (the Trainer passes it for
     # training); with it, `accelerate launch` on CPU shards over gloo.
+    refuse_sharded_evaluation()
     state = PartialState(cpu=not torch.cuda.is_available())
     logging.basicConfig(
         format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING

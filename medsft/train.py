@@ -60,15 +60,21 @@ from medsft.modeling.packing import (
     set_attention,
     warn_if_dense_packed_attention,
 )
+from medsft.modeling.sharding import (
+    check_sharding_engaged,
+    fsdp_on_cpu,
+    gather_for_final_save,
+    launch_checkpoint_layout,
+)
 from medsft.modeling.source import check_max_length, resolve_model_source
-from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, check_sharding_engaged
+from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, choose_loss_head
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
 from medsft.run_dir.checkpoints import checkpoint_state
 from medsft.run_dir.loss_curve import LOSS_CURVE_FILE, plot_loss_curve
 from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
 from medsft.run_dir.record import write_manifest, write_recipe, write_run_config
-from medsft.run_dir.resume import check_resume
+from medsft.run_dir.resume import check_checkpoint_layout, check_resume
 
 logger = logging.getLogger("medsft.train")
 
@@ -117,11 +123,12 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     peft_config = build_lora_config(model_args, source.path)
     if peft_config is not None:
         logger.info("LoRA targets %s (fan_in_fan_out=%s)", peft_config.target_modules, peft_config.fan_in_fan_out)
-    resume_changes = (
-        check_resume(plan, source, peft_config, explicit_keys, script_args, training_args, model_args, mixture)
-        if plan.resume_from
-        else {}
-    )
+    resume_changes = {}
+    if plan.resume_from:
+        check_checkpoint_layout(plan.resume_from, launch_checkpoint_layout(training_args))
+        resume_changes = check_resume(
+            plan, source, peft_config, explicit_keys, script_args, training_args, model_args, mixture
+        )
     if resume_changes:
         logger.warning(
             "resuming %s with settings that differ from its recipe.yaml (recorded in the manifest): %s",
@@ -175,33 +182,37 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Train
     ###############
-    trainer_class = FullLogitsSFTTrainer if token_ids and peft_config is not None else SFTTrainer
-    trainer = trainer_class(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[
-            LogFinalStep(),
-            *(callbacks or []),
-            *(
-                [EarlyStoppingCallback(training_args.early_stopping_patience)]
-                if training_args.early_stopping_patience
-                else []
-            ),
-        ],
+    on_gpu = torch.cuda.is_available() and not training_args.use_cpu
+    loss_head, why_loss_head = choose_loss_head(
+        training_args.loss_head, on_gpu, added_tokens=bool(token_ids) and peft_config is not None
     )
+    logger.info("loss head: %s (%s)", loss_head, why_loss_head)
+    trainer_class = FullLogitsSFTTrainer if loss_head == "full_logits" else SFTTrainer
+    with fsdp_on_cpu(training_args):
+        trainer = trainer_class(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[
+                LogFinalStep(),
+                *(callbacks or []),
+                *(
+                    [EarlyStoppingCallback(training_args.early_stopping_patience)]
+                    if training_args.early_stopping_patience
+                    else []
+                ),
+            ],
+        )
     check_sharding_engaged(trainer)
     keep_adapter_float32(trainer.model)
     packed_layout, attention_after_training = None, None
     if trainer.padding_free:  # what TRL decided its collator does (padding_free, or BFD packing)
         silence_packed_attention_mask_notice()
         attention = model.config._attn_implementation
-        packed_layout, why = choose_packed_layout(
-            training_args.packed_layout, attention, on_gpu=torch.cuda.is_available() and not training_args.use_cpu
-        )
+        packed_layout, why = choose_packed_layout(training_args.packed_layout, attention, on_gpu=on_gpu)
         warn_if_dense_packed_attention(attention, packed_layout, training_args.per_device_train_batch_size, logger)
         attention_after_training = apply_packed_layout(trainer, packed_layout)
         logger.info("packed layout: %s (%s)", packed_layout, why)
@@ -232,6 +243,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         "world_size": state.num_processes,
         "hardware": describe_device(),
         "packed_layout": packed_layout,
+        "loss_head": loss_head,
     }
     if trainer.is_world_process_zero():
         configs = (script_args, model_args, training_args, mixture)
@@ -256,6 +268,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Save adapter/model, tokenizer and the finished run manifest
     ###############
+    gather_for_final_save(trainer)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -145,3 +145,85 @@ def pubmedqa_official() -> tuple[dict, dict]:
     questions = json.loads((_require(PUBMEDQA_DIR) / "ori_pqal.json").read_text())
     test = json.loads((PUBMEDQA_DIR / "test_ground_truth.json").read_text())
     return questions, test
+
+
+def cpu_launch_config(name: str, directory: Path, **changes) -> Path:
+    """``accelerate_configs/<name>.yaml`` as shipped, changed for two CPU processes (and ``changes``)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "accelerate_configs" / f"{name}.yaml").read_text())
+    config.update(use_cpu=True, num_processes=2, mixed_precision="no", **changes)
+    path = directory / f"{name}_cpu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+LAUNCH_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def launch_argv(
+    config: Path, record: Path, recipe: str, model: str, data: str, out: Path, *overrides: str
+) -> list[str]:
+    """``accelerate launch --config_file CONFIG`` of ``medsft.train`` through tests/helpers/ddp_probe.py (which
+    records each rank's examples and how the model was distributed into ``record``): the recipe on a tiny model,
+    4 steps, a checkpoint every 2."""
+    import sys
+
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+        str(ROOT / "tests/helpers/ddp_probe.py"), str(record),
+        *recipe_argv(
+            recipe, model, out, "--dataset_name", data, "--max_length", "128", "--max_steps", "4", "--save_steps",
+            "2", "--logging_steps", "1", "--learning_rate", "1e-2", *overrides, quick=False,
+        ),
+    ]  # fmt: skip
+
+
+def launch_training(config: Path, record: Path, recipe: str, model: str, data: str, out: Path, *overrides: str):
+    """Run ``launch_argv(...)`` to the end; returns the finished process."""
+    import subprocess
+
+    return subprocess.run(
+        launch_argv(config, record, recipe, model, data, out, *overrides),
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **LAUNCH_ENV}, timeout=600,
+    )  # fmt: skip
+
+
+def probe_records(record: Path) -> list[dict]:
+    """What tests/helpers/ddp_probe.py recorded for ranks 0 and 1."""
+    return [json.loads((record / f"rank{i}.json").read_text()) for i in (0, 1)]
+
+
+# How each tiny model is trained in multi-process tests: GPT-2 by the QLoRA recipe in 4-bit (with the quantized
+# weights stored as bfloat16, which FSDP needs to shard them), the Llama-type model by the SmolLM2 recipe as LoRA
+RECIPE_FOR = {"gpt2": "wikidoc_qlora", "llama": "wikidoc_qlora_smollm2"}
+RUN_FLAGS = {
+    "gpt2": ["--load_in_4bit", "true", "--bnb_4bit_quant_storage", "bfloat16"],
+    "llama": ["--load_in_4bit", "false"],
+}
+
+
+@pytest.fixture(scope="session")
+def ddp_reference(tmp_path_factory, tiny_gpt2, tiny_llama, wikidoc_small):
+    """A 2-process DDP run (accelerate_configs/multi_cpu.yaml) of the recipe on a tiny model, made once per model;
+    ``ddp_reference(kind)`` returns its run directory and probe records."""
+    made: dict[str, tuple[Path, list[dict]]] = {}
+
+    def get(kind: str) -> tuple[Path, list[dict]]:
+        if kind not in made:
+            base = tmp_path_factory.mktemp(f"ddp-{kind}")
+            model = {"gpt2": tiny_gpt2, "llama": tiny_llama}[kind]
+            proc = launch_training(
+                ROOT / "accelerate_configs/multi_cpu.yaml",
+                base / "record",
+                RECIPE_FOR[kind],
+                model,
+                wikidoc_small,
+                base / "run",
+                *RUN_FLAGS[kind],
+            )
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            made[kind] = base / "run", probe_records(base / "record")
+        return made[kind]
+
+    return get

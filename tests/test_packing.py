@@ -11,11 +11,14 @@ from medsft.data.wikidoc import load_wikidoc, to_chat, to_instruction
 from medsft.modeling.loading import load_tokenizer
 from medsft.modeling.packing import PACKED_LAYOUTS, apply_packed_layout
 from medsft.modeling.source import resolve_model_source
+from medsft.modeling.trainer import FullLogitsSFTTrainer
 
 LAYOUTS = [layout for layout in PACKED_LAYOUTS if layout != "auto"]
 
 
-def packed_trainer(model_path: str, data_path: str, tmp_path, fmt, layout: str) -> SFTTrainer:
+def packed_trainer(
+    model_path: str, data_path: str, tmp_path, fmt, layout: str, trainer_class: type[SFTTrainer] = SFTTrainer
+) -> SFTTrainer:
     from transformers import AutoModelForCausalLM
 
     source = resolve_model_source(model_path)
@@ -27,7 +30,7 @@ def packed_trainer(model_path: str, data_path: str, tmp_path, fmt, layout: str) 
         gradient_checkpointing=False, report_to="none", seed=0,
     )  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(model_path, attn_implementation="sdpa")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer = trainer_class(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     apply_packed_layout(trainer, layout)
     return trainer
 
@@ -90,6 +93,34 @@ def test_packed_loss_equals_token_weighted_loss_of_examples(
         )
     torch.testing.assert_close(packed_logits, alone, atol=1e-4, rtol=1e-4)
     assert (leaky_logits - alone).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize(("layout", "arch"), [("padding_free", "gpt2"), ("rows", "llama"), ("segments", "llama")])
+def test_full_logits_loss_gradients_and_metrics_equal_the_fused_head(
+    layout, arch, tiny_gpt2, tiny_llama, wikidoc_small, tmp_path
+):
+    """The CPU loss head (the model's own logits) trains exactly what TRL's fused LM head trains, and logs the same
+    training metrics."""
+    model_path = tiny_gpt2 if arch == "gpt2" else tiny_llama
+    results = []
+    for trainer_class in (SFTTrainer, FullLogitsSFTTrainer):
+        trainer = packed_trainer(model_path, wikidoc_small, tmp_path, to_chat, layout, trainer_class)
+        batch = next(iter(trainer.get_train_dataloader()))
+        model = trainer.model.train()
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=int((batch["labels"] != -100).sum()))
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        metrics = {key: values[-1] for key, values in trainer._metrics["train"].items()}
+        results.append((loss.item(), grads, metrics))
+    (fused_loss, fused_grads, fused_metrics), (full_loss, full_grads, full_metrics) = results
+    assert full_loss == pytest.approx(fused_loss, abs=1e-5)
+    assert full_grads.keys() == fused_grads.keys() and len(full_grads) > 10
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(grad, fused_grads[name], atol=1e-5, rtol=1e-4)
+    assert full_metrics.keys() == fused_metrics.keys() == {"entropy", "mean_token_accuracy", "num_tokens"}
+    assert full_metrics["num_tokens"] == fused_metrics["num_tokens"] > 0
+    for key in ("entropy", "mean_token_accuracy"):
+        assert full_metrics[key] == pytest.approx(fused_metrics[key], abs=1e-4)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -61,3 +61,8 @@ def destroy_process_group() -> None:
     # only a state that exists: PartialState() would otherwise set one up (and a process group, under a launcher)
     if PartialState._shared_state:
         PartialState().destroy_process_group()
+    # a group started without accelerate (torch.distributed directly) aborts the same way
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

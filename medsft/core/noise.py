@@ -28,6 +28,9 @@ def silence_at_import() -> None:
     logging.getLogger("kernels._internals.hf_hub").addFilter(
         _DropMessages("Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes'")
     )
+    # DeepSpeed (0.19, when installed: transformers imports it for every Trainer) says on each machine without a GPU
+    # that it uses the CPU, which is right there; on a machine with GPUs it does not say it.
+    logging.getLogger("DeepSpeed").addFilter(_DropMessages("Setting accelerator to CPU."))
     # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` property when it wraps a model, and its
     # prepare_model_for_kbit_training (QLoRA) calls the deprecated `gradient_checkpointing_enable` (transformers 5.24
     # renamed both to activation_checkpointing*); they do the same thing, the names are peft's to update.

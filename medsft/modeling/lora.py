@@ -41,8 +41,17 @@ def meta_model(model_path: str, revision: str = "main") -> torch.nn.Module:
     """The model's module tree without weights (instant, no memory), for checking names before loading."""
     with hub_errors("model config", model_path):
         config = AutoConfig.from_pretrained(model_path, revision=revision)
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+    # Under a DeepSpeed ZeRO-3 launch transformers builds models inside deepspeed.zero.Init and re-initialises their
+    # weights, which fails on the meta device (Llama's rotary inv_freq: "Cannot copy out of meta tensor"); this tree
+    # is only read, never trained, so it is built as without DeepSpeed.
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    zero3, hf_deepspeed._hf_deepspeed_config_weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref, None
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config)
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = zero3
 
 
 def lora_layer_names(model: torch.nn.Module) -> dict[str, type]:

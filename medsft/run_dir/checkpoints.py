@@ -19,9 +19,13 @@ CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 
 # Checkpoint files the Trainer resumes from; each must be complete (a half-written one is skipped)
 _WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-
-
-_TORCH_ZIP_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt")
+# accelerate's FSDP layouts (accelerate/utils/fsdp_utils.py): FULL_STATE_DICT writes pytorch_model_fsdp.bin and
+# optimizer.bin; SHARDED_STATE_DICT writes torch.distributed.checkpoint folders pytorch_model_fsdp_0/ and optimizer_0/,
+# whose .metadata file is written last. DeepSpeed writes global_step*/ folders with weights and optimizer inside.
+_FSDP_WEIGHTS = "pytorch_model_fsdp*"
+_OPTIMIZER = ("optimizer.pt", "optimizer*.bin", "optimizer_*")
+_DCP_METADATA = ".metadata"
+_TORCH_ZIP_FILES = ("scheduler.pt", "rng_state.pth", "scaler.pt")
 
 
 def checkpoint_state(checkpoint: str | Path) -> TrainerState:
@@ -59,27 +63,46 @@ def checkpoint_problem(checkpoint: str | Path, needs_optimizer: bool = True) -> 
     match = CHECKPOINT_DIR.fullmatch(path.name)
     if match and int(match.group(1)) != step:
         return f"{TRAINER_STATE_FILE} says step {step}"
-    weights = [*(path / name for name in _WEIGHT_FILES if (path / name).is_file()), *path.glob("model-*.safetensors")]
-    # FSDP's sharded state and DeepSpeed's global_step* folders hold weights and optimizer in their own layout
-    sharded = any(p.is_dir() and p.name.startswith(("pytorch_model_fsdp", "global_step")) for p in path.iterdir())
-    needs_optimizer = needs_optimizer and not sharded
-    if not weights and not sharded:
+    weights = [
+        *(path / name for name in _WEIGHT_FILES if (path / name).is_file()),
+        *path.glob("model-*.safetensors"),
+        *path.glob(_FSDP_WEIGHTS),
+    ]
+    deepspeed = [p for p in path.glob("global_step*") if p.is_dir()]
+    if not weights and not deepspeed:
         return "no model or adapter weights"
     for file in weights:
-        if file.suffix == ".safetensors":
+        if file.is_dir():  # a sharded (torch.distributed.checkpoint) folder
+            problem = None if (file / _DCP_METADATA).is_file() else f"{file.name}/ has no {_DCP_METADATA}"
+        elif file.suffix == ".safetensors":
             problem = _safetensors_problem(file)
         else:  # a torch zip (pytorch_model.bin) or the index of sharded weights
             problem = None if file.suffix == ".json" or zipfile.is_zipfile(file) else f"{file.name} is truncated"
         if problem:
             return problem
-    for name in _TORCH_ZIP_FILES:
-        file = path / name
-        if name == "optimizer.pt" and needs_optimizer and not file.is_file():
-            # without it the Trainer silently resumes with a fresh optimizer
-            return "no optimizer.pt"
+    optimizer = [p for pattern in _OPTIMIZER for p in path.glob(pattern)]
+    if needs_optimizer and not optimizer and not deepspeed:
+        # without it the Trainer silently resumes with a fresh optimizer
+        return "no optimizer state (optimizer.pt)"
+    for file in optimizer:
+        if file.is_dir() and not (file / _DCP_METADATA).is_file():
+            return f"{file.name}/ has no {_DCP_METADATA}"
+    for file in [*(path / name for name in _TORCH_ZIP_FILES), *optimizer, *path.glob("rng_state_*.pth")]:
         if file.is_file() and not zipfile.is_zipfile(file):
-            return f"{name} is truncated"
+            return f"{file.name} is truncated"
     return None
+
+
+def checkpoint_layout(checkpoint: str | Path) -> str:
+    """How a checkpoint's weights and optimizer were saved: ``"FSDP (SHARDED_STATE_DICT)"``, ``"FSDP
+    (FULL_STATE_DICT)"``, ``"DeepSpeed"`` or ``"plain"`` (one process or DDP); a resume is launched the same way."""
+    path = Path(checkpoint)
+    if any(p.is_dir() for p in path.glob("global_step*")):
+        return "DeepSpeed"
+    fsdp = list(path.glob(_FSDP_WEIGHTS))
+    if any(p.is_dir() for p in fsdp):
+        return "FSDP (SHARDED_STATE_DICT)"
+    return "FSDP (FULL_STATE_DICT)" if fsdp else "plain"
 
 
 def checkpoints(run_dir: str | Path) -> list[Path]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medsft.core.errors import MedsftError
 from medsft.data.io import read_json
+from medsft.run_dir.checkpoints import checkpoint_layout
 from medsft.run_dir.output_dir import OutputPlan
 from medsft.run_dir.record import INVOCATION_FIELDS, SECRET_FIELDS, plain
 
@@ -59,7 +60,9 @@ def check_resume(plan: OutputPlan, source, peft_config, keys: set[str], *configs
         ):
             if flag not in weight_changes and _comparable(plain(saved.get(key))) != _comparable(plain(now_value)):
                 weight_changes[flag] = (plain(saved.get(key)), plain(now_value))
-    elif adapter_config.is_file() != (peft_config is not None):
+    elif checkpoint_layout(checkpoint) in ("plain", "FSDP (FULL_STATE_DICT)") and adapter_config.is_file() != (
+        peft_config is not None
+    ):  # (a sharded checkpoint has no adapter_config.json either way: the recipe comparison above decides)
         weight_changes.setdefault("use_peft", (adapter_config.is_file(), peft_config is not None))
     if weight_changes:
         differences = "; ".join(f"{k}: {old!r} in the run, {new!r} now" for k, (old, new) in weight_changes.items())
@@ -102,3 +105,26 @@ def _comparable(value):
     if isinstance(value, str) and value not in ("all-linear",):
         return [value] if value else value
     return value
+
+
+def check_checkpoint_layout(checkpoint: str | Path, launched: str) -> None:
+    """Refuse to resume a checkpoint saved by another distributed engine than this launch's (``launched``: what
+    ``medsft.modeling.sharding.launch_checkpoint_layout`` says).
+
+    The Trainer reads FSDP checkpoints only under FSDP with the same state-dict type, DeepSpeed ones only under
+    DeepSpeed; the other way round it failed deep inside (``FileNotFoundError: optimizer.bin``, ``ValueError:
+    Checkpoint ... is only supported when using PyTorch FSDP``), after the run directory was already written.
+    """
+    saved = checkpoint_layout(checkpoint)
+    if saved == launched:
+        return
+    runs = {"plain": "a run without FSDP or DeepSpeed", "DeepSpeed": "a DeepSpeed run"}
+    how = {
+        "plain": "without FSDP or DeepSpeed (one process, or accelerate_configs/multi_cpu.yaml or multi_gpu.yaml)",
+        "DeepSpeed": "with the DeepSpeed config it was trained with",
+    }
+    fsdp_how = f"with accelerate_configs/fsdp.yaml (fsdp_state_dict_type: {saved.removeprefix('FSDP (')[:-1]})"
+    raise MedsftError(
+        f"cannot resume {checkpoint}: it was saved by {runs.get(saved, f'an {saved} run')} and this launch is "
+        f"{runs.get(launched, f'an {launched} run')}; launch the resume {how.get(saved, fsdp_how)}"
+    )

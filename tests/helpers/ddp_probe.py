@@ -3,8 +3,9 @@
 
 accelerate launch --config_file accelerate_configs/multi_cpu.yaml tests/helpers/ddp_probe.py RECORD_DIR <train args>
 
-Recorded per rank: the hashes of the examples trained on; the accelerator's distributed type, whether FSDP was on,
-and whether the trained parameters were sharded (FSDP2 keeps them as DTensors, each rank holding only its shard).
+Recorded per rank: the hashes of the examples trained on; the accelerator's distributed type, whether FSDP or
+DeepSpeed was on, and whether the trained parameters were sharded (FSDP2 keeps them as DTensors, DeepSpeed ZeRO-3 as
+partitioned parameters with a ``ds_tensor``; either way each rank holds only its shard).
 """
 
 import hashlib
@@ -25,16 +26,24 @@ sharding: dict = {}
 original_step = SFTTrainer.training_step
 
 
+def _local(p) -> int:
+    """Elements of ``p`` this rank holds."""
+    if isinstance(p, DTensor):
+        return p.to_local().numel()
+    return p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
+
+
 def _sharding(trainer) -> dict:
     params = list(trainer.model_wrapped.parameters())
     trainable = [p for p in params if p.requires_grad]
     return {
         "distributed_type": str(trainer.accelerator.distributed_type),
         "is_fsdp_enabled": bool(trainer.is_fsdp_enabled),
-        "dtensor_params": sum(isinstance(p, DTensor) for p in params),
+        "is_deepspeed_enabled": bool(trainer.is_deepspeed_enabled),
+        "sharded_params": sum(isinstance(p, DTensor) or hasattr(p, "ds_tensor") for p in params),
         "params": len(params),
-        "local_trainable_elements": sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in trainable),
-        "full_trainable_elements": sum(p.numel() for p in trainable),
+        "local_trainable_elements": sum(_local(p) for p in trainable),
+        "full_trainable_elements": sum(getattr(p, "ds_numel", p.numel()) for p in trainable),
     }
 
 
