@@ -24,7 +24,7 @@ def choose_loss_head(requested: str, on_gpu: bool, added_tokens: bool) -> tuple[
         return requested, f"loss_head: {requested} was asked for"
     if on_gpu:
         return "fused", "GPU: TRL's chunked fused LM head (never builds the batch x vocabulary logits)"
-    return "full_logits", "CPU: the model's own logits (TRL's chunked fused LM head measured 1.55x slower here)"
+    return "full_logits", "CPU: the model's own logits (TRL's chunked fused LM head measured slower on CPU)"
 
 
 class FullLogitsSFTTrainer(SFTTrainer):
@@ -32,8 +32,9 @@ class FullLogitsSFTTrainer(SFTTrainer):
 
     Why: TRL 1.x computes the loss with a chunked fused LM head that multiplies the hidden states by
     ``lm_head.weight`` tile by tile, so the batch x vocabulary logits never exist — a memory saving made for GPUs.
-    - On CPU its tile loop is the slowest part of a step: SmolLM2-135M, 4 x 1024 tokens, float32, 2 cores: 47 s a
-      step against 31 s with the full logits (same losses to 1e-5); a 50k-vocabulary tiny GPT-2: 9 s against 2 s.
+    - On CPU its tile loop costs more than the logits it avoids (bench/train_throughput.py, packed vs packed_fused,
+      2 cores, float32, 4 x 1024 tokens): SmolLM2-135M trains 1.11x faster with the full logits as its recipe runs
+      (gradient checkpointing), 1.27x without; a 50k-vocabulary 2-layer GPT-2, 9 s a step against 2 s.
     - With added special tokens, peft trains the new rows through ``trainable_token_indices``, which wraps the (tied)
       output embedding; the fused head bypasses that wrapper (TRL 1.16 fails on ``lm_head.bias``, and would
       otherwise score the new tokens with their untrained rows). The model's forward goes through the wrapper.
