@@ -243,8 +243,8 @@ class MedSFTConfig(SFTConfig):
             ``rows`` (one row per bin) on a GPU; or name one of ``padding_free``, ``segments``, ``rows``.
         loss_head: how the loss reaches the vocabulary (``medsft.modeling.trainer``): ``auto`` (default) uses TRL's
             chunked fused LM head on a GPU and the model's own full logits on CPU, where they measured 1.11-1.27x
-            faster per step (docs/RESULTS.md); or ``fused`` / ``full_logits``. Runs that train added tokens always use the full
-            logits.
+            faster per step (docs/RESULTS.md); or ``fused`` / ``full_logits``. Runs that train added tokens always
+            use the full logits.
         report_to: ``tensorboard`` by default (transformers: ``none``): event files under the run directory's
             ``runs/`` (``tensorboard --logdir runs/x/runs``); ``none`` turns it off. Every run also gets
             ``loss_curve.png`` whatever this says.
