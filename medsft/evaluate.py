@@ -63,9 +63,9 @@ logger = logging.getLogger("medsft.evaluate")
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     args, model_args, _ = parse_args((EvalArguments, EvalModelArguments), argv, prog="medsft.evaluate", doc=__doc__)
+    refuse_sharded_evaluation()
     # Without cpu=True, accelerate starts no process group on a machine without GPUs (the Trainer passes it for
     # training); with it, `accelerate launch` on CPU shards over gloo.
-    refuse_sharded_evaluation()
     state = PartialState(cpu=not torch.cuda.is_available())
     logging.basicConfig(
         format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING

@@ -148,11 +148,14 @@ def pubmedqa_official() -> tuple[dict, dict]:
 
 
 def cpu_launch_config(name: str, directory: Path, **changes) -> Path:
-    """``accelerate_configs/<name>.yaml`` as shipped, changed for two CPU processes (and ``changes``)."""
+    """``accelerate_configs/<name>.yaml`` as shipped, changed for two CPU processes (and ``changes``; a section such
+    as ``fsdp_config`` is updated key by key)."""
     import yaml
 
     config = yaml.safe_load((ROOT / "accelerate_configs" / f"{name}.yaml").read_text())
-    config.update(use_cpu=True, num_processes=2, mixed_precision="no", **changes)
+    config.update(use_cpu=True, num_processes=2, mixed_precision="no")
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
     path = directory / f"{name}_cpu.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import RECIPE_FOR, ROOT, RUN_FLAGS, cpu_launch_config, launch_training, probe_records, recipe_argv
+from tests.conftest import RECIPE_FOR, RUN_FLAGS, cpu_launch_config, launch_training, probe_records, recipe_argv
 
 # The sharded engines average the same gradients as DDP's all-reduce; measured: FSDP2 identical adapters (difference
 # 0), ZeRO-3 within 8e-7 (adapter values around 0.1: a few float32 roundings)
@@ -67,8 +67,7 @@ def test_fsdp2_trains_sharded_saves_a_peft_adapter_matches_ddp_and_resumes(
     from medsft.run_dir.resume import check_checkpoint_layout
 
     model = {"gpt2": tiny_gpt2, "llama": tiny_llama}[kind]
-    fsdp_config = {"fsdp_state_dict_type": state_dict_type}
-    config = cpu_launch_config("fsdp", tmp_path, fsdp_config={**_shipped("fsdp")["fsdp_config"], **fsdp_config})
+    config = cpu_launch_config("fsdp", tmp_path, fsdp_config={"fsdp_state_dict_type": state_dict_type})
     run = tmp_path / "run"
     proc = launch_training(config, tmp_path / "record", RECIPE_FOR[kind], model, wikidoc_small, run, *RUN_FLAGS[kind])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -101,12 +100,6 @@ def test_deepspeed_zero3_trains_sharded_matches_ddp_and_resumes(ddp_reference, t
     assert_same_adapter(run, ddp_reference("llama")[0])
     assert (run / "checkpoint-2" / "global_step2").is_dir()
     resume_and_compare(config, tmp_path, "llama", tiny_llama, wikidoc_small, run)
-
-
-def _shipped(name: str) -> dict:
-    import yaml
-
-    return yaml.safe_load((ROOT / "accelerate_configs" / f"{name}.yaml").read_text())
 
 
 def test_a_sharding_launch_that_did_not_engage_is_refused_before_training(

@@ -67,7 +67,7 @@ def fsdp_on_cpu(args: TrainingArguments) -> Iterator[None]:
     trained a full copy of the model per process. torch's FSDP2 (``fully_shard``) runs on CPU with gloo, and
     accelerate's FSDP2 code path has nothing GPU-specific that a LoRA run reaches: so the CPU group is presented as a
     device group for that one decision, after which accelerate records ``DistributedType.FSDP`` itself. This is what
-    lets CI train, save and resume FSDP2 runs on CPU (tests/test_sharding.py), and a CPU user test a sharding
+    lets CI train, save and resume FSDP2 runs on CPU (tests/test_modeling_sharding.py), and a CPU user test a sharding
     config before renting GPUs. Where it does not take, ``check_sharding_engaged`` refuses the run.
     """
     from accelerate import PartialState
