@@ -8,6 +8,9 @@ python bench/lm_eval_reference.py \\
     --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
     --tasks pubmedqa,medqa,mmlu --pubmedqa ../shared/data/pubmedqa --medqa ../shared/data/medqa \\
     --mmlu ../shared/data/mmlu
+# 5-shot MMLU (its first 5 dev rows before each question, computed once per subject by medsft):
+python bench/lm_eval_reference.py --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
+    --tasks mmlu --mmlu ../shared/data/mmlu --num_fewshot 5 --limit 30
 ```
 
 Tasks: ``pubmedqa`` (the harness's ``pubmedqa``), ``medqa`` (``medqa_4options``), ``medmcqa`` (``medmcqa``),
@@ -140,7 +143,7 @@ def lm_eval_version() -> str | None:
         return None
 
 
-def _medsft(model, tokenizer, task: str, source: str, limit: int | None, batch_size: int):
+def _medsft(model, tokenizer, task: str, source: str, limit: int | None, batch_size: int, num_fewshot: int = 0):
     """medsft's rows, per-question choice scores and seconds for one task (the same path as ``medsft.evaluate``)."""
     from medsft.data.pubmedqa import load_pubmedqa
     from medsft.evaluation import task_multiple_choice as mc
@@ -154,7 +157,7 @@ def _medsft(model, tokenizer, task: str, source: str, limit: int | None, batch_s
             model, tokenizer, pqa.build_requests(rows, tokenizer, "loglikelihood"), 2048, batch_size
         )
         return rows, scores, time.perf_counter() - start
-    benchmark = mc.load_benchmark(task, source, limit=limit)
+    benchmark = mc.load_benchmark(task, source, num_fewshot=num_fewshot, limit=limit)
     start = time.perf_counter()
     _, scores = mc.predict(model, tokenizer, benchmark, "loglikelihood", 2048, batch_size)
     return benchmark.rows, scores, time.perf_counter() - start
@@ -180,12 +183,15 @@ def main() -> None:
         parser.add_argument(f"--{task}", help=f"{task} data (local release or Hub id)")
     parser.add_argument("--limit", type=int, default=None, help="first N questions (of each MMLU subject)")
     parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_fewshot", type=int, default=0, help="MMLU's first K dev rows before each question")
     parser.add_argument("--out", default="bench/results/lm_eval_agreement.json")
     args = parser.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     missing = [t for t in tasks if not getattr(args, t, None)]
     if missing:
         parser.error(f"give the data of {', '.join(missing)} (--{missing[0]} PATH)")
+    if args.num_fewshot and tasks != ["mmlu"]:
+        parser.error("--num_fewshot: only with --tasks mmlu (the other tasks are scored zero-shot)")
 
     source = resolve_model_source(args.model)
     tokenizer = load_tokenizer(source)
@@ -197,15 +203,19 @@ def main() -> None:
         "versions": versions,
         "model": source.name,
         "batch_size": args.batch_size,
+        "num_fewshot": args.num_fewshot,
         "tasks": {},
     }
-    table = Table(title=f"medsft vs lm-evaluation-harness ({source.name}), loglikelihood scoring")
+    shots = f"{args.num_fewshot}-shot" if args.num_fewshot else "zero-shot"
+    table = Table(title=f"medsft vs lm-evaluation-harness ({source.name}), loglikelihood scoring, {shots}")
     for column in ("task", "questions", "same prediction", "max |Δ loglik|", "accuracy medsft / harness",
                    "seconds medsft", "seconds harness", "speed-up"):  # fmt: skip
         table.add_column(column, justify="right")
     totals = {"medsft": 0.0, "harness": 0.0}
     for task in tasks:
-        rows, ours, ours_s = _medsft(model, tokenizer, task, getattr(args, task), args.limit, args.batch_size)
+        rows, ours, ours_s = _medsft(
+            model, tokenizer, task, getattr(args, task), args.limit, args.batch_size, args.num_fewshot
+        )
         timing = {}
         if task == "pubmedqa":
             theirs, their_acc = harness_loglikelihoods(model, tokenizer, rows, args.batch_size, timing)
@@ -218,7 +228,7 @@ def main() -> None:
                 mine = [r for r in rows if r.get("subject") == subject] if task == "mmlu" else rows
                 # the harness's MMLU tasks declare a dev split (few-shot exemplars) even when zero-shot
                 dev = mmlu.load_mmlu(args.mmlu, (subject,), "dev")[0] if task == "mmlu" else []
-                runs[subject or task] = (task, mine, 0, dev)
+                runs[subject or task] = (task, mine, args.num_fewshot, dev)
             harness = harness_choice_loglikelihoods(model, tokenizer, runs, args.batch_size, timing)
             theirs = [s for name in runs for s in harness[name][0]]
             their_acc = None

@@ -480,8 +480,11 @@ def test_medical_suite_bad_input(tiny_gpt2, tmp_path):
     base = ["--model_name_or_path", tiny_gpt2, "--mmlu_dataset", str(MMLU_DIR)]
     with pytest.raises(MedsftError, match="--mmlu_subjects: unknown astronomy"):
         _quiet([*base, "--tasks", "mmlu", "--mmlu_subjects", "astronomy"])
-    with pytest.raises(MedsftError, match="draws its exemplars at random"):
+    with pytest.raises(MedsftError, match="medsft scores medqa zero-shot only .* draw their exemplars at random"):
         _quiet([*base, "--tasks", "medqa", "--medqa_dataset", str(tmp_path), "--num_fewshot", "5"])
+    # before anything is loaded, and never a silently zero-shot PubMedQA beside a 5-shot MMLU
+    with pytest.raises(MedsftError, match="scores pubmedqa zero-shot only"):
+        _quiet([*base, "--tasks", "pubmedqa,mmlu", "--pubmedqa_dataset", str(tmp_path), "--num_fewshot", "5"])
     with pytest.raises(MedsftError, match="no MedQA test file"):
         _quiet([*base, "--tasks", "medqa", "--medqa_dataset", str(tmp_path)])
     with pytest.raises(MedsftError, match="unknown task"):

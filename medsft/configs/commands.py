@@ -16,6 +16,8 @@ from medsft.evaluation.task_pubmedqa import MODES as PUBMEDQA_MODES
 TASKS = ("perplexity", "pubmedqa", "medqa", "medmcqa", "mmlu")
 # --tasks shorthands: the Open Medical-LLM Leaderboard's tasks (MedMCQA needs the Hub or a local copy of its release)
 TASK_GROUPS = {"medical": ("pubmedqa", "medqa", "medmcqa", "mmlu")}
+# tasks scored without exemplars; --num_fewshot with one of them is an error, not a silently zero-shot score
+ZERO_SHOT_TASKS = ("pubmedqa", "medqa", "medmcqa")
 
 
 @dataclass
@@ -39,7 +41,8 @@ class EvalArguments:
             (``data.medqa``, ``data.medmcqa``, ``data.mmlu``); ``mmlu_subjects`` narrows MMLU to some subjects.
         choice_mode: MedQA/MedMCQA/MMLU scoring, ``loglikelihood`` (the harness's prompts) or ``chat`` (the
             question through the chat template, for chat-trained adapters).
-        num_fewshot: exemplars before each question, as the harness adds them (MMLU only: its first K dev rows).
+        num_fewshot: exemplars before each question, as the harness adds them (MMLU only: its first K dev rows; an
+            error with pubmedqa, medqa or medmcqa). They are computed once per subject, not once per question.
         max_length: longest input in tokens (default: the model's context, at most 2048).
         batch_size / limit / bootstrap_samples / seed / output_dir: as named; ``limit`` keeps the first N examples
             of each task.
@@ -104,6 +107,14 @@ class EvalArguments:
             )
         if self.num_fewshot < 0:
             raise MedsftError("--num_fewshot must be 0 or more")
+        zero_shot = [t for t in self.task_list if t in ZERO_SHOT_TASKS]
+        if self.num_fewshot and zero_shot:
+            raise MedsftError(
+                f"--num_fewshot {self.num_fewshot} applies to mmlu only (its first K dev rows, as the harness takes "
+                f"them); medsft scores {', '.join(zero_shot)} zero-shot only (the leaderboard's setting; the harness's "
+                "medqa_4options and medmcqa draw their exemplars at random from the train split, which medsft does "
+                "not reproduce): evaluate them in a command without --num_fewshot"
+            )
         if self.limit is not None and self.limit < 1:
             raise MedsftError("--limit must be a positive number of examples")
         if self.batch_size < 1:

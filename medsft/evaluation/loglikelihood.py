@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medsft.evaluation.scoring import (
+    PrefixCache,
     make_batches,
     pad_token_id,
+    prefix_groups,
     run_sharded,
     shared_context_logprobs,
     token_logprob_sums,
@@ -64,8 +66,17 @@ def score_choices(
     if single_forward is not False and all(_one_forward(r, max_length) for r in requests):
         # contexts cut as the per-choice path cuts them for the longest choice: (context + choice)[-(max_length + 1):]
         rows = [(r.context[-(max_length + 1 - max(map(len, r.choices))) :], r.choices) for r in requests]
-        batches = make_batches([len(context) + max(map(len, choices)) - 1 for context, choices in rows], batch_size)
-        return run_sharded(rows, batches, lambda batch: shared_context_logprobs(model, batch, pad_id), what)
+        # questions that begin alike (few-shot exemplars …) share one computation of that beginning
+        lengths = [len(context) + max(map(len, choices)) - 1 for context, choices in rows]
+        groups = prefix_groups([context for context, _ in rows], batch_size, lengths)
+        batches = make_batches(lengths, batch_size, [group for group, _ in groups])
+        items = [(row, shared) for row, (_, shared) in zip(rows, groups)]
+        prefixes = PrefixCache(model)
+
+        def score(batch):  # a batch is one group's: every row shares the same first ``shared`` tokens
+            return shared_context_logprobs(model, [row for row, _ in batch], pad_id, batch[0][1], prefixes)
+
+        return run_sharded(items, batches, score, what)
     # per-choice fallback: (context + choice)[-(max_length + 1):][:-1] as input, the choice's tokens scored
     pieces = []
     for r in requests:
