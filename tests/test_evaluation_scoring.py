@@ -82,3 +82,23 @@ def test_prefix_is_computed_once_per_group(tiny_llama, monkeypatch):
     monkeypatch.setattr(scoring.PrefixCache, "expanded", counting)
     score_choices(model, tokenizer, mc.build_requests(benchmark.contexts, tokenizer, "loglikelihood"), 1024, 2)
     assert len(computed) == 2  # one per subject, though each subject's 6 questions are 3 batches
+
+
+def test_a_model_without_a_repeatable_cache_is_scored_whole(tiny_llama):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    tokenizer = load_tokenizer(resolve_model_source(tiny_llama))
+    requests = mc.build_requests(
+        mc.load_benchmark("mmlu", str(MMLU_DIR), num_fewshot=2, limit=3, subjects=("anatomy",)).contexts,
+        tokenizer,
+        "loglikelihood",
+    )
+    expected = score_choices(model, tokenizer, requests, 1024, 2, single_forward=False)
+    forward = model.forward
+
+    def without_cache(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.past_key_values = None
+        return out
+
+    model.forward = without_cache
+    assert torch.allclose(torch.tensor(score_choices(model, tokenizer, requests, 1024, 2)), torch.tensor(expected))

@@ -111,9 +111,9 @@ class EvalArguments:
         if self.num_fewshot and zero_shot:
             raise MedsftError(
                 f"--num_fewshot {self.num_fewshot} applies to mmlu only (its first K dev rows, as the harness takes "
-                f"them); medsft scores {', '.join(zero_shot)} zero-shot only (the leaderboard's setting; the harness's "
-                "medqa_4options and medmcqa draw their exemplars at random from the train split, which medsft does "
-                "not reproduce): evaluate them in a command without --num_fewshot"
+                f"them); medsft scores {', '.join(zero_shot)} zero-shot only (the leaderboard's setting; the "
+                "harness's medqa_4options and medmcqa draw their exemplars at random from the train split, which "
+                "medsft does not reproduce): evaluate them in a command without --num_fewshot"
             )
         if self.limit is not None and self.limit < 1:
             raise MedsftError("--limit must be a positive number of examples")

@@ -132,11 +132,14 @@ class PrefixCache:
 
     @torch.no_grad()
     def expanded(self, tokens: list[int], batch: int):
-        """A fresh cache of ``tokens`` for a batch of ``batch`` rows (the forward that uses it appends to it)."""
+        """A fresh cache of ``tokens`` for a batch of ``batch`` rows (the forward that uses it appends to it), or None
+        for a model that returns no cache that can be repeated (its rows are then computed whole)."""
         if tokens != self.tokens:
             ids = torch.tensor([tokens], dtype=torch.long, device=self.model.device)
             self.cache = self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
             self.tokens = list(tokens)
+        if not hasattr(self.cache, "batch_repeat_interleave"):
+            return None
         cache = copy.deepcopy(self.cache)
         cache.batch_repeat_interleave(batch)
         return cache
@@ -191,11 +194,11 @@ def _logits(
     With ``shared``, every row begins with the same ``shared`` tokens (at most ``first_needed``): their key/value
     cache comes from ``prefixes`` (a ``PrefixCache``) and only the rest of each row is computed.
     """
-    if not shared:
+    cache = prefixes.expanded(list(rows[0][:shared]), len(rows)) if shared else None
+    if cache is None:
         ids, mask = _pad(rows, pad_id, model.device)
         keep = ids.shape[1] - first_needed
         return model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits, first_needed
-    cache = prefixes.expanded(list(rows[0][:shared]), len(rows))
     ids, mask = _pad([row[shared:] for row in rows], pad_id, model.device)
     mask = torch.cat([mask.new_ones(len(rows), shared), mask], dim=1)
     keep = ids.shape[1] - (first_needed - shared)
