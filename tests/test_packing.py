@@ -97,10 +97,11 @@ def test_packed_loss_equals_token_weighted_loss_of_examples(
 
 @pytest.mark.parametrize(("layout", "arch"), [("padding_free", "gpt2"), ("rows", "llama"), ("segments", "llama")])
 def test_full_logits_loss_gradients_and_metrics_equal_the_fused_head(
-    layout, arch, tiny_gpt2, tiny_llama, wikidoc_small, tmp_path
+    layout, arch, tiny_gpt2, tiny_llama, wikidoc_small, tmp_path, monkeypatch
 ):
     """The CPU loss head (the model's own logits) trains exactly what TRL's fused LM head trains, and logs the same
-    training metrics."""
+    training metrics (computed a few positions at a time, here 7, so the chunks' sums are checked too)."""
+    monkeypatch.setattr("medsft.modeling.trainer.METRIC_CHUNK", 7)
     model_path = tiny_gpt2 if arch == "gpt2" else tiny_llama
     results = []
     for trainer_class in (SFTTrainer, FullLogitsSFTTrainer):

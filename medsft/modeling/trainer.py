@@ -27,6 +27,10 @@ def choose_loss_head(requested: str, on_gpu: bool, added_tokens: bool) -> tuple[
     return "full_logits", "CPU: the model's own logits (TRL's chunked fused LM head measured slower on CPU)"
 
 
+# Positions per chunk when the training metrics are computed from the full logits (~100 MB of float32 at 49k tokens)
+METRIC_CHUNK = 512
+
+
 class FullLogitsSFTTrainer(SFTTrainer):
     """``SFTTrainer`` whose loss comes from the model's own forward (full logits) instead of TRL's fused LM head.
 
@@ -54,12 +58,19 @@ class FullLogitsSFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         logits, labels = logits[:, :-1], inputs["labels"][:, 1:]  # position t predicts token t + 1
         mask = labels != -100
-        log_probs = torch.log_softmax(logits[mask].float(), dim=-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
-        correct = log_probs.argmax(-1) == labels[mask]
+        rows, columns = mask.nonzero(as_tuple=True)
+        entropy_sum = torch.zeros((), device=logits.device)
+        num_correct = torch.zeros((), dtype=torch.long, device=logits.device)
+        # a chunk of positions at a time: the batch's log-softmax whole would be three more batch x vocabulary
+        # tensors (2.4 GB for 4 x 1,024 tokens and SmolLM2's 49,152 tokens) on top of the logits the loss keeps
+        for start in range(0, rows.numel(), METRIC_CHUNK):
+            at = rows[start : start + METRIC_CHUNK], columns[start : start + METRIC_CHUNK]
+            log_probs = torch.log_softmax(logits[at].float(), dim=-1)
+            entropy_sum -= (log_probs.exp() * log_probs).sum()
+            num_correct += (log_probs.argmax(-1) == labels[at]).sum()
         gather = self.accelerator.gather_for_metrics
         num_valid = gather(mask.sum()).sum()
-        entropy_sum, num_correct = gather(entropy.sum()).sum(), gather(correct.sum()).sum()
+        entropy_sum, num_correct = gather(entropy_sum).sum(), gather(num_correct).sum()
         self._metrics[mode]["entropy"].append((entropy_sum / num_valid).item() if num_valid > 0 else 0.0)
         self._metrics[mode]["mean_token_accuracy"].append((num_correct / num_valid).item() if num_valid > 0 else 0.0)
         if mode == "train":
