@@ -485,6 +485,8 @@ def test_medical_suite_bad_input(tiny_gpt2, tmp_path):
     # before anything is loaded, and never a silently zero-shot PubMedQA beside a 5-shot MMLU
     with pytest.raises(MedsftError, match="scores pubmedqa zero-shot only"):
         _quiet([*base, "--tasks", "pubmedqa,mmlu", "--pubmedqa_dataset", str(tmp_path), "--num_fewshot", "5"])
+    with pytest.raises(MedsftError, match="applies to mmlu only, which --tasks does not ask for"):
+        _quiet([*base, "--tasks", "perplexity", "--num_fewshot", "5"])
     with pytest.raises(MedsftError, match="no MedQA test file"):
         _quiet([*base, "--tasks", "medqa", "--medqa_dataset", str(tmp_path)])
     with pytest.raises(MedsftError, match="unknown task"):

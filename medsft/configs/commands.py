@@ -108,6 +108,8 @@ class EvalArguments:
         if self.num_fewshot < 0:
             raise MedsftError("--num_fewshot must be 0 or more")
         zero_shot = [t for t in self.task_list if t in ZERO_SHOT_TASKS]
+        if self.num_fewshot and "mmlu" not in self.task_list and not zero_shot:
+            raise MedsftError(f"--num_fewshot {self.num_fewshot} applies to mmlu only, which --tasks does not ask for")
         if self.num_fewshot and zero_shot:
             raise MedsftError(
                 f"--num_fewshot {self.num_fewshot} applies to mmlu only (its first K dev rows, as the harness takes "
