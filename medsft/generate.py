@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from medsft.configs import GenerateArguments, parse_args
 from medsft.configs.training import MedModelConfig
 from medsft.core.errors import MedsftError, run_cli
+from medsft.core.memory import return_freed_memory
 from medsft.modeling.adapters import base_precision, check_adapter_base, load_adapter, read_adapter
 from medsft.modeling.loading import fit_embeddings, load_model
 from medsft.modeling.source import resolve_model_source
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> list[
         (GenerateArguments,), argv, prog="medsft.generate", doc=__doc__,
         usage='medsft.generate RUN_DIR --prompt "..." ["..." ...] [--flag value ...]',
     )  # fmt: skip
+    return_freed_memory()  # freed tensor memory back to the system (glibc on Linux)
     results = compare(args)
     precision = results[0]["base_precision"]
     console = console or Console()
