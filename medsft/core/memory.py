@@ -22,8 +22,9 @@ def return_freed_memory(threshold: int = MMAP_THRESHOLD) -> bool:
     Why: glibc raises its mmap threshold each time a mapped block is freed, up to 32 MB; after that, the tensors of
     a CPU forward pass (a few MB to tens of MB each: hidden states, MLP activations) come from its heap, and what they
     leave behind is not given back. Measured on the SmolLM2 WikiDoc QLoRA recipe (one micro-batch of 4 x 1,024
-    tokens, 2 cores): peak resident memory 6.96 GB with glibc's default, 3.49 GB with a fixed 1 MB threshold, the
-    step no slower (docs/RESULTS.md, section 4). A fixed threshold also turns the dynamic raising off.
+    tokens, 2 cores; bench/host_memory.py): peak resident memory 6.82 GiB with glibc's default, 3.79 GiB with a
+    fixed 1 MB threshold, the step no slower (docs/RESULTS.md, section 4). A fixed threshold also turns the dynamic
+    raising off.
 
     Does nothing where it cannot apply (not Linux, not glibc) or where the user chose the setting
     (``MALLOC_MMAP_THRESHOLD_`` or ``GLIBC_TUNABLES`` with ``glibc.malloc.mmap_threshold``). Returns whether it set it.
