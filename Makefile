@@ -146,6 +146,8 @@ MMLU ?= $(SHARED)/data/mmlu
 lm-eval:
 	python bench/lm_eval_reference.py --model $(MODEL) --tasks pubmedqa,medqa,mmlu --pubmedqa $(PUBMEDQA) \
 		--medqa $(MEDQA) --mmlu $(MMLU)
+	python bench/lm_eval_reference.py --model $(MODEL) --tasks mmlu --mmlu $(MMLU) --num_fewshot 5 --limit 30 \
+		--out bench/results/lm_eval_agreement_mmlu_5shot.json
 # Section 3: how much of each shipped training dataset overlaps the benchmarks' test questions
 benchmark-overlap:
 	python bench/benchmark_overlap.py --pubmedqa $(PUBMEDQA) --medqa $(MEDQA) --mmlu $(MMLU) --wikidoc $(WIKIDOC) \
@@ -163,6 +165,8 @@ memory:
 	python bench/qlora_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --shape tinyllama-1.1b \
 		--tokenizer $(SHARED)/models/gpt2-tokenizer --data $(WIKIDOC) --steps 1 --max_length 256 --batch_size 2 \
 		--out bench/results/qlora_memory_1b.json
+	python bench/host_memory.py --recipe recipes/wikidoc_qlora_smollm2.yaml --model $(MODEL) --data $(WIKIDOC) \
+		--out bench/results/host_memory_smollm2.json
 
 eval-speed:
 	python bench/eval_speed.py --model $(MODEL) --pubmedqa $(PUBMEDQA) --wikidoc $(WIKIDOC) --questions 40 --texts 20
