@@ -129,6 +129,7 @@ class PrefixCache:
         self.model = model
         self.tokens: list[int] | None = None
         self.cache = None
+        self.argument = "cache"  # the forward's name for it
 
     @torch.no_grad()
     def expanded(self, tokens: list[int], batch: int):
@@ -136,7 +137,10 @@ class PrefixCache:
         for a model that returns no cache that can be repeated (its rows are then computed whole)."""
         if tokens != self.tokens:
             ids = torch.tensor([tokens], dtype=torch.long, device=self.model.device)
-            self.cache = self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            # transformers 5.25 renamed past_key_values to cache (the old name warns, and goes in 5.40)
+            self.argument = "cache" if "cache" in out else "past_key_values"
+            self.cache = out.get(self.argument)
             self.tokens = list(tokens)
         if not hasattr(self.cache, "batch_repeat_interleave"):
             return None
@@ -202,7 +206,8 @@ def _logits(
     ids, mask = _pad([row[shared:] for row in rows], pad_id, model.device)
     mask = torch.cat([mask.new_ones(len(rows), shared), mask], dim=1)
     keep = ids.shape[1] - (first_needed - shared)
-    out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=keep)
+    cached = {prefixes.argument: cache}
+    out = model(input_ids=ids, attention_mask=mask, **cached, use_cache=True, logits_to_keep=keep)
     return out.logits, first_needed
 
 
