@@ -108,8 +108,6 @@ class EvalArguments:
         if self.num_fewshot < 0:
             raise MedsftError("--num_fewshot must be 0 or more")
         zero_shot = [t for t in self.task_list if t in ZERO_SHOT_TASKS]
-        if self.num_fewshot and "mmlu" not in self.task_list and not zero_shot:
-            raise MedsftError(f"--num_fewshot {self.num_fewshot} applies to mmlu only, which --tasks does not ask for")
         if self.num_fewshot and zero_shot:
             raise MedsftError(
                 f"--num_fewshot {self.num_fewshot} applies to mmlu only (its first K dev rows, as the harness takes "
@@ -117,6 +115,8 @@ class EvalArguments:
                 "harness's medqa_4options and medmcqa draw their exemplars at random from the train split, which "
                 "medsft does not reproduce): evaluate them in a command without --num_fewshot"
             )
+        if self.num_fewshot and "mmlu" not in self.task_list:
+            raise MedsftError(f"--num_fewshot {self.num_fewshot} applies to mmlu only, which --tasks does not ask for")
         if self.limit is not None and self.limit < 1:
             raise MedsftError("--limit must be a positive number of examples")
         if self.batch_size < 1:

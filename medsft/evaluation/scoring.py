@@ -68,11 +68,9 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def _batched_positions(lengths: Sequence[int], batch_size: int, shared: int = 0) -> int:
-    """Positions computed for rows of these lengths in batches of similar length, ``shared`` of them once."""
-    ordered = sorted(lengths, reverse=True)
-    return shared + sum(
-        len(ordered[i : i + batch_size]) * (ordered[i] - shared) for i in range(0, len(ordered), batch_size)
-    )
+    """Positions computed for rows of these lengths in ``make_batches``' batches, ``shared`` of them once."""
+    batches = make_batches(lengths, batch_size)  # longest first: a batch is as wide as its first row
+    return shared + sum(len(batch) * (lengths[batch[0]] - shared) for batch in batches)
 
 
 def prefix_groups(
