@@ -55,6 +55,7 @@ from medsft.core.hub_access import require_hub_for
 from medsft.core.memory import return_freed_memory
 from medsft.evaluation import runner
 from medsft.evaluation.report import REPORT_FILE, choose_output_dir
+from medsft.evaluation.task_multiple_choice import BENCHMARKS
 from medsft.modeling.loading import load_tokenizer
 from medsft.modeling.sharding import refuse_sharded_evaluation
 from medsft.modeling.source import resolve_model_source
@@ -87,7 +88,11 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     ###############
     # Load tokenizer and data
     ###############
-    chat = args.pubmedqa_mode != "loglikelihood" or args.perplexity_format in ("auto", "chat")
+    chat = (
+        ("pubmedqa" in args.task_list and args.pubmedqa_mode != "loglikelihood")
+        or ("perplexity" in args.task_list and args.perplexity_format in ("auto", "chat"))
+        or (args.choice_mode == "chat" and any(task in BENCHMARKS for task in args.task_list))
+    )
     tokenizer = load_tokenizer(source, model_args.model_revision, need_chat_template=chat)
     data = runner.load_data(args, tokenizer)
     logger.info(

@@ -296,6 +296,42 @@ CASES = [
         ["pqa"],
     ),
     ("eval-misspelled-flag", "evaluate", lambda f: evaluate(f, "--adapter", "x"), ["--adapter", "--adapters"]),
+    ("eval-bootstrap-zero", "evaluate", lambda f: evaluate(f, "--bootstrap_samples", "0"), ["--bootstrap_samples"]),
+    ("eval-stride-negative", "evaluate", lambda f: evaluate(f, "--stride", "-1"), ["--stride"]),
+    ("eval-max-length-one", "evaluate", lambda f: evaluate(f, "--max_length", "1"), ["--max_length"]),
+    (
+        "eval-max-length-beyond-model",
+        "evaluate",
+        lambda f: evaluate(f, "--max_length", "5000"),
+        ["--max_length 5000", "1024 positions"],
+    ),
+    (
+        "eval-generate-no-room",
+        "evaluate",
+        lambda f: evaluate(
+            f,
+            "--tasks",
+            "pubmedqa",
+            "--pubmedqa_dataset",
+            str(PUBMEDQA_DIR),
+            "--limit",
+            "2",
+            "--pubmedqa_mode",
+            "generate",
+            "--max_length",
+            "32",
+            "--max_new_tokens",
+            "32",
+        ),
+        ["--max_new_tokens 32", "max_length=32"],
+    ),  # fmt: skip
+    (
+        "eval-output-dir-not-medsft",
+        "evaluate",
+        lambda f: evaluate(f, "--output_dir", f["not_medsft"]),
+        ["not_medsft", "notes.txt"],
+    ),
+    ("eval-output-dir-a-file", "evaluate", lambda f: evaluate(f, "--output_dir", f["a_file"]), ["a_file.txt"]),
     # push
     (
         "push-run-missing",

@@ -10,7 +10,7 @@ from huggingface_hub import constants
 
 from medsft.core import hub_access
 from medsft.core.errors import MedsftError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, WIKIDOC_JSON
 
 
 @pytest.fixture
@@ -56,6 +56,16 @@ def test_evaluate_checks_every_hub_source_before_loading_a_model(online, monkeyp
     )
     with pytest.raises(MedsftError, match=r"needed for 'qiaojin/PubMedQA' but is unreachable"):
         main(["--model_name_or_path", tiny_gpt2, "--tasks", "pubmedqa"])
+
+
+def test_a_mistyped_local_path_is_said_to_be_neither_local_nor_reachable(online, monkeypatch, tiny_gpt2):
+    from medsft.evaluate import main
+
+    monkeypatch.setattr(constants, "ENDPOINT", closed_port_endpoint())
+    # "runz/adapter" exists nowhere here, so the one rule reads it as a Hub id; the error must say both
+    with pytest.raises(MedsftError, match=r"'runz/adapter' but is unreachable .*: no local file or folder has"):
+        main(["--model_name_or_path", tiny_gpt2, "--tasks", "perplexity", "--perplexity_dataset", str(WIKIDOC_JSON),
+              "--adapters", "runz/adapter"])  # fmt: skip
 
 
 def test_offline_mode_asks_nothing(monkeypatch):

@@ -515,3 +515,29 @@ def test_adapters_are_evaluated_on_the_base_they_were_trained_on(caplog):
     assert choose_base_precision(args, [qlora, lora]) == "float32"
     assert "q was trained on a 4-bit base; evaluating it on a full-precision one" in caplog.text
     assert "base model in float32 (as --load_in_4bit asked" in caplog.text
+
+
+def test_nothing_is_cut_or_written_over_silently(tiny_gpt2, tmp_path, caplog, monkeypatch):
+    """Contexts longer than --max_length are cut as the harness cuts them, and the log says how many; chat scoring
+    of the letter benchmarks works for a tokenizer without a chat template (medsft's default one) whatever the
+    perplexity flags say; a folder of the user's is never written into."""
+    from tests.conftest import MEDQA_DIR
+
+    base = ["--model_name_or_path", tiny_gpt2, "--tasks", "medqa", "--medqa_dataset", str(MEDQA_DIR), "--limit", "3",
+            "--bootstrap_samples", "10"]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="medsft"):
+        _quiet([*base, "--max_length", "16", "--output_dir", str(tmp_path / "cut")])
+    assert "medqa: 3 of 3 inputs are longer than max_length=16 tokens" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medsft"):
+        report = _quiet([*base, "--output_dir", str(tmp_path / "whole")])
+    assert "longer than max_length" not in caplog.text and report["settings"]["max_length"] == 1024
+    chat = _quiet([*base, "--choice_mode", "chat", "--perplexity_format", "text", "--output_dir", str(tmp_path / "c")])
+    assert chat["results"]["base"]["medqa"]["n"] == 3
+    mine = tmp_path / "evals" / Path(tiny_gpt2).name
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)  # the default folder (evals/<model>) holds the user's notes: a numbered sibling
+    report = _quiet(base)
+    assert Path(report["output_dir"]).name == f"{mine.name}-2"
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

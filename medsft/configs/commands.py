@@ -56,7 +56,9 @@ class EvalArguments:
     )
     perplexity_dataset: str = field(default=wikidoc.HUB_ID, metadata={"help": "Text for perplexity."})
     perplexity_dataset_type: str = field(default="auto", metadata={"help": "medsft loader (as --dataset_type)."})
-    perplexity_split: str = field(default="validation", metadata={"help": "validation or train."})
+    perplexity_split: str = field(
+        default="validation", metadata={"help": "validation or train.", "choices": ["validation", "train"]}
+    )
     perplexity_format: str = field(
         default="auto",
         metadata={"help": "auto, chat, instruction or text.", "choices": ["auto", "chat", "instruction", "text"]},
@@ -121,6 +123,14 @@ class EvalArguments:
             raise MedsftError("--limit must be a positive number of examples")
         if self.batch_size < 1:
             raise MedsftError("--batch_size must be at least 1")
+        if self.bootstrap_samples < 1:
+            raise MedsftError("--bootstrap_samples must be at least 1 (the accuracy intervals are bootstrapped)")
+        if self.max_new_tokens < 1:
+            raise MedsftError("--max_new_tokens must be at least 1")
+        if self.max_length is not None and self.max_length < 2:
+            raise MedsftError("--max_length must be at least 2 tokens")
+        if self.stride is not None and self.stride < 1:
+            raise MedsftError("--stride must be at least 1 token")
 
     def task_datasets(self) -> list[str]:
         """The dataset of every task asked for (Hub ids or local paths)."""

@@ -48,10 +48,12 @@ def require_hub_for(names) -> None:
 
     hub_ids = list(dict.fromkeys(n for n in names if n and is_hub_id(n)))
     if hub_ids:
-        require_hub(", ".join(f"'{n}'" for n in hub_ids))
+        # a mistyped local path reads as a Hub id too: say that nothing local has that name
+        note = "no local file or folder has that name; " if len(hub_ids) == 1 else "none is a local file or folder; "
+        require_hub(", ".join(f"'{n}'" for n in hub_ids), local_note=note)
 
 
-def require_hub(what: str) -> None:
+def require_hub(what: str, local_note: str = "") -> None:
     """Raise one line when ``what`` (e.g. "model config 'gpt2'") must come from the Hub and the Hub cannot be reached.
 
     In offline mode nothing is asked: the libraries read their cache and fail on their own when it lacks the files.
@@ -63,7 +65,7 @@ def require_hub(what: str) -> None:
     reason = unreachable_reason()
     if reason:
         raise MedsftError(
-            f"the Hugging Face Hub is needed for {what} but is unreachable ({constants.ENDPOINT}: {reason}): pass "
-            "local paths instead (a model directory or .gguf file, a dataset file or folder), or set "
-            "HF_HUB_OFFLINE=1 to use copies already in the Hugging Face cache"
+            f"the Hugging Face Hub is needed for {what} but is unreachable ({constants.ENDPOINT}: {reason}): "
+            f"{local_note}pass local paths instead (a model directory or .gguf file, a dataset file or folder), or "
+            "set HF_HUB_OFFLINE=1 to use copies already in the Hugging Face cache"
         )

@@ -4,6 +4,7 @@ allow it (PubMedQA and the letter-choice benchmarks both do)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from medsft.evaluation.scoring import (
@@ -15,6 +16,8 @@ from medsft.evaluation.scoring import (
     shared_context_logprobs,
     token_logprob_sums,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +37,19 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     whole = tokenizer.encode(context + continuation, add_special_tokens=False)
     context_ids = tokenizer.encode(context, add_special_tokens=False)
     return context_ids, whole[len(context_ids) :]
+
+
+def warn_truncated(lengths: list[int], max_length: int, what: str) -> int:
+    """Say how many inputs are longer than ``max_length`` (their beginnings are cut, as the harness cuts them: nothing
+    is cut silently); returns that number."""
+    cut = sum(length > max_length for length in lengths)
+    if cut:
+        logger.warning(
+            "%s: %d of %d inputs are longer than max_length=%d tokens (the longest: %d); their first tokens are cut, "
+            "as lm-evaluation-harness cuts them; a larger --max_length (up to the model's context) keeps them whole",
+            what, cut, len(lengths), max_length, max(lengths),
+        )  # fmt: skip
+    return cut
 
 
 def _one_forward(request: Request, max_length: int) -> bool:
@@ -63,6 +79,7 @@ def score_choices(
     per choice (the harness's own way, used by tests and the benchmark as the reference).
     """
     pad_id = pad_token_id(tokenizer)
+    warn_truncated([len(r.context) + max(map(len, r.choices)) - 1 for r in requests], max_length, what)
     if single_forward is not False and all(_one_forward(r, max_length) for r in requests):
         # contexts cut as the per-choice path cuts them for the longest choice: (context + choice)[-(max_length + 1):]
         rows = [(r.context[-(max_length + 1 - max(map(len, r.choices))) :], r.choices) for r in requests]

@@ -24,19 +24,29 @@ from medsft.evaluation.schema import (
 REPORT_FILE = "report.json"
 
 
-def choose_output_dir(output_dir: str | None, default: Path) -> Path:
-    """The directory the report goes to; an existing report is never overwritten.
+def _in_use(out: Path) -> bool:
+    """Whether ``out`` is something the report must not be written into: a file, or a folder that is not empty."""
+    return out.exists() and (not out.is_dir() or any(out.iterdir()))
 
-    An explicit ``--output_dir`` that already holds a report is an error. The default directory gets a numbered
-    sibling (``eval-2``, ``eval-3`` …) instead.
+
+def choose_output_dir(output_dir: str | None, default: Path) -> Path:
+    """The directory the report goes to: a new or empty folder, so nothing already there (an earlier report, its
+    predictions or plots, or a folder of the user's) is overwritten or mixed with it.
+
+    An explicit ``--output_dir`` that is not empty is an error. The default directory gets a numbered sibling
+    (``eval-2``, ``eval-3`` …) instead.
     """
     if output_dir:
         out = Path(output_dir)
         if (out / REPORT_FILE).exists():
             raise MedsftError(f"{out} already holds an evaluation report ({REPORT_FILE}); choose another --output_dir")
+        if _in_use(out):
+            names = sorted(p.name for p in out.iterdir())[:3] if out.is_dir() else []
+            held = "it holds " + ", ".join(names) if names else "it is a file"
+            raise MedsftError(f"--output_dir {out} is not a new or empty folder ({held}); choose another --output_dir")
         return out
     out, n = default, 1
-    while (out / REPORT_FILE).exists():
+    while _in_use(out):
         n += 1
         out = default.with_name(f"{default.name}-{n}")
     return out

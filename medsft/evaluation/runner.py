@@ -292,11 +292,15 @@ def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluatio
 
 
 def _max_length(model, requested: int | None) -> int:
-    if requested:
-        return requested
+    """``--max_length``, or the model's context capped at 2048; more than the model's positions is an error (GPT-2's
+    learned positions end there, rotary models were not trained beyond it)."""
     config = model.config
-    native = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
-    return min(native, 2048)
+    native = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if requested:
+        if native and requested > native:
+            raise MedsftError(f"--max_length {requested} is more than the model's {native} positions")
+        return requested
+    return min(native or 2048, 2048)
 
 
 def _first_line(error: Exception) -> str:

@@ -17,7 +17,7 @@ import re
 
 from medsft.core.errors import MedsftError
 from medsft.data.pubmedqa import chat_prompt, lm_eval_prompt
-from medsft.evaluation.loglikelihood import Request, encode_pair, score_choices
+from medsft.evaluation.loglikelihood import Request, encode_pair, score_choices, warn_truncated
 from medsft.evaluation.metrics import LABELS
 from medsft.evaluation.scoring import greedy_generate, make_batches, pad_token_id, run_sharded
 
@@ -55,10 +55,9 @@ def parse_answer(text: str) -> str:
 def generate_answers(model, tokenizer, rows: list[dict], max_length: int, batch_size: int, max_new_tokens: int):
     """Greedy answers and the label parsed from each."""
     pad_id = pad_token_id(tokenizer)
-    prompts = [
-        _truncate(tokenizer.encode(prompt_text(row, "generate", tokenizer), add_special_tokens=False), max_length)
-        for row in rows
-    ]
+    encoded = [tokenizer.encode(prompt_text(row, "generate", tokenizer), add_special_tokens=False) for row in rows]
+    warn_truncated([len(ids) for ids in encoded], max_length, "pubmedqa generate")
+    prompts = [_truncate(ids, max_length) for ids in encoded]
     batches = make_batches([len(p) for p in prompts], batch_size)
     outputs = run_sharded(
         prompts,
@@ -77,6 +76,10 @@ def predict(
     if mode not in MODES:
         raise MedsftError(f"unknown PubMedQA mode '{mode}'; choose one of {', '.join(MODES)}")
     if mode == "generate":
+        if max_new_tokens >= max_length:
+            raise MedsftError(
+                f"--max_new_tokens {max_new_tokens} leaves no room for the prompt in max_length={max_length} tokens"
+            )
         return generate_answers(model, tokenizer, rows, max_length - max_new_tokens, batch_size, max_new_tokens)
     requests = build_requests(rows, tokenizer, mode)
     scores = score_choices(model, tokenizer, requests, max_length, batch_size, what="pubmedqa")
