@@ -362,6 +362,25 @@ CASES = [
     # generate
     ("generate-run-missing", "generate", lambda f: [f["dir"] + "/no-run", "--prompt", "hi"], ["no-run"]),
     ("generate-no-prompt", "generate", lambda f: [f["not_medsft"]], ["--prompt"]),
+    ("generate-empty-prompt", "generate", lambda f: [f["not_medsft"], "--prompt", "hi", " "], ["--prompt 2 of 2"]),
+    (
+        "generate-no-new-tokens",
+        "generate",
+        lambda f: [f["not_medsft"], "--prompt", "hi", "--max_new_tokens", "0"],
+        ["--max_new_tokens"],
+    ),
+    (
+        "generate-temperature-zero",
+        "generate",
+        lambda f: [f["not_medsft"], "--prompt", "hi", "--do_sample", "true", "--temperature", "0"],
+        ["--temperature", "above 0"],
+    ),
+    (
+        "generate-temperature-without-sampling",
+        "generate",
+        lambda f: [f["not_medsft"], "--prompt", "hi", "--temperature", "0.2"],
+        ["--temperature", "--do_sample"],
+    ),
 ]
 
 

@@ -180,7 +180,8 @@ class GenerateArguments:
     prompt: one or more prompts (``--prompt "first" "second"``).
     model_name_or_path: base model, when not the one recorded in the run's recipe.
     load_in_4bit: load the base in 4-bit (the run's quantization settings); default: as the run was trained.
-    max_new_tokens / do_sample / temperature / seed: decoding.
+    max_new_tokens / do_sample / temperature / seed: decoding (``temperature``: with ``do_sample`` only,
+        0.7 unless given).
     allow_base_mismatch: compare on a base other than the one the run recorded (another name, other weights).
     """
 
@@ -192,11 +193,27 @@ class GenerateArguments:
     )
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens to generate per prompt."})
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (with --do_sample)."})
+    temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature, with --do_sample true only (default there: 0.7)."}
+    )
     seed: int = field(default=42, metadata={"help": "Seed for sampling."})
     allow_base_mismatch: bool = field(
         default=False, metadata={"help": "Use a base model other than the one the run was trained on."}
     )
+
+    def __post_init__(self):
+        # checked here, before any model loads (transformers' own checks come after, as tracebacks)
+        if self.max_new_tokens < 1:
+            raise MedsftError("--max_new_tokens must be at least 1")
+        if self.temperature is not None and not self.do_sample:
+            raise MedsftError("--temperature applies to sampling only: add --do_sample true, or drop --temperature")
+        if self.do_sample:
+            self.temperature = 0.7 if self.temperature is None else self.temperature
+            if self.temperature <= 0:
+                raise MedsftError(f"--temperature must be above 0, got {self.temperature} (greedy: no --do_sample)")
+        empty = [i for i, prompt in enumerate(self.prompt, 1) if not prompt.strip()]
+        if empty:
+            raise MedsftError(f"--prompt {', '.join(map(str, empty))} of {len(self.prompt)} is empty")
 
 
 @dataclass
