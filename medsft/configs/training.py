@@ -323,6 +323,23 @@ class MedSFTConfig(SFTConfig):
             raise MedsftError("--learning_rate and --num_train_epochs must not be negative")
         if self.max_steps == 0:
             raise MedsftError("--max_steps 0 trains nothing: give a positive number, or -1 to train num_train_epochs")
+        if self.max_steps < 0 and self.num_train_epochs == 0:
+            raise MedsftError("--num_train_epochs 0 trains nothing (and would save the untrained model as the run)")
+        # transformers reads these values as "off" or "unset" without a word; medsft asks for the explicit spelling
+        if self.weight_decay < 0:
+            raise MedsftError(f"--weight_decay must not be negative, got {self.weight_decay}")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise MedsftError(f"--max_grad_norm must not be negative (0 turns clipping off), got {self.max_grad_norm}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise MedsftError(
+                f"--save_total_limit {self.save_total_limit} would keep every checkpoint (transformers reads it as no "
+                "limit): give 1 or more, or leave it out"
+            )
+        for name in ("eval_steps", "save_steps"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise MedsftError(f"--{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:
+            raise MedsftError(f"--seed must be between 0 and 2**32 - 1, got {self.seed}")
         if self.early_stopping_patience is not None and (
             self.early_stopping_patience < 1 or self.eval_strategy == "no" or not self.load_best_model_at_end
         ):
