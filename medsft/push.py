@@ -31,6 +31,7 @@ from pathlib import Path
 
 from medsft.configs import PushArguments, parse_args
 from medsft.core.errors import MedsftError, run_cli
+from medsft.core.paths import is_hub_id
 from medsft.publishing.folder import build_folder
 from medsft.publishing.hub import check_repo_id, check_token, network_errors
 
@@ -43,6 +44,12 @@ def push(args: PushArguments, token: str | None = None) -> dict:
     ``token`` (kept in memory, never in ``args``): a token given to ``medsft.train --hub_token``; by default the
     usual places."""
     check_repo_id(args.repo_id, "--repo_id")
+    if args.base_model and not is_hub_id(args.base_model):
+        # it is written into the card, LICENSE.md and adapter_config.json for readers to load: a path is no use there
+        raise MedsftError(
+            f"--base_model '{args.base_model}' is not a Hub id: give the base model's id on the Hub (e.g. "
+            "HuggingFaceTB/SmolLM2-135M-Instruct), not a local path"
+        )
     if args.dry_run:
         out = Path(args.dry_run)
         if out.exists() and not out.is_dir():

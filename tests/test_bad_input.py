@@ -364,6 +364,12 @@ CASES = [
         lambda f: [f["not_medsft"], "--repo_id", "my org/my model", "--dry_run", "x"],
         ["my org/my model"],
     ),
+    (
+        "push-base-model-a-path",
+        "push",
+        lambda f: [f["not_medsft"], "--repo_id", "me/x", "--base_model", f["tiny"], "--dry_run", "x"],
+        ["--base_model", "not a Hub id"],
+    ),
     ("push-repo-id-dots", "push", lambda f: [f["not_medsft"], "--repo_id", "../etc", "--dry_run", "x"], ["../etc"]),
     ("push-repo-id-missing", "push", lambda f: [f["not_medsft"], "--dry_run", "x"], ["--repo_id"]),
     # generate
