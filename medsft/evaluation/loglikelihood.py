@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from accelerate import PartialState
+
 from medsft.evaluation.scoring import (
     PrefixCache,
     make_batches,
@@ -43,7 +45,7 @@ def warn_truncated(lengths: list[int], max_length: int, what: str) -> int:
     """Say how many inputs are longer than ``max_length`` (their beginnings are cut, as the harness cuts them: nothing
     is cut silently); returns that number."""
     cut = sum(length > max_length for length in lengths)
-    if cut:
+    if cut and PartialState().is_main_process:  # every process holds every question: one line, not one a process
         logger.warning(
             "%s: %d of %d inputs are longer than max_length=%d tokens (the longest: %d); their first tokens are cut, "
             "as lm-evaluation-harness cuts them; a larger --max_length (up to the model's context) keeps them whole",
