@@ -33,7 +33,7 @@ EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
 .PHONY: quickstart setup results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 \
-	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated lm-eval benchmark-overlap \
+	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 wikidoc wikidoc-full medquad generated lm-eval benchmark-overlap \
 	throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
@@ -47,7 +47,7 @@ setup: .venv/.medsft-setup
 
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \
-	pubmedqa-rationale-3ep pubmedqa-rationale-5ep wikidoc wikidoc-full medquad generated
+	pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 wikidoc wikidoc-full medquad generated
 bench: lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
@@ -101,6 +101,18 @@ pubmedqa-rationale-5ep:
 		--adapters runs/pubmedqa_lora_smollm2_rationale_5ep
 	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_rationale_5ep \
 		--output_dir runs/pubmedqa_validation_rationale_5ep
+
+# The rationale format with LoRA rank 64 (alpha 128: the recipe's alpha/r), one epoch; base and adapter on the test
+# set and the benchmark suite in one command, then on the 50 validation questions (about 2 h here).
+pubmedqa-rationale-r64:
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		--num_train_epochs 1 --dataset_format instruction --pubmedqa_long_answer true --lora_r 64 --lora_alpha 128 \
+		--output_dir runs/pubmedqa_lora_smollm2_rationale_r64
+	$(EVAL) --tasks pubmedqa,medqa,mmlu --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
+		--adapters runs/pubmedqa_lora_smollm2_rationale_r64 --output_dir runs/suite_pubmedqa_rationale_r64
+	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_rationale_r64 \
+		--output_dir runs/pubmedqa_validation_rationale_r64
 
 # Section 2: perplexity of the WikiDoc QLoRA and MedQuAD LoRA adapters against the base.
 wikidoc:
