@@ -282,6 +282,7 @@ CASES = [
     ("train-eval-steps-zero", "train", lambda f: train(f, "--eval_steps", "0"), ["--eval_steps"]),
     # preview
     ("preview-no-split", "preview", lambda f: train(f, "--split", "test"), ["test"]),
+    ("preview-negative-examples", "preview", lambda f: train(f, "--num_examples", "-2"), ["--num_examples"]),
     ("preview-unknown-flag", "preview", lambda f: train(f, "--num_exampels", "2"), ["--num_examples"]),
     # evaluate
     ("eval-unknown-task", "evaluate", lambda f: evaluate(f, "--tasks", "bleu"), ["bleu"]),

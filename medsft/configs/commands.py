@@ -259,3 +259,7 @@ class PreviewArguments:
 
     num_examples: int = field(default=3, metadata={"help": "How many examples to show."})
     split: str = field(default="train", metadata={"help": "Which split to show.", "choices": ["train", "validation"]})
+
+    def __post_init__(self):
+        if self.num_examples < 0:
+            raise MedsftError(f"--num_examples must be 0 (statistics only) or more, got {self.num_examples}")
