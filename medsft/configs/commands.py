@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medsft.configs.training import check_seed
 from medsft.core.errors import MedsftError
 from medsft.data import medmcqa, medqa, mmlu, pubmedqa, wikidoc
 from medsft.evaluation.task_multiple_choice import MODES as CHOICE_MODES
@@ -123,8 +124,7 @@ class EvalArguments:
             raise MedsftError("--limit must be a positive number of examples")
         if self.batch_size < 1:
             raise MedsftError("--batch_size must be at least 1")
-        if not 0 <= self.seed < 2**32:
-            raise MedsftError(f"--seed must be between 0 and 2**32 - 1, got {self.seed}")
+        check_seed(self.seed)
         if self.bootstrap_samples < 1:
             raise MedsftError("--bootstrap_samples must be at least 1 (the accuracy intervals are bootstrapped)")
         if self.max_new_tokens < 1:
@@ -207,8 +207,7 @@ class GenerateArguments:
         # checked here, before any model loads (transformers' own checks come after, as tracebacks)
         if self.max_new_tokens < 1:
             raise MedsftError("--max_new_tokens must be at least 1")
-        if not 0 <= self.seed < 2**32:
-            raise MedsftError(f"--seed must be between 0 and 2**32 - 1, got {self.seed}")
+        check_seed(self.seed)
         if self.temperature is not None and not self.do_sample:
             raise MedsftError("--temperature applies to sampling only: add --do_sample true, or drop --temperature")
         if self.do_sample:

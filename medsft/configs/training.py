@@ -338,8 +338,7 @@ class MedSFTConfig(SFTConfig):
         for name in ("eval_steps", "save_steps"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise MedsftError(f"--{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2**32:
-            raise MedsftError(f"--seed must be between 0 and 2**32 - 1, got {self.seed}")
+        check_seed(self.seed)
         if self.early_stopping_patience is not None and (
             self.early_stopping_patience < 1 or self.eval_strategy == "no" or not self.load_best_model_at_end
         ):
@@ -353,6 +352,12 @@ class MedSFTConfig(SFTConfig):
                 f"launched {processes} processes but the trainer sees world_size={self.world_size}; "
                 "each process would train alone on all the data (see accelerate_configs/README.md)"
             )
+
+
+def check_seed(seed: int) -> None:
+    """The seeds transformers' ``set_seed`` accepts (every command seeds; outside this range it is a traceback)."""
+    if not 0 <= seed < 2**32:
+        raise MedsftError(f"--seed must be between 0 and 2**32 - 1, got {seed}")
 
 
 def _check_tensorboard(report_to) -> None:
