@@ -32,7 +32,7 @@ from medsft.configs.training import MedModelConfig
 from medsft.core.errors import MedsftError, run_cli
 from medsft.core.memory import return_freed_memory
 from medsft.modeling.adapters import base_precision, check_adapter_base, load_adapter, read_adapter
-from medsft.modeling.loading import fit_embeddings, load_model
+from medsft.modeling.loading import fit_embeddings, load_model, weights_read_not_mapped
 from medsft.modeling.source import resolve_model_source
 from medsft.run_dir.record import read_run
 
@@ -100,7 +100,8 @@ def compare(args: GenerateArguments) -> list[dict]:
         fit_embeddings(base, len(tokenizer))
         base_out = [_continue(base, tokenizer, t, args) for t in texts]
         del base
-        tuned = AutoModelForCausalLM.from_pretrained(run_dir, dtype=torch.float32).eval()
+        with weights_read_not_mapped():
+            tuned = AutoModelForCausalLM.from_pretrained(run_dir, dtype=torch.float32).eval()
         tuned_out = [_continue(tuned, tokenizer, t, args) for t in texts]
     return [
         {"prompt": p, "base": b, "fine_tuned": f, "base_precision": precision}

@@ -47,6 +47,7 @@ from medsft.core.noise import silence_packed_attention_mask_notice
 from medsft.core.paths import is_hub_id
 from medsft.data.lengths import truncation
 from medsft.data.mixture import load_sft_datasets
+from medsft.modeling.frozen_16bit import store_frozen_embeddings_16bit
 from medsft.modeling.loading import (
     add_special_tokens,
     fit_embeddings,
@@ -63,7 +64,9 @@ from medsft.modeling.packing import (
 )
 from medsft.modeling.sharding import (
     check_sharding_engaged,
+    deepspeed_requested,
     fsdp_on_cpu,
+    fsdp_requested,
     gather_for_final_save,
     launch_checkpoint_layout,
 )
@@ -210,6 +213,18 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         )
     check_sharding_engaged(trainer)
     keep_adapter_float32(trainer.model)
+    if (
+        model_args.load_in_4bit
+        and not token_ids
+        and not (fsdp_requested(training_args) or deepspeed_requested(training_args))
+    ):
+        # QLoRA: the frozen embeddings and LM head bitsandbytes leaves unquantized back in their checkpoint's 16 bits
+        # (lossless; not under FSDP/DeepSpeed, whose flat parameters want one dtype; not when added tokens train rows)
+        saved, what = store_frozen_embeddings_16bit(trainer.model)
+        if saved:
+            logger.info(
+                "frozen %s kept in their checkpoint's 16 bits, computed in float32: %.2f GiB less", what, saved / 2**30
+            )
     packed_layout, attention_after_training = None, None
     if trainer.padding_free:  # what TRL decided its collator does (padding_free, or BFD packing)
         silence_packed_attention_mask_notice()

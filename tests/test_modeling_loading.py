@@ -63,3 +63,24 @@ def test_gradients_after_eval_forward_equal_gradients_before(arch, tiny_gpt2, ti
         model.generate(**batch, max_new_tokens=3, do_sample=False, pad_token_id=gpt2_tokenizer.eos_token_id)
     after = lora_grads(model, batch)
     torch.testing.assert_close(after, before, atol=1e-6, rtol=1e-5)
+
+
+def test_weights_are_read_not_mapped_and_are_the_same(tiny_llama, monkeypatch):
+    """medsft reads safetensors with pread (no file pages in the process's memory); the weights are unchanged."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, modeling_utils
+
+    backends = []
+
+    def spy(filename, framework, device="cpu", backend=None):
+        backends.append(backend)
+        return safe_open(filename, framework, device=device, backend=backend)
+
+    monkeypatch.setattr(modeling_utils, "safe_open", spy)
+    model_args = MedModelConfig(model_name_or_path=tiny_llama, dtype="float32")
+    ours = load_model(resolve_model_source(tiny_llama), model_args, for_training=False)
+    assert backends == ["pread"] and modeling_utils.safe_open is spy  # asked for, and put back afterwards
+    mapped = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    assert backends == ["pread", "mmap"]  # transformers' own choice, outside medsft's load
+    assert ours.state_dict().keys() == mapped.state_dict().keys()
+    assert all(torch.equal(v, mapped.state_dict()[k]) for k, v in ours.state_dict().items())

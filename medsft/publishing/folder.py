@@ -112,10 +112,11 @@ def _merge(run: Run, folder: Path) -> None:
 
     from medsft.core.errors import hub_errors
     from medsft.modeling.adapters import load_adapter
+    from medsft.modeling.loading import weights_read_not_mapped
     from medsft.modeling.source import resolve_model_source
 
     source = resolve_model_source(run.model_name_or_path, run.get("gguf_cache_dir"))
-    with hub_errors("model", source.name):
+    with hub_errors("model", source.name), weights_read_not_mapped():
         base = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32)
     merged = load_adapter(base, str(run.path)).merge_and_unload()
     merged.save_pretrained(folder)
