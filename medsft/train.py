@@ -216,10 +216,12 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     if (
         model_args.load_in_4bit
         and not token_ids
+        and not (training_args.bf16 or training_args.fp16)
         and not (fsdp_requested(training_args) or deepspeed_requested(training_args))
     ):
         # QLoRA: the frozen embeddings and LM head bitsandbytes leaves unquantized back in their checkpoint's 16 bits
-        # (lossless; not under FSDP/DeepSpeed, whose flat parameters want one dtype; not when added tokens train rows)
+        # (lossless in float32 compute, the CPU recipes'; not under mixed precision, where it is untested; not under
+        # FSDP/DeepSpeed, whose flat parameters want one dtype; not when added tokens train rows of them)
         saved, what = store_frozen_embeddings_16bit(trainer.model)
         if saved:
             logger.info(
