@@ -419,6 +419,43 @@ def test_command_line_error_is_one_line(tiny_gpt2):
 # ---------------------------------------------------------------- MedQA, MedMCQA, MMLU
 
 
+def test_a_merged_adapter_scores_as_the_unmerged_one(tiny_gpt2, adapter_run, tmp_path, caplog):
+    """--merge_adapters (default): the adapter merged into the float32 base gives the unmerged adapter's answers and
+    log-likelihoods to float32 rounding; never merged into a 4-bit or 16-bit base."""
+    from medsft.configs.training import MedModelConfig
+    from medsft.evaluation.runner import mergeable
+    from tests.conftest import MEDQA_DIR
+
+    caplog.set_level(logging.INFO)
+    reports = {}
+    for merge in ("true", "false"):
+        argv = _eval_args(tiny_gpt2, "--adapters", str(adapter_run), "--tasks", "perplexity,pubmedqa,medqa",
+                          "--medqa_dataset", str(MEDQA_DIR), "--limit", "6", "--merge_adapters", merge,
+                          "--output_dir", str(tmp_path / merge))  # fmt: skip
+        _quiet(argv)
+        reports[merge] = json.loads((tmp_path / merge / "report.json").read_text())
+    merged, unmerged = reports["true"], reports["false"]
+    assert merged["settings"]["adapters_merged"] is True and unmerged["settings"]["adapters_merged"] is False
+    assert "pubmedqa_lora merged into the float32 base for scoring" in caplog.text
+    for task in ("pubmedqa", "medqa"):
+        for name in ("base", "pubmedqa_lora"):
+            m = json.loads((tmp_path / f"true/{task}_predictions_{name}.json").read_text())
+            assert m == json.loads((tmp_path / f"false/{task}_predictions_{name}.json").read_text())
+        # per question, each choice's log-likelihood
+        a = merged["pubmedqa_outputs"] if task == "pubmedqa" else merged["choice_outputs"][task]
+        b = unmerged["pubmedqa_outputs"] if task == "pubmedqa" else unmerged["choice_outputs"][task]
+        assert a["base"] == b["base"]  # the base is never touched
+        a, b = a["pubmedqa_lora"], b["pubmedqa_lora"]
+        assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-4, rtol=1e-5) for k in a)
+    ppl = merged["results"]["pubmedqa_lora"]["perplexity"]["perplexity"]
+    assert ppl == pytest.approx(unmerged["results"]["pubmedqa_lora"]["perplexity"]["perplexity"], rel=1e-5)
+
+    float32 = AutoModelForCausalLM.from_pretrained(tiny_gpt2, dtype=torch.float32)
+    assert mergeable(float32, MedModelConfig(model_name_or_path=tiny_gpt2))
+    assert not mergeable(float32, MedModelConfig(model_name_or_path=tiny_gpt2, load_in_4bit=True, use_peft=True))
+    assert not mergeable(float32.to(torch.bfloat16), MedModelConfig(model_name_or_path=tiny_gpt2))
+
+
 def test_medical_suite_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, tmp_path):
     from tests.conftest import MEDQA_DIR, MMLU_DIR
     from tests.test_data_medmcqa import record, write_release

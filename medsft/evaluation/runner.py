@@ -180,6 +180,15 @@ class Evaluation:
     choice_outputs: dict[str, dict[str, dict]] = field(default_factory=dict)  # task -> column -> outputs
     failure: dict | None = None
     max_length: int | None = None
+    adapters_merged: bool | None = None
+
+
+def mergeable(model, model_args) -> bool:
+    """Whether an adapter can be merged into its base without changing what is scored beyond float32 rounding: a
+    32-bit base (a 4-bit or 16-bit one would round the adapter's update into its own precision)."""
+    return not model_args.load_in_4bit and all(
+        p.dtype == torch.float32 for p in model.parameters() if p.is_floating_point()
+    )
 
 
 def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokenizer, args) -> Evaluation:
@@ -190,6 +199,15 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
             model = load_model(source, model_args, for_training=False)
             if adapter is not None:
                 model = load_adapter(model, adapter.path)
+                if args.merge_adapters and mergeable(model, model_args):
+                    # the same model at float32 rounding, without the adapter's extra matmuls in every layer
+                    model = model.merge_and_unload()
+                    done.adapters_merged = True
+                    logger.info(
+                        "%s merged into the float32 base for scoring (--merge_adapters false: unmerged)", label
+                    )
+                elif done.adapters_merged is None:
+                    done.adapters_merged = False
             if not model_args.load_in_4bit:
                 model = model.to(state.device)
             model.eval()
@@ -256,7 +274,7 @@ def build_report(args, model_args, source, adapters, labels, data: EvalData, don
             ),
         },
         adapters={label: {**asdict(adapter), "path": adapter.path} for label, adapter in zip(labels[1:], adapters)},
-        settings=_settings(args, data, done.max_length),
+        settings=_settings(args, data, done.max_length, done.adapters_merged),
         results=done.results,
         timings=done.timings,
         incomplete=done.failure,
@@ -348,8 +366,11 @@ def _evaluate_model(model, tokenizer, data: EvalData, max_length: int, args):
     return results, timings, output, choices
 
 
-def _settings(args: EvalArguments, data: EvalData, max_length: int | None) -> EvalSettings:
+def _settings(
+    args: EvalArguments, data: EvalData, max_length: int | None, adapters_merged: bool | None
+) -> EvalSettings:
     return EvalSettings(
+        adapters_merged=adapters_merged,
         tasks=args.task_list,
         max_length=max_length,
         batch_size=args.batch_size,

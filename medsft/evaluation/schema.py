@@ -227,6 +227,8 @@ class EvalSettings:
     medqa: MultipleChoiceSettings | None = field(default=None, metadata=_OMIT_NONE)
     medmcqa: MultipleChoiceSettings | None = field(default=None, metadata=_OMIT_NONE)
     mmlu: MultipleChoiceSettings | None = field(default=None, metadata=_OMIT_NONE)
+    # adapters scored merged into the (float32) base; None in reports from before the option or without adapters
+    adapters_merged: bool | None = field(default=None, metadata=_OMIT_NONE)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> EvalSettings:
