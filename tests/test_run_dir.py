@@ -49,6 +49,20 @@ def error_line(proc: subprocess.CompletedProcess, prog: str) -> str:
     return line
 
 
+def refused(module: str, *args: str) -> str:
+    """The one-line error of a refused ``medsft.<module>`` command, run through its console entry point in this
+    process (as tests/test_bad_input.py runs its matrix: seconds instead of a fresh interpreter's imports; the real
+    subprocess path is covered there and by the runs in this file that finish)."""
+    from tests.test_bad_input import run_entry
+
+    code, err = run_entry(module, list(args))
+    assert code == 2, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"medsft.{module}: error: "), line
+    return line
+
+
 def snapshot(path: Path) -> dict[str, str]:
     """Every file below ``path`` with the sha256 of its bytes."""
     return {
@@ -118,8 +132,8 @@ def copy_of(run: Path, tmp_path: Path, name: str = "run") -> Path:
 def test_overwrite_with_a_mistyped_dataset_deletes_nothing(finished_run, tiny_gpt2, tmp_path):
     run = copy_of(finished_run, tmp_path)
     before = snapshot(run)
-    proc = cli("train", *train_args(tiny_gpt2, str(tmp_path / "typo.json"), run, "--overwrite_output_dir", "true"))
-    assert "typo.json" in error_line(proc, "train")
+    line = refused("train", *train_args(tiny_gpt2, str(tmp_path / "typo.json"), run, "--overwrite_output_dir", "true"))
+    assert "typo.json" in line
     assert snapshot(run) == before
 
 
@@ -127,8 +141,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_medsft_run(tiny_gpt2, wikidoc_
     thesis = tmp_path / "thesis"
     thesis.mkdir()
     (thesis / "thesis.tex").write_text("\\documentclass{article}")
-    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, thesis, "--overwrite_output_dir", "true"))
-    line = error_line(proc, "train")
+    line = refused("train", *train_args(tiny_gpt2, wikidoc_small, thesis, "--overwrite_output_dir", "true"))
     assert str(thesis) in line and "not a medsft run" in line and "thesis.tex" in line
     assert (thesis / "thesis.tex").read_text() == "\\documentclass{article}"
 
@@ -138,8 +151,7 @@ def test_resume_into_a_finished_run_is_refused(finished_run, killed_run, tiny_gp
     run_b = copy_of(finished_run, tmp_path, "run_b")
     before = snapshot(run_b)
     checkpoint = next(killed_run.glob("checkpoint-*"))
-    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run_b, "--resume_from_checkpoint", str(checkpoint)))
-    line = error_line(proc, "train")
+    line = refused("train", *train_args(tiny_gpt2, wikidoc_small, run_b, "--resume_from_checkpoint", str(checkpoint)))
     assert str(run_b) in line and "finished run" in line
     assert snapshot(run_b) == before
 
@@ -206,10 +218,9 @@ def test_half_written_checkpoint_is_skipped(finished_run, tiny_gpt2, wikidoc_sma
 def test_resume_with_another_lora_rank_is_refused(killed_run, tiny_gpt2, wikidoc_small, tmp_path):
     run = copy_of(killed_run, tmp_path)
     before = snapshot(run)
-    proc = cli(
+    line = refused(
         "train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true", "--lora_r", "4")
     )
-    line = error_line(proc, "train")
     assert "lora_r: 16 in the run, 4 now" in line
     assert snapshot(run) == before
 
@@ -241,7 +252,7 @@ def test_run_stopped_after_its_last_checkpoint_is_not_trained_further(
 def test_output_dir_that_is_a_file_is_refused(tiny_gpt2, wikidoc_small, tmp_path):
     file = tmp_path / "notes.txt"
     file.write_text("mine")
-    line = error_line(cli("train", *train_args(tiny_gpt2, wikidoc_small, file)), "train")
+    line = refused("train", *train_args(tiny_gpt2, wikidoc_small, file))
     assert f"output_dir {file} is a file" in line
     assert file.read_text() == "mine"
 
@@ -307,17 +318,14 @@ def run_on_replaced_base(tiny_gpt2, wikidoc_small, tmp_path) -> tuple[Path, Path
 
 def test_base_with_other_weights_under_the_same_name_is_refused(run_on_replaced_base, tmp_path, texts):
     run, base = run_on_replaced_base
-    proc = cli(
+    line = refused(
         "evaluate", "--model_name_or_path", str(base), "--adapters", str(run), "--tasks", "perplexity",
         "--perplexity_dataset", str(texts), "--load_in_4bit", "true",
     )  # fmt: skip
-    line = error_line(proc, "evaluate")
     assert f"adapter {run} was trained on base model 'tiny'" in line and "holds other weights" in line
-    line = error_line(cli("generate", str(run), "--prompt", "Asthma is"), "generate")
+    line = refused("generate", str(run), "--prompt", "Asthma is")
     assert "holds other weights" in line
-    line = error_line(
-        cli("push", str(run), "--repo_id", "me/x", "--base_model", "gpt2", "--dry_run", str(tmp_path / "card")), "push"
-    )
+    line = refused("push", str(run), "--repo_id", "me/x", "--base_model", "gpt2", "--dry_run", str(tmp_path / "card"))
     assert "holds other weights" in line and not (tmp_path / "card").exists()
 
 
@@ -334,7 +342,7 @@ def test_interrupted_run_is_not_published_or_evaluated_as_finished(killed_run, t
     from medsft.core.errors import MedsftError
     from medsft.modeling.adapters import read_adapter
 
-    line = error_line(cli("push", str(killed_run), "--repo_id", "me/x", "--dry_run", str(tmp_path / "card")), "push")
+    line = refused("push", str(killed_run), "--repo_id", "me/x", "--dry_run", str(tmp_path / "card"))
     assert f"{killed_run} is a run that has not finished" in line and "--resume_from_checkpoint true" in line
     with pytest.raises(MedsftError, match="has not finished"):
         read_adapter(str(killed_run))
