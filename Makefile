@@ -33,7 +33,7 @@ EPOCHS = $(if $(PUBMEDQA_EPOCHS),--num_train_epochs $(PUBMEDQA_EPOCHS))
 steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 
 .PHONY: quickstart setup results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 \
-	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 wikidoc wikidoc-full medquad generated lm-eval benchmark-overlap \
+	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-lr4e-4 wikidoc wikidoc-full medquad generated lm-eval benchmark-overlap \
 	throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
@@ -113,6 +113,16 @@ pubmedqa-rationale-r64:
 		--adapters runs/pubmedqa_lora_smollm2_rationale_r64 --output_dir runs/suite_pubmedqa_rationale_r64
 	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_rationale_r64 \
 		--output_dir runs/pubmedqa_validation_rationale_r64
+
+# Rank 64 at twice the recipe's learning rate (4e-4), one epoch: a learning-rate choice made on validation
+pubmedqa-rationale-r64-lr4e-4:
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		--num_train_epochs 1 --dataset_format instruction --pubmedqa_long_answer true --lora_r 64 --lora_alpha 128 \
+		--learning_rate 4e-4 --output_dir runs/pubmedqa_lora_smollm2_rationale_r64_lr4e-4
+	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_rationale_r64_lr4e-4 \
+		--output_dir runs/pubmedqa_validation_rationale_r64_lr4e-4
+	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--adapters runs/pubmedqa_lora_smollm2_rationale_r64_lr4e-4 --output_dir runs/pubmedqa_rationale_r64_lr4e-4_eval
 
 # Section 2: perplexity of the WikiDoc QLoRA and MedQuAD LoRA adapters against the base.
 wikidoc:
