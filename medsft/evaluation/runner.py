@@ -199,15 +199,13 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
             model = load_model(source, model_args, for_training=False)
             if adapter is not None:
                 model = load_adapter(model, adapter.path)
-                if args.merge_adapters and mergeable(model, model_args):
+                done.adapters_merged = args.merge_adapters and mergeable(model, model_args)
+                if done.adapters_merged:
                     # the same model at float32 rounding, without the adapter's extra matmuls in every layer
                     model = model.merge_and_unload()
-                    done.adapters_merged = True
                     logger.info(
                         "%s merged into the float32 base for scoring (--merge_adapters false: unmerged)", label
                     )
-                elif done.adapters_merged is None:
-                    done.adapters_merged = False
             if not model_args.load_in_4bit:
                 model = model.to(state.device)
             model.eval()

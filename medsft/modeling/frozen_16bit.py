@@ -92,15 +92,13 @@ def store_frozen_embeddings_16bit(model: torch.nn.Module) -> tuple[int, str]:
         weight = module.weight
         if weight.requires_grad:
             continue
-        if id(weight) not in seen:
+        if id(weight) not in seen:  # a tied head's weight was converted with the embedding: only its forward is left
             dtype = _exact_16bit_dtype(weight)
             if dtype is None:
                 continue
             seen.add(id(weight))
             saved += weight.numel() * (weight.element_size() - dtype.itemsize)
             weight.data = weight.data.to(dtype)
-        elif weight.dtype == torch.float32:
-            continue
         if module is head:
             module.forward = types.MethodType(_widened_head_forward, module)
         else:
