@@ -1,13 +1,18 @@
 """The one exception type medsft raises for problems a user can fix (bad recipe, missing file, bad targets).
 
-Entry points catch it and print its message as a single line instead of a traceback.
+Entry points catch it and print its message as a single line instead of a traceback (``run_cli``, which also ends
+the ranks of a distributed run safely).
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 
 class MedsftError(Exception):
@@ -38,31 +43,68 @@ def hub_errors(what: str, name: str) -> Iterator[None]:
 def run_cli(main: Callable[[], object], prog: str) -> None:
     """Run an entry point: a ``MedsftError`` becomes one line on stderr and exit status 2, not a traceback.
 
-    A distributed run's process group is destroyed before the interpreter exits, whichever way ``main`` ended.
+    A rank of a distributed run ends through ``end_distributed_process`` (whichever way ``main`` ended, but for an
+    unexpected exception, whose traceback is left to Python); any other process returns or exits as usual.
     """
     try:
         main()
+        code = 0
     except MedsftError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    finally:
+        code = 2
+    except BaseException:
         destroy_process_group()
+        raise
+    if in_process_group():
+        end_distributed_process(code)
+    if code:
+        sys.exit(code)
+
+
+def in_process_group() -> bool:
+    """Whether this process has a distributed process group (it is a rank of a launched run)."""
+    dist = sys.modules.get("torch.distributed")  # never imported: no group (and no torch import for a quick CLI)
+    return dist is not None and dist.is_available() and dist.is_initialized()
+
+
+def end_distributed_process(code: int) -> NoReturn:
+    """End a rank of a distributed run with exit status ``code``, without interpreter finalization.
+
+    gloo's worker threads can still be releasing the tensors of a finished collective when the interpreter
+    finalizes: the tensor's Python object needs the GIL, Python ends any thread that asks for it then, and the C++
+    runtime aborts the process ("terminate called without an active exception", SIGABRT) after everything was saved,
+    failing the whole launch (pytorch/pytorch#179291; seen in 1 to 3 of 6 two-process CPU FSDP launches, and in CI;
+    the core dump: a gloo ``runLoop`` thread destroying an ``AsyncAllgatherCoalescedWork`` in ``take_gil`` during
+    ``Py_FinalizeEx``). Destroying the process group does not stop those threads (gloo's ``shutdown`` does nothing
+    and the model keeps the group alive), so the rank does what a normal exit does while the interpreter is still
+    whole — destroys the group, waits for its non-daemon threads, runs the ``atexit`` handlers (logging, weakref
+    finalizers, experiment trackers), flushes stdout and stderr — and then ends with ``os._exit``.
+    """
+    destroy_process_group()
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
 
 
 def destroy_process_group() -> None:
     """Destroy the distributed process group, if this process started one (accelerate's own teardown).
 
-    Neither accelerate nor the Trainer does this at the end of a run. Left to interpreter shutdown, gloo's worker
-    threads can still hold work objects and abort the process ("terminate called without an active exception",
-    SIGABRT; pytorch/pytorch#179291) after everything was saved, which fails the whole launch.
+    Neither accelerate nor the Trainer does this at the end of a run.
     """
     from accelerate import PartialState
 
     # only a state that exists: PartialState() would otherwise set one up (and a process group, under a launcher)
     if PartialState._shared_state:
         PartialState().destroy_process_group()
-    # a group started without accelerate (torch.distributed directly) aborts the same way
-    import torch.distributed as dist
+    # a group started without accelerate (torch.distributed directly)
+    if in_process_group():
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

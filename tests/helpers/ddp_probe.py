@@ -17,7 +17,7 @@ from accelerate import PartialState
 from torch.distributed.tensor import DTensor
 from trl import SFTTrainer
 
-from medsft.core.errors import destroy_process_group
+from medsft.core.errors import run_cli
 from medsft.train import main
 
 record_dir = Path(sys.argv[1])
@@ -62,11 +62,13 @@ def recording_step(self, model, inputs, *args, **kwargs):
     return original_step(self, model, inputs, *args, **kwargs)
 
 
-SFTTrainer.training_step = recording_step
-trainer = main(sys.argv[2:])
-state = PartialState()
-record_dir.mkdir(parents=True, exist_ok=True)
-(record_dir / f"rank{state.process_index}.json").write_text(
-    json.dumps({"world_size": state.num_processes, "examples": seen, "steps": trainer.state.global_step, **sharding})
-)
-destroy_process_group()  # as medsft.train's CLI does: without it gloo can abort at interpreter exit
+def probe() -> None:
+    SFTTrainer.training_step = recording_step
+    trainer = main(sys.argv[2:])
+    state = PartialState()
+    record_dir.mkdir(parents=True, exist_ok=True)
+    record = {"world_size": state.num_processes, "examples": seen, "steps": trainer.state.global_step, **sharding}
+    (record_dir / f"rank{state.process_index}.json").write_text(json.dumps(record))
+
+
+run_cli(probe, "medsft.train")  # ends each rank as medsft.train's CLI does (a refusal: one line, exit status 2)
