@@ -130,7 +130,7 @@ def _scored(truth: list[str], preds: list[str]) -> dict:
     return {"accuracy": accuracy(truth, preds), "macro_f1": macro_f1(truth, preds)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", help="medsft.evaluate report.json files (loglikelihood or chat mode)")
     parser.add_argument("--pubmedqa", default="qiaojin/PubMedQA", help="the PubMedQA release the reports scored")
@@ -141,7 +141,7 @@ def main() -> None:
         help="the same models on the validation split: offsets tuned there",
     )
     parser.add_argument("--out", default="bench/results/pubmedqa_ceiling.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     splits, _ = load_pubmedqa(args.pubmedqa)
     truth_by_pmid = {str(r["pmid"]): r["final_decision"] for split in splits.values() for r in split}

@@ -96,6 +96,18 @@ def wikidoc_small(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def medquad_small(tmp_path_factory) -> str:
+    """Three of MedQuAD's twelve collections (CancerGov, NIDDK, NHLBI: 361 of 5,489 files), copied in the official
+    layout: loading, the per-focus split and decontamination run on real files in a fraction of the full set's time."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("medquad")
+    for collection in ("1_CancerGov_QA", "5_NIDDK_QA", "8_NHLBI_QA_XML"):
+        shutil.copytree(_require(MEDQUAD_DIR) / collection, root / collection)
+    return str(root)
+
+
 # The one spelling of "a recipe, CPU-sized": tiny batches, no checkpointing or progress bars. Tests add their own
 # step counts and save/eval settings (QUICK_TRAINING: no evaluation or checkpoints at all).
 CPU_TRAINING = [
