@@ -557,17 +557,23 @@ def test_adapters_are_evaluated_on_the_base_they_were_trained_on(caplog):
     assert "base model in float32 (as --load_in_4bit asked" in caplog.text
 
 
-def test_nothing_is_cut_or_written_over_silently(tiny_gpt2, tmp_path, caplog, monkeypatch):
-    """Contexts longer than --max_length are cut as the harness cuts them, and the log says how many; chat scoring
+def test_nothing_is_cut_or_written_over_silently(tiny_gpt2, adapter_run, tmp_path, caplog, monkeypatch):
+    """Contexts longer than --max_length are cut as the harness cuts them, and the log says how many (once for the
+    base and its adapter, again in the next evaluation); chat scoring
     of the letter benchmarks works for a tokenizer without a chat template (medsft's default one) whatever the
     perplexity flags say; a folder of the user's is never written into."""
     from tests.conftest import MEDQA_DIR
 
     base = ["--model_name_or_path", tiny_gpt2, "--tasks", "medqa", "--medqa_dataset", str(MEDQA_DIR), "--limit", "3",
             "--bootstrap_samples", "10"]  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="medsft"):
-        _quiet([*base, "--max_length", "16", "--output_dir", str(tmp_path / "cut")])
-    assert "medqa: 3 of 3 inputs are longer than max_length=16 tokens" in caplog.text
+    for again in ("cut", "cut-again"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="medsft"):
+            cut = _quiet(
+                [*base, "--max_length", "16", "--adapters", str(adapter_run), "--output_dir", str(tmp_path / again)]
+            )
+        assert caplog.text.count("medqa: 3 of 3 inputs are longer than max_length=16 tokens") == 1, again
+        assert len(cut["results"]) == 2  # base and adapter, both scored on the cut inputs
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="medsft"):
         report = _quiet([*base, "--output_dir", str(tmp_path / "whole")])

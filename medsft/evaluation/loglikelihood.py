@@ -41,11 +41,23 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return context_ids, whole[len(context_ids) :]
 
 
+# what warn_truncated said in this evaluation: base and each adapter score the same inputs, one line is enough
+_SAID: set[tuple] = set()
+
+
+def new_evaluation() -> None:
+    """Start an evaluation: ``warn_truncated`` says each of its lines again (once)."""
+    _SAID.clear()
+
+
 def warn_truncated(lengths: list[int], max_length: int, what: str) -> int:
     """Say how many inputs are longer than ``max_length`` (their beginnings are cut, as the harness cuts them: nothing
-    is cut silently); returns that number."""
+    is cut silently), once per evaluation for the same inputs (not again for each model); returns that number."""
     cut = sum(length > max_length for length in lengths)
-    if cut and PartialState().is_main_process:  # every process holds every question: one line, not one a process
+    said = (what, cut, len(lengths), max_length, max(lengths, default=0))
+    # every process holds every question: one line, not one a process
+    if cut and PartialState().is_main_process and said not in _SAID:
+        _SAID.add(said)
         logger.warning(
             "%s: %d of %d inputs are longer than max_length=%d tokens (the longest: %d); their first tokens are cut, "
             "as lm-evaluation-harness cuts them; a larger --max_length (up to the model's context) keeps them whole",

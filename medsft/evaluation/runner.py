@@ -24,6 +24,7 @@ from medsft.evaluation import report as rep
 from medsft.evaluation import task_multiple_choice as mc
 from medsft.evaluation import task_perplexity as ppl
 from medsft.evaluation import task_pubmedqa as pqa
+from medsft.evaluation.loglikelihood import new_evaluation
 from medsft.evaluation.metrics import PubMedQAScores, paired_accuracy_difference, yes_no_auc
 from medsft.evaluation.schema import (
     CHOICE_TASKS,
@@ -194,6 +195,7 @@ def mergeable(model, model_args) -> bool:
 def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokenizer, args) -> Evaluation:
     """The base model, then each adapter on a fresh copy of it; if one fails, the finished ones are kept."""
     state, done = PartialState(), Evaluation()
+    new_evaluation()
     for label, adapter in zip(labels, [None, *adapters]):
         try:
             model = load_model(source, model_args, for_training=False)
