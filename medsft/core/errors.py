@@ -73,7 +73,7 @@ def end_distributed_process(code: int) -> NoReturn:
     gloo's worker threads can still be releasing the tensors of a finished collective when the interpreter
     finalizes: the tensor's Python object needs the GIL, Python ends any thread that asks for it then, and the C++
     runtime aborts the process ("terminate called without an active exception", SIGABRT) after everything was saved,
-    failing the whole launch (pytorch/pytorch#179291; seen in 1 to 3 of 6 two-process CPU FSDP launches, and in CI;
+    failing the whole launch (pytorch/pytorch#179291; seen in 4 of 26 two-process CPU FSDP launches here, and in CI;
     the core dump: a gloo ``runLoop`` thread destroying an ``AsyncAllgatherCoalescedWork`` in ``take_gil`` during
     ``Py_FinalizeEx``). Destroying the process group does not stop those threads (gloo's ``shutdown`` does nothing
     and the model keeps the group alive), so the rank does what a normal exit does while the interpreter is still
