@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -59,3 +61,22 @@ def test_recipe_must_be_a_mapping(tmp_path):
 def test_4bit_without_peft_is_rejected(tmp_path):
     with pytest.raises(MedsftError, match="load_in_4bit needs use_peft"):
         parse_args(TYPES, ["--model_name_or_path", "gpt2", "--load_in_4bit", "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    "shipped",
+    sorted(
+        str(p)
+        for p in (Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml")
+        if "early_stopping_patience" in p.read_text()
+    ),
+)
+def test_a_recipes_early_stopping_turns_off_from_the_command_line(shipped, tmp_path):
+    # a run without validation (e.g. a short CPU run) must be possible from a recipe that stops early
+    off = ["--eval_strategy", "no", "--load_best_model_at_end", "false", "--output_dir", str(tmp_path)]
+    with pytest.raises(MedsftError, match=r"early_stopping_patience .*0 turns it off"):
+        parse_args(TYPES, [shipped, *off])
+    _, train, _, _ = parse_args(TYPES, [shipped, *off, "--early_stopping_patience", "0"])
+    assert train.early_stopping_patience is None and train.eval_strategy == "no"
+    with pytest.raises(MedsftError, match="early_stopping_patience"):
+        parse_args(TYPES, [shipped, "--early_stopping_patience", "-1", "--output_dir", str(tmp_path)])

@@ -238,6 +238,7 @@ class MedSFTConfig(SFTConfig):
             step is always logged too (``medsft.modeling.trainer.LogFinalStep``), whatever ``logging_steps`` is.
         early_stopping_patience: stop when the validation metric (``metric_for_best_model``, default the loss) has
             not improved for this many evaluations; needs ``load_best_model_at_end`` so the best model is saved.
+            ``0`` turns it off (what a recipe that sets it needs for a run without validation).
         packed_layout: how a packed batch reaches the attention (``medsft.modeling.packing``): ``auto`` (default)
             picks TRL's padding-free row for flash/flex attention, ``segments`` (SDPA per example) on CPU and
             ``rows`` (one row per bin) on a GPU; or name one of ``padding_free``, ``segments``, ``rows``.
@@ -257,7 +258,8 @@ class MedSFTConfig(SFTConfig):
     early_stopping_patience: int | None = field(
         default=None,
         metadata={
-            "help": "Stop after this many evaluations without improvement (transformers' EarlyStoppingCallback)."
+            "help": "Stop after this many evaluations without improvement (transformers' EarlyStoppingCallback); "
+            "0 turns it off."
         },
     )
 
@@ -339,11 +341,14 @@ class MedSFTConfig(SFTConfig):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise MedsftError(f"--{name} must be positive, got {getattr(self, name)}")
         check_seed(self.seed)
+        if self.early_stopping_patience == 0:  # the command line's way to turn off a recipe's early stopping
+            self.early_stopping_patience = None
         if self.early_stopping_patience is not None and (
-            self.early_stopping_patience < 1 or self.eval_strategy == "no" or not self.load_best_model_at_end
+            self.early_stopping_patience < 0 or self.eval_strategy == "no" or not self.load_best_model_at_end
         ):
             raise MedsftError(
-                "early_stopping_patience needs a positive value, eval_strategy steps/epoch and load_best_model_at_end"
+                "early_stopping_patience needs a positive value (0 turns it off), eval_strategy steps/epoch and "
+                "load_best_model_at_end"
             )
         _check_tensorboard(self.report_to)
         super().__post_init__()
