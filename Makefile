@@ -147,6 +147,9 @@ medquad:
 		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS))
 	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
 		--adapters runs/medquad_smollm2
+	$(EVAL) --tasks pubmedqa,medqa,mmlu --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
+		--adapters runs/medquad_smollm2 --output_dir runs/suite_medquad_smollm2
 
 # Generated answers, base vs fine-tuned (greedy), for fixed prompts; each adapter on the base it was trained on.
 METFORMIN = $$(printf 'Abstract:\nPatients with type 2 diabetes were randomised to metformin or placebo; HbA1c fell by \
