@@ -5,6 +5,7 @@ PubMedQA's official ``evaluation.py``; ``{question id: letter}`` for MedQA, MedM
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -234,6 +235,13 @@ def plot_confusion(out: Path, label: str, scores: PubMedQAResult, name: str, cap
     return path
 
 
+def fitted_title(text: str, width_inches: float, fontsize: float) -> str:
+    """``text`` wrapped into lines that fit a figure ``width_inches`` wide at ``fontsize`` points (a base model's and
+    an adapter's names overflowed the suite's figure, cutting the title off at both edges)."""
+    per_line = max(20, int(width_inches * 72 / (0.62 * fontsize)))  # ~0.62 em per character in the default font
+    return textwrap.fill(text, per_line)
+
+
 def plot_comparison(out: Path, report: EvalReport) -> Path | None:
     """One figure for the whole suite: accuracy per task with 95% intervals, base and each adapter side by side
     (chance and PubMedQA's majority baseline marked), and perplexity with its values; titled with the models, each
@@ -284,10 +292,10 @@ def plot_comparison(out: Path, report: EvalReport) -> Path | None:
             ax.set_title(f"perplexity\n{task_caption(report, 'perplexity')}", fontsize=8)
             ax.tick_params(axis="x", rotation=20, labelsize=7)
             ax.margins(y=0.15)
-    fig.suptitle(f"medsft evaluation: {heading(report)}", fontsize=9)
+    fig.suptitle(fitted_title(f"medsft evaluation: {heading(report)}", fig.get_figwidth(), 9), fontsize=9)
     fig.tight_layout()
     path = out / "comparison.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
