@@ -56,13 +56,14 @@ pubmedqa-zero-shot:
 		--output_dir runs/eval_smollm2_loglikelihood
 
 pubmedqa-chat:
-	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS)
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
+		--dataset_format chat --pubmedqa_long_answer false
 	$(EVAL) --config recipes/eval_medical.yaml --perplexity_dataset $(WIKIDOC) --pubmedqa_dataset $(PUBMEDQA) \
 		--adapters runs/pubmedqa_lora_smollm2 --pubmedqa_mode chat
 
 pubmedqa-instruction:
 	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
-		--dataset_format instruction --output_dir runs/pubmedqa_lora_smollm2_instruction
+		--dataset_format instruction --pubmedqa_long_answer false --output_dir runs/pubmedqa_lora_smollm2_instruction
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_instruction
 
@@ -70,7 +71,7 @@ pubmedqa-instruction:
 # keep the base's ranking while it learns the answer prior? Test set and the 50 validation questions (~1 h here).
 pubmedqa-instruction-lr5e-5:
 	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
-		--dataset_format instruction --learning_rate 5e-5 --output_dir runs/pubmedqa_lora_smollm2_instruction_lr5e-5
+		--dataset_format instruction --pubmedqa_long_answer false --learning_rate 5e-5 --output_dir runs/pubmedqa_lora_smollm2_instruction_lr5e-5
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_instruction_lr5e-5
 	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_instruction_lr5e-5 \

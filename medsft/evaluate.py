@@ -13,7 +13,7 @@ python -m medsft.evaluate \\
     --model_name_or_path ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
     --adapters runs/wikidoc_qlora_smollm2 runs/pubmedqa_lora_smollm2 \\
     --perplexity_dataset ../shared/data/wikidoc_patient_information \\
-    --pubmedqa_dataset ../shared/data/pubmedqa --pubmedqa_mode chat
+    --pubmedqa_dataset ../shared/data/pubmedqa --pubmedqa_mode loglikelihood
 
 # the medical benchmark suite offline: PubMedQA, MedQA and MMLU's medical subjects from their official releases
 python -m medsft.evaluate \\
