@@ -5,7 +5,6 @@ PubMedQA's official ``evaluation.py``; ``{question id: letter}`` for MedQA, MedM
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medsft.core.errors import MedsftError
+from medsft.core.figures import fitted_title
 from medsft.evaluation.schema import (
     CHOICE_TASKS,
     EvalReport,
@@ -224,22 +224,13 @@ def plot_confusion(out: Path, label: str, scores: PubMedQAResult, name: str, cap
     for i, row in enumerate(counts):
         for j, value in enumerate(row):
             ax.text(j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black")
-    ax.set_title(
-        f"{name}\nPubMedQA {caption}\nacc {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f} (n={scores.n})",
-        fontsize=8,
-    )
+    title = f"{name}\nPubMedQA {caption}\nacc {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f} (n={scores.n})"
+    ax.set_title(fitted_title(title, fig.get_figwidth(), 8), fontsize=8)
     fig.tight_layout()
     path = out / f"pubmedqa_confusion_{label}.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def fitted_title(text: str, width_inches: float, fontsize: float) -> str:
-    """``text`` wrapped into lines that fit a figure ``width_inches`` wide at ``fontsize`` points (a base model's and
-    an adapter's names overflowed the suite's figure, cutting the title off at both edges)."""
-    per_line = max(20, int(width_inches * 72 / (0.62 * fontsize)))  # ~0.62 em per character in the default font
-    return textwrap.fill(text, per_line)
 
 
 def plot_comparison(out: Path, report: EvalReport) -> Path | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medsft.core.figures import fitted_title
 from medsft.run_dir.checkpoints import TRAINER_STATE_FILE, checkpoint_state, checkpoints
 
 LOSS_CURVE_FILE = "loss_curve.png"
@@ -50,12 +51,12 @@ def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> tuple[in
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(fitted_title(title, fig.get_figwidth(), 9), fontsize=9)
     if train or evals:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return len(train), len(evals)

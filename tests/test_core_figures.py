@@ -1,4 +1,4 @@
-"""The evaluation's plots: titles that fit their figures."""
+"""Titles that fit their figures (every medsft plot)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from medsft.evaluation.report import fitted_title  # noqa: E402
+from medsft.core.figures import fitted_title  # noqa: E402
 
 # the suite figure's title for the float32 base and the rank-64 PubMedQA adapter (docs/RESULTS.md, section 3)
 SUITE = "medsft evaluation: SmolLM2-135M-Instruct.Q4_1.gguf (float32) vs pubmedqa_lora_smollm2_rationale_r64"
@@ -33,3 +33,11 @@ def test_a_long_title_is_wrapped_to_fit_its_figure(title, width):
     if len(title) > 60:
         box, figure_width = _title_box(title, width)
         assert box.x0 < 0 or box.x1 > figure_width  # what the suite's plots looked like before
+
+
+def test_a_multi_line_title_keeps_its_lines():
+    # the confusion matrix's title: model, task, scores — each line wrapped on its own, none merged
+    title = f"{SUITE}\nPubMedQA test, n=500\nacc 0.436, macro-F1 0.300 (n=500)"
+    wrapped = fitted_title(title, 4.2, 8)
+    assert wrapped.split("\n")[-2:] == title.split("\n")[-2:] and wrapped.count("\n") > title.count("\n")
+    assert fitted_title("PubMedQA test\nacc 0.436", 4.2, 8) == "PubMedQA test\nacc 0.436"
