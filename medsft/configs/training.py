@@ -343,18 +343,15 @@ class MedSFTConfig(SFTConfig):
         check_seed(self.seed)
         if self.early_stopping_patience == 0:  # the command line's way to turn off a recipe's early stopping
             self.early_stopping_patience = None
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
-            raise MedsftError(
-                f"--early_stopping_patience must be positive (0 turns it off), got {self.early_stopping_patience}"
-            )
-        if self.early_stopping_patience is not None and (
-            self.eval_strategy == "no" or not self.load_best_model_at_end
-        ):
-            raise MedsftError(
-                f"early_stopping_patience {self.early_stopping_patience} needs eval_strategy steps/epoch and "
-                "load_best_model_at_end true; for a run without validation add --eval_strategy no "
-                "--load_best_model_at_end false --early_stopping_patience 0 (0 turns it off)"
-            )
+        if (patience := self.early_stopping_patience) is not None:
+            if patience < 0:
+                raise MedsftError(f"--early_stopping_patience must be positive (0 turns it off), got {patience}")
+            if self.eval_strategy == "no" or not self.load_best_model_at_end:
+                raise MedsftError(
+                    f"early_stopping_patience {patience} needs eval_strategy steps/epoch and load_best_model_at_end "
+                    "true; for a run without validation add --eval_strategy no --load_best_model_at_end false "
+                    "--early_stopping_patience 0 (0 turns it off)"
+                )
         _check_tensorboard(self.report_to)
         super().__post_init__()
         if processes > 1 and self.world_size != processes:
