@@ -59,22 +59,24 @@ pubmedqa-zero-shot:
 		--output_dir runs/eval_smollm2_loglikelihood
 
 pubmedqa-chat:
-	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
-		--dataset_format chat --pubmedqa_long_answer false
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		$(EPOCHS) --dataset_format chat --pubmedqa_long_answer false
 	$(EVAL) --config recipes/eval_medical.yaml --perplexity_dataset $(WIKIDOC) --pubmedqa_dataset $(PUBMEDQA) \
 		--adapters runs/pubmedqa_lora_smollm2 --pubmedqa_mode chat
 
 pubmedqa-instruction:
-	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
-		--dataset_format instruction --pubmedqa_long_answer false --output_dir runs/pubmedqa_lora_smollm2_instruction
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		$(EPOCHS) --dataset_format instruction --pubmedqa_long_answer false \
+		--output_dir runs/pubmedqa_lora_smollm2_instruction
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_instruction
 
 # The instruction format at a quarter of the recipe's learning rate (5e-5 instead of 2e-4): does a gentler update
 # keep the base's ranking while it learns the answer prior? Test set and the 50 validation questions (~1 h here).
 pubmedqa-instruction-lr5e-5:
-	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
-		--dataset_format instruction --pubmedqa_long_answer false --learning_rate 5e-5 --output_dir runs/pubmedqa_lora_smollm2_instruction_lr5e-5
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		$(EPOCHS) --dataset_format instruction --pubmedqa_long_answer false --learning_rate 5e-5 \
+		--output_dir runs/pubmedqa_lora_smollm2_instruction_lr5e-5
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_instruction_lr5e-5
 	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_instruction_lr5e-5 \
@@ -83,8 +85,8 @@ pubmedqa-instruction-lr5e-5:
 # The instruction format with the abstract's conclusion after the answer word, as a rationale (scored the same way:
 # the log-likelihood of the answer word right after the prompt).
 pubmedqa-rationale:
-	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) $(EPOCHS) \
-		--dataset_format instruction --pubmedqa_long_answer true --output_dir runs/pubmedqa_lora_smollm2_rationale
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		$(EPOCHS) --dataset_format instruction --pubmedqa_long_answer true --output_dir runs/pubmedqa_lora_smollm2_rationale
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_rationale
 
@@ -130,7 +132,8 @@ pubmedqa-rationale-r64-lr4e-4:
 
 # Rank 64 for the recipe's 3 epochs (validation after each, the best kept), the recipe as shipped since 2026-12-04
 # (the rank flags spell out its defaults): the 50 validation questions first (model selection), then the test set
-# once, then MedQA and MMLU's medical subjects, base vs adapter (1 h 34 min of training + about 50 min of scoring here).
+# once, then MedQA and MMLU's medical subjects, base vs adapter (1 h 34 min of training + about 50 min of scoring
+# here).
 pubmedqa-rationale-r64-3ep:
 	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
 		--num_train_epochs 3 --dataset_format instruction --pubmedqa_long_answer true --lora_r 64 --lora_alpha 128 \
@@ -266,7 +269,8 @@ pubmedqa-ceiling:
 plots:
 	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/pubmedqa_lora_smollm2_rationale \
 		runs/pubmedqa_lora_smollm2_rationale_3ep runs/pubmedqa_lora_smollm2_rationale_5ep \
-		runs/pubmedqa_lora_smollm2_instruction_lr5e-5 \
+		runs/pubmedqa_lora_smollm2_instruction_lr5e-5 runs/pubmedqa_lora_smollm2_rationale_r64 \
+		runs/pubmedqa_lora_smollm2_rationale_r64_3ep \
 		runs/wikidoc_qlora_smollm2 runs/wikidoc_qlora_smollm2_full runs/medquad_smollm2; do \
 		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
 	done
