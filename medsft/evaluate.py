@@ -28,14 +28,14 @@ accelerate launch --num_processes 4 -m medsft.evaluate ...
 python -m medsft.evaluate --config recipes/eval_medical.yaml
 ```
 
-The base model is always evaluated, then each adapter on it; each adapter's answers on every question-answering task
-are compared with the base's on the same questions (paired bootstrap interval of the accuracy difference,
-fixed/broken answers, McNemar's exact test). The report directory (default ``<first adapter>/eval``,
-or ``evals/<model>``) gets ``report.json``, ``pubmedqa_predictions_<model>.json`` (``{PMID: label}``, the format
-PubMedQA's official ``evaluation.py`` scores), ``<task>_predictions_<model>.json`` for MedQA/MedMCQA/MMLU
-(``{row index in the official file, or SUBJECT/index: letter}``), ``pubmedqa_confusion_<model>.png`` and
-``comparison.png`` (every task, base vs each adapter, with intervals). An existing
-report is never overwritten.
+The base model is always evaluated, then each adapter on it (a full fine-tune's run directory, ``use_peft: false``,
+may be given among the adapters: it is loaded in place of the base and compared with it the same way); each
+adapter's answers on every question-answering task are compared with the base's on the same questions (paired
+bootstrap interval of the accuracy difference, fixed/broken answers, McNemar's exact test). The report directory
+(default ``<first adapter>/eval``, or ``evals/<model>``) gets ``report.json``, ``pubmedqa_predictions_<model>.json``
+(``{PMID: label}``, the format PubMedQA's official ``evaluation.py`` scores), ``<task>_predictions_<model>.json`` for
+MedQA/MedMCQA/MMLU (``{row index in the official file, or SUBJECT/index: letter}``), ``pubmedqa_confusion_<model>.png``
+and ``comparison.png`` (every task, base vs each adapter, with intervals). An existing report is never overwritten.
 """
 
 from __future__ import annotations

@@ -393,7 +393,7 @@ def test_bad_input_is_a_one_line_error(tiny_gpt2, tiny_llama, adapter_run, tmp_p
         _quiet(_eval_args(tiny_llama, "--adapters", str(adapter_run)))
     with pytest.raises(MedsftError, match="adapter not found: .*nothing-here"):
         _quiet(_eval_args(tiny_gpt2, "--adapters", str(tmp_path / "nothing-here")))
-    with pytest.raises(MedsftError, match="holds a full model, not a LoRA adapter"):
+    with pytest.raises(MedsftError, match="holds a full model with no medsft run record.*--model_name_or_path"):
         _quiet(_eval_args(tiny_gpt2, "--adapters", tiny_llama))
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(MedsftError, match="no texts"):
@@ -457,6 +457,41 @@ def test_a_merged_adapter_scores_as_the_unmerged_one(tiny_gpt2, adapter_run, tmp
     assert mergeable(float32, MedModelConfig(model_name_or_path=tiny_gpt2))
     assert not mergeable(float32, MedModelConfig(model_name_or_path=tiny_gpt2, load_in_4bit=True, use_peft=True))
     assert not mergeable(float32.to(torch.bfloat16), MedModelConfig(model_name_or_path=tiny_gpt2))
+
+
+def test_a_full_fine_tune_is_paired_with_its_base(tiny_gpt2, tiny_llama, adapter_run, tmp_path):
+    """A full fine-tune's run directory (use_peft: false) among --adapters: scored exactly as when it is evaluated
+    alone as --model_name_or_path, and paired with the base on the same questions, beside a LoRA adapter."""
+    import shutil
+
+    full = train_quickly(
+        "pubmedqa_lora", tiny_gpt2, tmp_path / "pubmedqa_full", "--dataset_name", str(PUBMEDQA_DIR),
+        "--max_steps", "2", "--max_length", "1024", "--use_peft", "false", "--learning_rate", "1e-3",
+    )  # fmt: skip
+    argv = _eval_args(tiny_gpt2, "--tasks", "pubmedqa", "--limit", "8", "--adapters", str(full), str(adapter_run))
+    together = _quiet([*argv, "--output_dir", str(tmp_path / "together")])
+    assert list(together["results"]) == ["base", "pubmedqa_full", "pubmedqa_lora"]
+    assert together["adapters"]["pubmedqa_full"]["full_model"] is True
+    assert together["adapters"]["pubmedqa_lora"]["full_model"] is False
+    alone = _quiet(_eval_args(str(full), "--tasks", "pubmedqa", "--limit", "8", "--output_dir", str(tmp_path / "a")))
+    scores, own = together["pubmedqa_outputs"]["pubmedqa_full"], alone["pubmedqa_outputs"]["base"]
+    assert scores.keys() == own.keys() and all(np.allclose(scores[k], own[k], atol=1e-5) for k in scores)
+    assert scores != together["pubmedqa_outputs"]["base"]  # its own weights, not the base's
+    paired = together["results"]["pubmedqa_full"]["pubmedqa"]["vs_base"]
+    hits = {name: round(together["results"][name]["pubmedqa"]["accuracy"] * 8) for name in ("base", "pubmedqa_full")}
+    assert hits["base"] + paired["fixed"] - paired["broken"] == hits["pubmedqa_full"]
+
+    # refused before anything is scored: another base, or a vocabulary the base's tokenizer does not share
+    with pytest.raises(MedsftError, match=f"trained on base model '{Path(tiny_gpt2).name}'"):
+        _quiet(_eval_args(tiny_llama, "--tasks", "pubmedqa", "--adapters", str(full)))
+    grown = tmp_path / "grown"
+    shutil.copytree(full, grown)
+    tokenizer = AutoTokenizer.from_pretrained(grown)
+    tokenizer.add_tokens(["<new_token>"])
+    tokenizer.save_pretrained(grown)
+    with pytest.raises(MedsftError, match="another vocabulary than .*evaluate it alone"):
+        _quiet(_eval_args(tiny_gpt2, "--tasks", "pubmedqa", "--adapters", str(grown)))
+    assert not (grown / "eval").exists()
 
 
 def test_medical_suite_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, tmp_path):

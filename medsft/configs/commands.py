@@ -27,7 +27,8 @@ class EvalArguments:
     ``--load_in_4bit`` …).
 
     Parameters:
-        adapters: LoRA adapter directories (``medsft.train`` output) or Hub ids; the base is always evaluated too.
+        adapters: LoRA adapter directories (``medsft.train`` output) or Hub ids; the base is always evaluated too. A
+            full fine-tune's run directory (``use_peft: false``) is accepted as well and scored in place of the base.
         tasks: comma-separated, from ``perplexity``, ``pubmedqa``, ``medqa``, ``medmcqa``, ``mmlu`` (MMLU's six medical
             subjects), or ``medical`` for the last four.
         perplexity_dataset: a dataset medsft knows (Hub id or local path, as in training) or a .txt/.jsonl file.
@@ -53,7 +54,10 @@ class EvalArguments:
             for a 4-bit or 16-bit base (merging would round the adapter into the base's precision).
     """
 
-    adapters: list[str] = field(default_factory=list, metadata={"help": "LoRA adapter directories or Hub ids."})
+    adapters: list[str] = field(
+        default_factory=list,
+        metadata={"help": "LoRA adapter directories or Hub ids; or a full fine-tune's run directory."},
+    )
     tasks: str = field(
         default="perplexity,pubmedqa",
         metadata={"help": f"Comma-separated: {', '.join(TASKS)}; or medical ({','.join(TASK_GROUPS['medical'])})."},

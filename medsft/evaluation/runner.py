@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from rich.console import Console
+from transformers import AutoTokenizer
 
 from medsft.configs import EvalArguments
 from medsft.core.environment import describe_device, git_commit, library_versions, now
@@ -57,8 +58,11 @@ logger = logging.getLogger("medsft.evaluate")
 def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tuple[list[AdapterInfo], list[str]]:
     """Every adapter checked (its base, config, weights and shapes) before any model is evaluated; returns them and
     the report's column labels (``base`` first, then one unique, file-name-safe label per adapter)."""
-    adapters = [read_adapter(a) for a in args.adapters]
+    adapters = [read_adapter(a, full_model_ok=True) for a in args.adapters]
     for adapter in adapters:
+        if adapter.full_model:
+            check_full_model(adapter, source, args.allow_base_mismatch)
+            continue
         if not args.allow_base_mismatch:
             check_adapter_base(adapter, source)
         check_adapter_loads(adapter, source, model_args.model_revision)
@@ -67,6 +71,27 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
     for adapter in adapters:
         labels.append(file_label(adapter.name, set(labels)))
     return adapters, labels
+
+
+def check_full_model(run: AdapterInfo, source: ModelSource, allow_base_mismatch: bool) -> None:
+    """A full fine-tune (``use_peft: false``) is compared with the base it was fine-tuned from, scored with the base's
+    tokenizer: so medsft's run record must name that base, and the run's tokenizer must be the base's."""
+    if not run.base_name:
+        raise MedsftError(
+            f"{run.path} holds a full model with no medsft run record of the base it was fine-tuned from: evaluate it "
+            f"alone with --model_name_or_path {run.path}"
+        )
+    if not allow_base_mismatch:
+        check_adapter_base(run, source)
+    if (Path(run.path) / "tokenizer_config.json").is_file():
+        if (
+            AutoTokenizer.from_pretrained(run.path).get_vocab()
+            != AutoTokenizer.from_pretrained(source.path).get_vocab()
+        ):
+            raise MedsftError(
+                f"{run.path} has another vocabulary than {source.name} (tokens added in training?): its questions "
+                f"would be tokenized differently, so evaluate it alone with --model_name_or_path {run.path}"
+            )
 
 
 def choose_base_precision(model_args, adapters: list[AdapterInfo]) -> str:
@@ -193,13 +218,17 @@ def mergeable(model, model_args) -> bool:
 
 
 def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokenizer, args) -> Evaluation:
-    """The base model, then each adapter on a fresh copy of it; if one fails, the finished ones are kept."""
+    """The base model, then each adapter on a fresh copy of it (a full fine-tune: its own weights, loaded as the base
+    is); if one fails, the finished ones are kept."""
     state, done = PartialState(), Evaluation()
     new_evaluation()
     for label, adapter in zip(labels, [None, *adapters]):
         try:
-            model = load_model(source, model_args, for_training=False)
-            if adapter is not None:
+            if adapter is not None and adapter.full_model:  # a full fine-tune: its own weights, held as the base is
+                model = load_model(ModelSource(adapter.path, label), model_args, for_training=False)
+            else:
+                model = load_model(source, model_args, for_training=False)
+            if adapter is not None and not adapter.full_model:
                 model = load_adapter(model, adapter.path)
                 done.adapters_merged = args.merge_adapters and mergeable(model, model_args)
                 if done.adapters_merged:

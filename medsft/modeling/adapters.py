@@ -47,6 +47,7 @@ class AdapterInfo:
     base_fingerprint: str | None = None
     bnb_4bit_quant_type: str | None = None  # the run's 4-bit settings, for evaluating on the base it was trained on
     use_bnb_nested_quant: bool | None = None
+    full_model: bool = False  # a full fine-tune's run directory: the whole model, not an adapter on the base
 
 
 def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
@@ -92,11 +93,12 @@ def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
             trained_on.get("fingerprint"),
             run.get("bnb_4bit_quant_type") if run else None,
             run.get("use_bnb_nested_quant") if run else None,
+            full_model=not is_adapter,
         )
     base = config.get("base_model_name_or_path")
     if base and Path(base).is_absolute():
         base = Path(base).name  # the base is compared by its last component anyway; reports hold no local paths
-    return AdapterInfo(adapter, name, base)
+    return AdapterInfo(adapter, name, base, full_model=not is_adapter)
 
 
 def base_precision(load_in_4bit: bool, quant_type: str | None, nested: bool | None, dtype: str | None) -> str:
