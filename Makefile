@@ -34,9 +34,10 @@ steps = $(if $(1),--max_steps $(1) --warmup_steps 1)
 # PubMedQA's SmolLM2 recipe ships LoRA rank 64 since 2026-12-04; the runs measured before at its rank 16 keep it
 R16 = --lora_r 16 --lora_alpha 32
 
-.PHONY: quickstart setup results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 \
-	pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-lr4e-4 pubmedqa-rationale-r64-3ep wikidoc wikidoc-full medquad generated lm-eval benchmark-overlap \
-	throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
+.PHONY: quickstart setup results quality bench pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction \
+	pubmedqa-instruction-lr5e-5 pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 \
+	pubmedqa-rationale-r64-lr4e-4 pubmedqa-rationale-r64-3ep pubmedqa-rationale-full-3ep wikidoc wikidoc-full medquad \
+	generated lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
 quickstart: setup
@@ -49,8 +50,8 @@ setup: .venv/.medsft-setup
 
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \
-	pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-3ep wikidoc wikidoc-full \
-	medquad generated
+	pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-3ep \
+	pubmedqa-rationale-full-3ep wikidoc wikidoc-full medquad generated
 bench: lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
@@ -147,6 +148,25 @@ pubmedqa-rationale-r64-3ep:
 		--out bench/results/pubmedqa_ceiling_r64_3ep.json
 	$(EVAL) --tasks medqa,mmlu --medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
 		--adapters runs/pubmedqa_lora_smollm2_rationale_r64_3ep --output_dir runs/suite_pubmedqa_rationale_r64_3ep
+
+# Full fine-tuning of the 135M model (no LoRA: --use_peft false) in the rationale format for the recipe's 3 epochs, at
+# learning rate 5e-5 (a full fine-tune's usual scale; LoRA's 2e-4 moves only a low-rank update), the best epoch by
+# validation loss kept; then as pubmedqa-rationale-r64-3ep: validation, test once, calibration, the suite.
+# medsft.evaluate takes the run directory among --adapters and pairs it with its base (about 1 h of training + 50 min
+# of scoring here).
+pubmedqa-rationale-full-3ep:
+	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
+		--num_train_epochs 3 --dataset_format instruction --pubmedqa_long_answer true --use_peft false \
+		--learning_rate 5e-5 --output_dir runs/pubmedqa_full_smollm2_rationale_3ep
+	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_full_smollm2_rationale_3ep \
+		--output_dir runs/pubmedqa_validation_rationale_full_3ep
+	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--adapters runs/pubmedqa_full_smollm2_rationale_3ep --output_dir runs/pubmedqa_rationale_full_3ep_eval
+	python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) runs/pubmedqa_rationale_full_3ep_eval/report.json \
+		--validation_reports runs/pubmedqa_validation_rationale_full_3ep/report.json \
+		--out bench/results/pubmedqa_ceiling_full_3ep.json
+	$(EVAL) --tasks medqa,mmlu --medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
+		--adapters runs/pubmedqa_full_smollm2_rationale_3ep --output_dir runs/suite_pubmedqa_rationale_full_3ep
 
 # Section 2: perplexity of the WikiDoc QLoRA and MedQuAD LoRA adapters against the base.
 wikidoc:
@@ -270,7 +290,7 @@ plots:
 	for run in runs/pubmedqa_lora_smollm2 runs/pubmedqa_lora_smollm2_instruction runs/pubmedqa_lora_smollm2_rationale \
 		runs/pubmedqa_lora_smollm2_rationale_3ep runs/pubmedqa_lora_smollm2_rationale_5ep \
 		runs/pubmedqa_lora_smollm2_instruction_lr5e-5 runs/pubmedqa_lora_smollm2_rationale_r64 \
-		runs/pubmedqa_lora_smollm2_rationale_r64_3ep \
+		runs/pubmedqa_lora_smollm2_rationale_r64_3ep runs/pubmedqa_full_smollm2_rationale_3ep \
 		runs/wikidoc_qlora_smollm2 runs/wikidoc_qlora_smollm2_full runs/medquad_smollm2; do \
 		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
 	done
