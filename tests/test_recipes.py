@@ -25,8 +25,8 @@ LOCAL_DATA = {
 def test_every_recipe_has_local_data():
     # the recipes the README documents: one missing (or renamed) must fail here, not shrink the parametrization below
     assert RECIPE_NAMES == [
-        "clinical_notes_lora", "medquad_gpt2", "medquad_smollm2", "pubmed_abstracts_lm", "pubmedqa_gpt2_full",
-        "pubmedqa_lora", "pubmedqa_lora_smollm2", "wikidoc_qlora", "wikidoc_qlora_smollm2",
+        "clinical_notes_lora", "medquad_gpt2", "medquad_smollm2", "pubmed_abstracts_lm", "pubmedqa_full_smollm2",
+        "pubmedqa_gpt2_full", "pubmedqa_lora", "pubmedqa_lora_smollm2", "wikidoc_qlora", "wikidoc_qlora_smollm2",
     ]  # fmt: skip
     for name in RECIPE_NAMES:
         assert yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["dataset_type"] in LOCAL_DATA, name
