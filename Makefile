@@ -152,8 +152,8 @@ pubmedqa-rationale-r64-3ep:
 # Full fine-tuning of the 135M model (no LoRA: --use_peft false) in the rationale format for the recipe's 3 epochs, at
 # learning rate 5e-5 (a full fine-tune's usual scale; LoRA's 2e-4 moves only a low-rank update), the best epoch by
 # validation loss kept; then as pubmedqa-rationale-r64-3ep: validation, test once, calibration, the suite.
-# medsft.evaluate takes the run directory among --adapters and pairs it with its base (about 1 h of training + 50 min
-# of scoring here).
+# medsft.evaluate takes the run directory among --adapters and pairs it with its base (48 min of training + 26 min of
+# scoring here).
 pubmedqa-rationale-full-3ep:
 	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
 		--num_train_epochs 3 --dataset_format instruction --pubmedqa_long_answer true --use_peft false \
