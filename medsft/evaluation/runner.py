@@ -61,7 +61,7 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
     adapters = [read_adapter(a, full_model_ok=True) for a in args.adapters]
     for adapter in adapters:
         if adapter.full_model:
-            check_full_model(adapter, source, args.allow_base_mismatch)
+            check_full_model(adapter, source, args.allow_base_mismatch, model_args.model_revision)
             continue
         if not args.allow_base_mismatch:
             check_adapter_base(adapter, source)
@@ -73,7 +73,7 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
     return adapters, labels
 
 
-def check_full_model(run: AdapterInfo, source: ModelSource, allow_base_mismatch: bool) -> None:
+def check_full_model(run: AdapterInfo, source: ModelSource, allow_base_mismatch: bool, revision: str = "main") -> None:
     """A full fine-tune (``use_peft: false``) is compared with the base it was fine-tuned from, scored with the base's
     tokenizer: so medsft's run record must name that base, and the run's tokenizer must be the base's."""
     if not run.base_name:
@@ -86,7 +86,7 @@ def check_full_model(run: AdapterInfo, source: ModelSource, allow_base_mismatch:
     if (Path(run.path) / "tokenizer_config.json").is_file():
         if (
             AutoTokenizer.from_pretrained(run.path).get_vocab()
-            != AutoTokenizer.from_pretrained(source.path).get_vocab()
+            != AutoTokenizer.from_pretrained(source.path, revision=revision).get_vocab()
         ):
             raise MedsftError(
                 f"{run.path} has another vocabulary than {source.name} (tokens added in training?): its questions "
