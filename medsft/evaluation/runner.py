@@ -60,12 +60,18 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
     the report's column labels (``base`` first, then one unique, file-name-safe label per adapter)."""
     adapters = [read_adapter(a, full_model_ok=True) for a in args.adapters]
     for adapter in adapters:
-        if adapter.full_model:
-            check_full_model(adapter, source, args.allow_base_mismatch, model_args.model_revision)
-            continue
+        if adapter.full_model and not adapter.base_name:
+            # without it there is no base to check it against (below) or to pair it with
+            raise MedsftError(
+                f"{adapter.path} holds a full model with no medsft run record of the base it was fine-tuned from: "
+                f"evaluate it alone with --model_name_or_path {adapter.path}"
+            )
         if not args.allow_base_mismatch:
             check_adapter_base(adapter, source)
-        check_adapter_loads(adapter, source, model_args.model_revision)
+        if adapter.full_model:
+            check_same_vocabulary(adapter, source, model_args.model_revision)
+        else:
+            check_adapter_loads(adapter, source, model_args.model_revision)
     choose_base_precision(model_args, adapters)
     labels = ["base"]
     for adapter in adapters:
@@ -73,25 +79,18 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
     return adapters, labels
 
 
-def check_full_model(run: AdapterInfo, source: ModelSource, allow_base_mismatch: bool, revision: str = "main") -> None:
-    """A full fine-tune (``use_peft: false``) is compared with the base it was fine-tuned from, scored with the base's
-    tokenizer: so medsft's run record must name that base, and the run's tokenizer must be the base's."""
-    if not run.base_name:
+def check_same_vocabulary(run: AdapterInfo, source: ModelSource, revision: str = "main") -> None:
+    """A full fine-tune is scored with the base's tokenizer, beside the base: its own tokenizer must be the same."""
+    if not (Path(run.path) / "tokenizer_config.json").is_file():
+        return
+    if (
+        AutoTokenizer.from_pretrained(run.path).get_vocab()
+        != AutoTokenizer.from_pretrained(source.path, revision=revision).get_vocab()
+    ):
         raise MedsftError(
-            f"{run.path} holds a full model with no medsft run record of the base it was fine-tuned from: evaluate it "
-            f"alone with --model_name_or_path {run.path}"
+            f"{run.path} has another vocabulary than {source.name} (tokens added in training?): its questions "
+            f"would be tokenized differently, so evaluate it alone with --model_name_or_path {run.path}"
         )
-    if not allow_base_mismatch:
-        check_adapter_base(run, source)
-    if (Path(run.path) / "tokenizer_config.json").is_file():
-        if (
-            AutoTokenizer.from_pretrained(run.path).get_vocab()
-            != AutoTokenizer.from_pretrained(source.path, revision=revision).get_vocab()
-        ):
-            raise MedsftError(
-                f"{run.path} has another vocabulary than {source.name} (tokens added in training?): its questions "
-                f"would be tokenized differently, so evaluate it alone with --model_name_or_path {run.path}"
-            )
 
 
 def choose_base_precision(model_args, adapters: list[AdapterInfo]) -> str:
@@ -224,11 +223,11 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
     new_evaluation()
     for label, adapter in zip(labels, [None, *adapters]):
         try:
-            if adapter is not None and adapter.full_model:  # a full fine-tune: its own weights, held as the base is
-                model = load_model(ModelSource(adapter.path, label), model_args, for_training=False)
-            else:
-                model = load_model(source, model_args, for_training=False)
-            if adapter is not None and not adapter.full_model:
+            full_model = adapter is not None and adapter.full_model  # its own weights, held as the base is
+            model = load_model(
+                ModelSource(adapter.path, label) if full_model else source, model_args, for_training=False
+            )
+            if adapter is not None and not full_model:
                 model = load_adapter(model, adapter.path)
                 done.adapters_merged = args.merge_adapters and mergeable(model, model_args)
                 if done.adapters_merged:
