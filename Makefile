@@ -132,6 +132,19 @@ pubmedqa-rationale-r64-lr4e-4:
 	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--adapters runs/pubmedqa_lora_smollm2_rationale_r64_lr4e-4 --output_dir runs/pubmedqa_rationale_r64_lr4e-4_eval
 
+# A trained PubMedQA model (run directory runs/$(1); reports tagged $(2)): the 50 validation questions first (model
+# selection), then the test set once, the calibration table, and MedQA + MMLU's medical subjects, base vs model
+define select_and_score
+$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/$(1) --output_dir runs/pubmedqa_validation_rationale_$(2)
+$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+	--adapters runs/$(1) --output_dir runs/pubmedqa_rationale_$(2)_eval
+python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) runs/pubmedqa_rationale_$(2)_eval/report.json \
+	--validation_reports runs/pubmedqa_validation_rationale_$(2)/report.json \
+	--out bench/results/pubmedqa_ceiling_$(2).json
+$(EVAL) --tasks medqa,mmlu --medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
+	--adapters runs/$(1) --output_dir runs/suite_pubmedqa_rationale_$(2)
+endef
+
 # Rank 64 for the recipe's 3 epochs (validation after each, the best kept), the recipe as shipped since 2026-12-04
 # (the rank flags spell out its defaults): the 50 validation questions first (model selection), then the test set
 # once, then MedQA and MMLU's medical subjects, base vs adapter (1 h 34 min of training + about 50 min of scoring
@@ -140,34 +153,18 @@ pubmedqa-rationale-r64-3ep:
 	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
 		--num_train_epochs 3 --dataset_format instruction --pubmedqa_long_answer true --lora_r 64 --lora_alpha 128 \
 		--output_dir runs/pubmedqa_lora_smollm2_rationale_r64_3ep
-	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_lora_smollm2_rationale_r64_3ep \
-		--output_dir runs/pubmedqa_validation_rationale_r64_3ep
-	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
-		--adapters runs/pubmedqa_lora_smollm2_rationale_r64_3ep --output_dir runs/pubmedqa_rationale_r64_3ep_eval
-	python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) runs/pubmedqa_rationale_r64_3ep_eval/report.json \
-		--validation_reports runs/pubmedqa_validation_rationale_r64_3ep/report.json \
-		--out bench/results/pubmedqa_ceiling_r64_3ep.json
-	$(EVAL) --tasks medqa,mmlu --medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
-		--adapters runs/pubmedqa_lora_smollm2_rationale_r64_3ep --output_dir runs/suite_pubmedqa_rationale_r64_3ep
+	$(call select_and_score,pubmedqa_lora_smollm2_rationale_r64_3ep,r64_3ep)
 
 # Full fine-tuning of the 135M model (no LoRA: --use_peft false) in the rationale format for the recipe's 3 epochs, at
 # learning rate 5e-5 (a full fine-tune's usual scale; LoRA's 2e-4 moves only a low-rank update), the best epoch by
-# validation loss kept; then as pubmedqa-rationale-r64-3ep: validation, test once, calibration, the suite.
+# validation loss kept; then select_and_score (above): validation, test once, calibration, the suite.
 # medsft.evaluate takes the run directory among --adapters and pairs it with its base (48 min of training + 26 min of
 # scoring here).
 pubmedqa-rationale-full-3ep:
 	$(TRAIN) recipes/pubmedqa_lora_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
 		--num_train_epochs 3 --dataset_format instruction --pubmedqa_long_answer true --use_peft false \
 		--learning_rate 5e-5 --output_dir runs/pubmedqa_full_smollm2_rationale_3ep
-	$(VALIDATION) --pubmedqa_mode loglikelihood --adapters runs/pubmedqa_full_smollm2_rationale_3ep \
-		--output_dir runs/pubmedqa_validation_rationale_full_3ep
-	$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
-		--adapters runs/pubmedqa_full_smollm2_rationale_3ep --output_dir runs/pubmedqa_rationale_full_3ep_eval
-	python bench/pubmedqa_ceiling.py --pubmedqa $(PUBMEDQA) runs/pubmedqa_rationale_full_3ep_eval/report.json \
-		--validation_reports runs/pubmedqa_validation_rationale_full_3ep/report.json \
-		--out bench/results/pubmedqa_ceiling_full_3ep.json
-	$(EVAL) --tasks medqa,mmlu --medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
-		--adapters runs/pubmedqa_full_smollm2_rationale_3ep --output_dir runs/suite_pubmedqa_rationale_full_3ep
+	$(call select_and_score,pubmedqa_full_smollm2_rationale_3ep,full_3ep)
 
 # The shipped full fine-tuning recipe at twice its learning rate (1e-4): a learning-rate choice made on validation
 # (training + the 50 validation questions; 48 min here). Lost on validation, so not scored on the test set.
