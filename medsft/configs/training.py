@@ -45,6 +45,9 @@ class MedScriptArguments(ScriptArguments):
             keep out of training (a local directory, or the Hub id; default: the data itself when it is PubMedQA,
             else ``qiaojin/PubMedQA``).
         pubmedqa_test_file: the official ``test_ground_truth.json`` when it is not beside the PubMedQA data.
+        pubmedqa_balance_labels: PubMedQA: repeat the training questions with the rarer answers ("no", "maybe")
+            until every answer is as common as "yes" (whole copies, then a seeded draw; counted in the log and the
+            run record). Validation keeps the real answer prior. Refused for other datasets.
         medquad_top_k_focus: keep only the k MedQuAD foci with the most question-answer pairs.
         num_notes / notes_seed: size and seed of the generated clinical-notes corpus.
         max_truncated_share: examples whose loss-carrying tokens (the answer) ``max_length`` cuts away entirely
@@ -84,6 +87,13 @@ class MedScriptArguments(ScriptArguments):
     pubmedqa_test_file: str | None = field(
         default=None,
         metadata={"help": "Path to the official PubMedQA test_ground_truth.json, if not beside the data."},
+    )
+    pubmedqa_balance_labels: bool = field(
+        default=False,
+        metadata={
+            "help": "PubMedQA: oversample the training questions answered no/maybe to the count of yes "
+            "(validation keeps the real prior)."
+        },
     )
     medquad_top_k_focus: int | None = field(
         default=None,
@@ -131,6 +141,7 @@ class MedDatasetConfig(DatasetConfig):
     pubmedqa_long_answer: bool | None = None
     pubmedqa_reference: str | None = None
     pubmedqa_test_file: str | None = None
+    pubmedqa_balance_labels: bool | None = None
     medquad_top_k_focus: int | None = None
     num_notes: int | None = None
     notes_seed: int | None = None

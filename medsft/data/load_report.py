@@ -16,6 +16,7 @@ class LoadReport:
     splits: dict[str, int] = field(default_factory=dict)
     skipped_files: dict[str, str] = field(default_factory=dict)  # file -> why it gave no rows (unreadable, empty)
     decontamination: dict = field(default_factory=dict)  # policy and rows overlapping the PubMedQA test set
+    repeated: dict[str, int] = field(default_factory=dict)  # why -> training rows added as copies (label balancing)
 
     @property
     def kept(self) -> int:
@@ -27,6 +28,8 @@ class LoadReport:
         line = f"{self.source}: read {self.read}, kept {self.kept} ({splits}); dropped: {dropped}"
         if self.skipped_files:
             line += f"; {len(self.skipped_files)} file(s) gave no rows (unreadable or empty)"
+        if self.repeated:
+            line += "; added as copies: " + ", ".join(f"{n} {why}" for why, n in self.repeated.items())
         return line
 
     def to_dict(self) -> dict:
@@ -38,4 +41,5 @@ class LoadReport:
             "splits": dict(self.splits),
             "skipped_files": dict(self.skipped_files),
             "decontamination": dict(self.decontamination),
+            "repeated": dict(self.repeated),
         }

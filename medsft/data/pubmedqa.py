@@ -16,9 +16,10 @@ Sources:
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from medsft.core.errors import MedsftError, hub_errors
 from medsft.core.paths import looks_local
@@ -182,6 +183,32 @@ def load_pubmedqa(
     result["test"] = Dataset.from_list(test)
     report.splits = {name: len(split) for name, split in result.items()}
     return result, report
+
+
+def balance_labels(train: Dataset, seed: int = SPLIT_SEED) -> tuple[Dataset, dict[str, int]]:
+    """Oversample the rarer answers so that every label present is as common as the most common one.
+
+    Each rarer label's questions are repeated whole as often as fits, then a seeded draw (without replacement) adds
+    the rest; the result is shuffled with the same seed so that ``max_train_samples`` takes a balanced sample. Only
+    the training split is balanced: validation keeps the real answer prior.
+
+    Returns:
+        The balanced rows and, per label, how many copies were added (0 for the most common label).
+    """
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(train["final_decision"]):
+        by_label.setdefault(label, []).append(i)
+    target = max((len(ids) for ids in by_label.values()), default=0)
+    rng = random.Random(seed)
+    extra: list[int] = []
+    added: dict[str, int] = {}
+    for label in sorted(by_label, key=LABELS.index):
+        ids = by_label[label]
+        whole, rest = divmod(target - len(ids), len(ids))
+        extra += ids * whole + sorted(rng.sample(ids, rest))
+        added[label] = target - len(ids)
+    balanced = concatenate_datasets([train, train.select(extra)]) if extra else train
+    return balanced.shuffle(seed=seed).flatten_indices(), added
 
 
 def abstract(row: dict, with_sections: bool = True) -> str:

@@ -32,6 +32,8 @@ class DatasetOptions:
         pubmedqa_reference: the PubMedQA release whose official test set is kept out of the data (default: the data
             itself when it is PubMedQA, else ``qiaojin/PubMedQA``).
         pubmedqa_test_file: the official ``test_ground_truth.json`` when it is not beside the PubMedQA data.
+        pubmedqa_balance_labels: oversample the PubMedQA training questions whose answer is rarer ("no", "maybe")
+            to the count of the most common one (``pubmedqa.balance_labels``); validation keeps the real prior.
         medquad_top_k_focus: keep only the k MedQuAD foci with the most question-answer pairs.
         num_notes / notes_seed: size and seed of the generated clinical-notes corpus.
         decontamination: rows overlapping the PubMedQA test set: ``error``, ``drop``, ``warn`` or ``off``; None: the
@@ -44,6 +46,7 @@ class DatasetOptions:
     pubmedqa_long_answer: bool = False
     pubmedqa_reference: str | None = None
     pubmedqa_test_file: str | None = None
+    pubmedqa_balance_labels: bool = False
     medquad_top_k_focus: int | None = None
     num_notes: int = 2000
     notes_seed: int = 0
@@ -100,6 +103,11 @@ def _load_pubmedqa(source: str, args) -> tuple[DatasetDict, LoadReport]:
         source, _validation_size(args, pubmedqa.VALIDATION_SIZE), args.pubmedqa_test_file
     )
     del splits["test"]  # the official test set is for evaluation only
+    if args.pubmedqa_balance_labels:
+        splits["train"], added = pubmedqa.balance_labels(splits["train"])
+        report.repeated = {f"{label} questions repeated to balance labels": n for label, n in added.items() if n}
+        report.splits["train"] = len(splits["train"])
+        logger.info("PubMedQA labels balanced: train %d questions (+%s)", len(splits["train"]), added)
     return splits, report
 
 
@@ -228,6 +236,8 @@ def load_splits(
 
     opts = DatasetOptions(**options)
     kind = dataset_type_for(path, type)
+    if opts.pubmedqa_balance_labels and kind != "pubmedqa":
+        raise MedsftError(f"pubmedqa_balance_labels applies to PubMedQA data only; {path} is read as {kind}")
     if kind == "hf":
         splits, report = load_hf(path, config_name, split, test_split)
         policy = opts.decontamination or "warn"

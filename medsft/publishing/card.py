@@ -84,7 +84,7 @@ def _data_section(datasets: list[dict], run: Run) -> str:
     sources = (manifest.get("dataset") or {}).get("sources") or []
     licenses = (manifest.get("dataset") or {}).get("licenses") or []
     lines = ["| dataset | licence | read | train / validation | dropped |", "|---|---|---|---|---|"]
-    checks = []
+    checks, repeats = [], []
     for i, d in enumerate(datasets):
         source = sources[i] if i < len(sources) else {}
         license_ = SPECS[d["type"]].license if d["type"] in SPECS else "see the dataset"
@@ -105,9 +105,14 @@ def _data_section(datasets: list[dict], run: Run) -> str:
                 )
             else:
                 checks.append(f"{d['name']}: **not checked** against {name} ({entry.get('not_checked')})")
+        train = f"{splits.get('train', '')}"
+        repeated = source.get("repeated") or {}
+        if repeated:
+            train += f" (incl. {sum(repeated.values())} copies)"
+            repeats.append(f"{d['name']}: " + ", ".join(f"{n} {why}" for why, n in repeated.items()))
         lines.append(
-            f"| {link} | {license_} | {source.get('read', '')} | {splits.get('train', '')} / "
-            f"{splits.get('validation', '—')} | {dropped} |"
+            f"| {link} | {license_} | {source.get('read', '')} | {train} / {splits.get('validation', '—')} "
+            f"| {dropped} |"
         )
     text = "\n".join(lines) + "\n"
     if checks:
@@ -116,6 +121,8 @@ def _data_section(datasets: list[dict], run: Run) -> str:
             + "; ".join(checks)
             + ".\n"
         )
+    if repeats:
+        text += "\nTraining rows repeated (oversampling; validation untouched): " + "; ".join(repeats) + ".\n"
     consumed = _consumed(run)
     if consumed:
         text += f"\n{consumed}\n"
