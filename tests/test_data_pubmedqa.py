@@ -123,3 +123,44 @@ def test_pubmedqa_labels_shorter_than_contexts_keep_every_context():
     row = _row("1", {"QUESTION": "Q?", "CONTEXTS": ["first part", "second part"], "LABELS": ["BACKGROUND"],
                      "final_decision": "yes"}, "x")  # fmt: skip
     assert abstract(row) == "BACKGROUND: first part\nsecond part"
+
+
+def test_balance_labels_repeats_the_rarer_answers_and_loses_no_question():
+    rows = [{"pmid": str(i), "final_decision": label} for i, label in enumerate(["yes"] * 7 + ["no"] * 3)]
+    balanced, added = pubmedqa.balance_labels(pubmedqa.Dataset.from_list(rows), seed=0)
+    assert added == {"yes": 0, "no": 4}  # no "maybe" in these rows: nothing to repeat, nothing invented
+    assert Counter(balanced["final_decision"]) == {"yes": 7, "no": 7}
+    copies = Counter(balanced["pmid"])
+    assert set(copies) == {r["pmid"] for r in rows}
+    # 3 "no" questions to 7 rows: each once whole, then a draw without replacement - no question favoured twice
+    assert sorted(copies[r["pmid"]] for r in rows if r["final_decision"] == "no") == [2, 2, 3]
+    again, _ = pubmedqa.balance_labels(pubmedqa.Dataset.from_list(rows), seed=0)
+    assert again["pmid"] == balanced["pmid"]  # seeded: the same rows in the same order
+
+
+def test_balanced_pubmedqa_training_keeps_validation_and_the_test_set_out(pubmedqa_official):
+    questions, test = pubmedqa_official
+    plain = load_sft_datasets(MedScriptArguments(dataset_name=str(PUBMEDQA_DIR), dataset_format="instruction"))
+    data = load_sft_datasets(
+        MedScriptArguments(dataset_name=str(PUBMEDQA_DIR), dataset_format="instruction", pubmedqa_balance_labels=True)
+    )
+    answers = Counter(c.split(".")[0].strip() for c in data.splits["train"]["completion"])
+    most = Counter(c.strip() for c in plain.splits["train"]["completion"])
+    assert answers == {label: most["yes"] for label in ("yes", "no", "maybe")}
+    assert set(data.splits["train"]["prompt"]) == set(plain.splits["train"]["prompt"])  # every question, none new
+    assert data.splits["validation"].to_list() == plain.splits["validation"].to_list()  # the real prior
+    assert not any(questions[pmid]["QUESTION"] in p for p in data.splits["train"]["prompt"] for pmid in test)
+    report = data.reports[0]
+    assert report.repeated == {
+        "no questions repeated to balance labels": most["yes"] - most["no"],
+        "maybe questions repeated to balance labels": most["yes"] - most["maybe"],
+    }
+    assert report.splits["train"] == 3 * most["yes"] and "repeated to balance labels" in report.summary()
+
+
+def test_balance_labels_is_refused_for_other_datasets():
+    from tests.conftest import WIKIDOC_JSON
+
+    args = MedScriptArguments(dataset_name=str(WIKIDOC_JSON), dataset_format="chat", pubmedqa_balance_labels=True)
+    with pytest.raises(MedsftError, match="pubmedqa_balance_labels applies to PubMedQA data only; .* read as wikidoc"):
+        load_sft_datasets(args)

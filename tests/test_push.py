@@ -245,3 +245,18 @@ def test_network_failure_during_upload_says_what_happened(evaluated_run, token, 
     message = str(info.value)
     assert "upload to my-org/tiny failed (ConnectError)" in message and "no file was committed" in message
     assert "the repository exists" in message and "run the same command again" in message
+
+
+def test_card_counts_repeated_training_rows():
+    from medsft.publishing.card import _data_section
+
+    source = {
+        "read": 1000, "splits": {"train": 744, "validation": 50}, "dropped": {},
+        "repeated": {"no questions repeated to balance labels": 96, "maybe questions repeated to balance labels": 198},
+    }  # fmt: skip
+    run = SimpleNamespace(manifest={"dataset": {"sources": [source], "licenses": ["mit"]}})
+    text = _data_section([{"type": "pubmedqa", "name": "qiaojin/PubMedQA", "hub_id": "qiaojin/PubMedQA"}], run)
+    assert "| 744 (incl. 294 copies) / 50 |" in text
+    assert "96 no questions repeated to balance labels, 198 maybe questions repeated" in text
+    source.pop("repeated")
+    assert "copies" not in _data_section([{"type": "pubmedqa", "name": "x", "hub_id": None}], run)
