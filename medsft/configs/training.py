@@ -19,7 +19,9 @@ from medsft.data.registry import DATASET_OPTIONS, DECONTAMINATION_POLICIES, Data
 from medsft.modeling.packing import PACKED_LAYOUTS
 from medsft.modeling.trainer import LOSS_HEADS
 
-DATASET_TYPES = ("auto", "wikidoc", "pubmedqa", "medquad", "pubmed_abstracts", "clinical_notes", "hf")
+DATASET_TYPES = (
+    "auto", "wikidoc", "pubmedqa", "pubmedqa_artificial", "medquad", "pubmed_abstracts", "clinical_notes", "hf"
+)  # fmt: skip
 DATASET_FORMATS = ("chat", "instruction", "text", "special_tokens")
 LORA_TARGET_PRESETS = ("default", "attention", "all-linear")
 

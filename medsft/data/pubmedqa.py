@@ -46,12 +46,12 @@ SYSTEM_PROMPT = (
 )
 
 
-def _local_data_file(source: str) -> Path | None:
+def _local_data_file(source: str, data_file: str = DATA_FILE) -> Path | None:
     path = Path(source).expanduser()
     if path.is_dir():
-        if not (path / DATA_FILE).is_file():
-            raise MedsftError(f"PubMedQA directory {source} has no {DATA_FILE}")
-        return path / DATA_FILE
+        if not (path / data_file).is_file():
+            raise MedsftError(f"PubMedQA directory {source} has no {data_file}")
+        return path / data_file
     if path.suffix == ".json" or looks_local(source):
         if not path.is_file():
             raise MedsftError(f"PubMedQA data not found: {source} does not exist")
@@ -91,9 +91,10 @@ def _row(pmid: str, record: dict, where: str) -> dict:
     }
 
 
-def read_questions(source: str = HUB_ID) -> list[dict]:
-    """All PQA-L questions from the official JSON (``{PMID: {...}}``) or the Hub, as normalised rows."""
-    local = _local_data_file(source)
+def read_questions(source: str = HUB_ID, data_file: str = DATA_FILE, hub_config: str = HUB_CONFIG) -> list[dict]:
+    """All questions of one PubMedQA subset from its official JSON (``{PMID: {...}}``; PQA-L's ``ori_pqal.json`` by
+    default) or the Hub (config ``pqa_labeled`` by default), as normalised rows."""
+    local = _local_data_file(source, data_file)
     if local is not None:
         data = read_json(local, expect=None, what="PubMedQA data")
         if not isinstance(data, dict):
@@ -102,7 +103,7 @@ def read_questions(source: str = HUB_ID) -> list[dict]:
     from datasets import load_dataset
 
     with hub_errors("dataset", source):
-        hub = load_dataset(source, HUB_CONFIG, split="train")
+        hub = load_dataset(source, hub_config, split="train")
     return [
         _row(
             str(r["pubid"]),

@@ -12,7 +12,7 @@ from datasets import DatasetDict
 
 from medsft.core.errors import MedsftError
 from medsft.core.paths import is_hub_id, looks_local
-from medsft.data import clinical_notes, medquad, pubmed_abstracts, pubmedqa, wikidoc
+from medsft.data import clinical_notes, medquad, pubmed_abstracts, pubmedqa, pubmedqa_artificial, wikidoc
 from medsft.data.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ def _pubmedqa_reference(source: str, args) -> str:
         return args.pubmedqa_reference
     if (Path(source) / pubmedqa.DATA_FILE).is_file() or Path(source).name == pubmedqa.DATA_FILE:
         return source
+    if Path(source).is_file() and (Path(source).parent / pubmedqa.DATA_FILE).is_file():
+        return str(Path(source).parent)  # e.g. ori_pqaa.json beside PQA-L in the official release's data/
     return pubmedqa.HUB_ID
 
 
@@ -103,6 +105,18 @@ def _load_pubmedqa(source: str, args) -> tuple[DatasetDict, LoadReport]:
         source, _validation_size(args, pubmedqa.VALIDATION_SIZE), args.pubmedqa_test_file
     )
     del splits["test"]  # the official test set is for evaluation only
+    return _balanced(splits, report, args)
+
+
+def _load_pubmedqa_artificial(source: str, args) -> tuple[DatasetDict, LoadReport]:
+    splits, report = pubmedqa_artificial.load_pubmedqa_artificial(
+        source, _validation_size(args, pubmedqa_artificial.VALIDATION_SIZE)
+    )
+    return _balanced(splits, report, args)
+
+
+def _balanced(splits: DatasetDict, report: LoadReport, args) -> tuple[DatasetDict, LoadReport]:
+    """``--pubmedqa_balance_labels``: the training questions with rarer answers repeated, the copies counted."""
     if args.pubmedqa_balance_labels:
         splits["train"], added = pubmedqa.balance_labels(splits["train"])
         report.repeated = {f"{label} questions repeated to balance labels": n for label, n in added.items() if n}
@@ -131,6 +145,13 @@ SPECS: dict[str, DatasetSpec] = {
         license=pubmedqa.LICENSE,
         hub_ids=(pubmedqa.HUB_ID,),
         decontamination="error",
+        format_options=lambda a: {"long_answer": a.pubmedqa_long_answer},
+    ),
+    "pubmedqa_artificial": DatasetSpec(
+        load=_load_pubmedqa_artificial,
+        formatters=pubmedqa_artificial.FORMATTERS,
+        license=pubmedqa_artificial.LICENSE,
+        decontamination="drop",  # 211k generated rows: an overlap is removed and counted, not fatal
         format_options=lambda a: {"long_answer": a.pubmedqa_long_answer},
     ),
     "medquad": DatasetSpec(
@@ -172,6 +193,8 @@ def dataset_type_for(dataset_name: str, dataset_type: str) -> str:
         raise MedsftError(f"dataset path {dataset_name} does not exist (nor is it a Hub id owner/name)")
     if path.name == pubmedqa.DATA_FILE or (path / pubmedqa.DATA_FILE).is_file():
         return "pubmedqa"
+    if path.name == pubmedqa_artificial.DATA_FILE or (path / pubmedqa_artificial.DATA_FILE).is_file():
+        return "pubmedqa_artificial"
     if path.is_dir() and next(path.rglob("*.xml"), None) is not None:
         return "medquad"
     if path.name.startswith("medical_meadow_wikidoc") or next(path.glob("medical_meadow_wikidoc*"), None):
@@ -236,7 +259,7 @@ def load_splits(
 
     opts = DatasetOptions(**options)
     kind = dataset_type_for(path, type)
-    if opts.pubmedqa_balance_labels and kind != "pubmedqa":
+    if opts.pubmedqa_balance_labels and kind not in ("pubmedqa", "pubmedqa_artificial"):
         raise MedsftError(f"pubmedqa_balance_labels applies to PubMedQA data only; {path} is read as {kind}")
     if kind == "hf":
         splits, report = load_hf(path, config_name, split, test_split)

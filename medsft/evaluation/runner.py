@@ -50,7 +50,7 @@ from medsft.modeling.adapters import (
     read_adapter,
 )
 from medsft.modeling.loading import load_model
-from medsft.modeling.source import ModelSource
+from medsft.modeling.source import ModelSource, weights_fingerprint
 
 logger = logging.getLogger("medsft.evaluate")
 
@@ -67,7 +67,18 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
                 f"evaluate it alone with --model_name_or_path {adapter.path}"
             )
         if not args.allow_base_mismatch:
-            check_adapter_base(adapter, source)
+            try:
+                check_adapter_base(adapter, source)
+            except MedsftError as e:
+                stage = first_stage(adapter, adapters)
+                if stage is None and adapter.full_model and adapter.base_fingerprint:
+                    raise MedsftError(
+                        f"{e}; or, if it was fine-tuned from another medsft run, give that run among --adapters too"
+                    ) from None
+                if stage is None:
+                    raise
+                # trained from another full fine-tune given here (itself checked against the base in its turn)
+                adapter.fine_tuned_from = stage.path
         if adapter.full_model:
             check_same_vocabulary(adapter, source, model_args.model_revision)
         else:
@@ -77,6 +88,22 @@ def check_adapters(args: EvalArguments, source: ModelSource, model_args) -> tupl
     for adapter in adapters:
         labels.append(file_label(adapter.name, set(labels)))
     return adapters, labels
+
+
+def first_stage(run: AdapterInfo, adapters: list[AdapterInfo]) -> AdapterInfo | None:
+    """For a full fine-tune trained from another full fine-tune (a two-stage run, e.g. PubMedQA PQA-A then PQA-L):
+    that first stage, when it is among ``adapters`` — the weights its run record says it started from. Evaluated
+    together, base, first stage and second stage are all paired on the same questions."""
+    if not (run.full_model and run.base_fingerprint):
+        return None
+    return next(
+        (
+            other
+            for other in adapters
+            if other is not run and other.full_model and weights_fingerprint(other.path) == run.base_fingerprint
+        ),
+        None,
+    )
 
 
 def check_same_vocabulary(run: AdapterInfo, source: ModelSource, revision: str = "main") -> None:

@@ -48,6 +48,7 @@ class AdapterInfo:
     bnb_4bit_quant_type: str | None = None  # the run's 4-bit settings, for evaluating on the base it was trained on
     use_bnb_nested_quant: bool | None = None
     full_model: bool = False  # a full fine-tune's run directory: the whole model, not an adapter on the base
+    fine_tuned_from: str | None = None  # a second-stage full fine-tune: the run given beside it that it started from
 
 
 def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
