@@ -29,7 +29,8 @@ python -m medsft.evaluate --config recipes/eval_medical.yaml
 ```
 
 The base model is always evaluated, then each adapter on it (a full fine-tune's run directory, ``use_peft: false``,
-may be given among the adapters: it is loaded in place of the base and compared with it the same way); each
+may be given among the adapters: it is loaded in place of the base and compared with it the same way; one trained
+from another full fine-tune, when that first stage is given too); each
 adapter's answers on every question-answering task are compared with the base's on the same questions (paired
 bootstrap interval of the accuracy difference, fixed/broken answers, McNemar's exact test). The report directory
 (default ``<first adapter>/eval``, or ``evals/<model>``) gets ``report.json``, ``pubmedqa_predictions_<model>.json``

@@ -31,7 +31,9 @@ class MedScriptArguments(ScriptArguments):
     """Data arguments: TRL's ``ScriptArguments`` plus the medical dataset choice and formatting.
 
     Parameters:
-        dataset_type: which medsft loader reads ``dataset_name``: ``wikidoc``, ``pubmedqa``, ``medquad``,
+        dataset_type: which medsft loader reads ``dataset_name``: ``wikidoc``, ``pubmedqa``, ``pubmedqa_artificial``
+            (PQA-A, the generated yes/no questions: ``ori_pqaa.json``, or ``qiaojin/PubMedQA`` config
+            ``pqa_artificial``), ``medquad``,
             ``pubmed_abstracts``, ``clinical_notes`` (generated; no ``dataset_name`` needed). ``auto`` recognises the
             Hub ids medsft knows and the official local layouts (PubMedQA's ``ori_pqal.json``, MedQuAD's XML tree,
             the WikiDoc JSON). ``hf`` passes a dataset already in a TRL format (``messages``,
