@@ -178,6 +178,8 @@ pubmedqa-rationale-full-3ep-lr1e-4:
 # The shipped full fine-tuning recipe with its training answers balanced (--pubmedqa_balance_labels: the 152 "no"
 # and 50 "maybe" questions repeated to 248 each, as many as "yes"; 744 rows an epoch instead of 450), aimed at
 # macro-F1: training + the 50 validation questions (model selection; the validation set keeps the real prior).
+# Criterion fixed before the run (2026-12-05): it replaces the shipped recipe, and is scored on the test set, only if
+# its validation macro-F1 beats the shipped model's 0.335 with validation accuracy no lower than its 0.56.
 pubmedqa-rationale-full-3ep-balanced:
 	$(TRAIN) recipes/pubmedqa_full_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(PUBMEDQA) \
 		--pubmedqa_balance_labels true --output_dir runs/pubmedqa_full_smollm2_rationale_3ep_balanced
