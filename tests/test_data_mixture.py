@@ -162,3 +162,35 @@ def test_bad_option_in_a_mixture_entry_names_it(tmp_path):
     recipe = _mixture_recipe(tmp_path, [entry])
     with pytest.raises(MedsftError, match="datasets: synthetic-clinical-notes: num_notes must be positive"):
         parse_args(TYPES, [recipe])  # refused while parsing, before anything is loaded
+
+
+def test_pubmedqa_rationale_abstracts_and_medquad_mix(pubmedqa_official, tiny_gpt2, tmp_path):
+    """The mixture issue 28 names: PubMedQA's rationale format, PubMed abstracts (test PMIDs removed) and MedQuAD, one
+    shape (abstracts as an empty prompt and a completion); an abstract trains on every token, as in ``text``."""
+    from medsft.train import main
+
+    questions, test = pubmedqa_official
+    recipe = _mixture_recipe(
+        tmp_path,
+        [
+            {"path": str(PUBMEDQA_DIR), "type": "pubmedqa", "pubmedqa_long_answer": True, "fraction": 0.5},
+            {"path": str(PUBMEDQA_DIR), "type": "pubmed_abstracts", "fraction": 0.25},
+            {"path": str(MEDQUAD_DIR), "type": "medquad", "fraction": 0.25},
+        ],
+    )
+    script_args, _, mixture, _ = parse_args(TYPES, [recipe])
+    data = load_sft_datasets(script_args, mixture, seed=0)
+    rows = data.splits["train"].to_list()
+    abstracts = [r for r in rows if r["prompt"] == ""]
+    assert [r.splits["train"] for r in data.reports] == [450, 225, 225] and len(abstracts) == 225
+    test_texts = {questions[pmid]["CONTEXTS"][0][:200] for pmid in test}
+    assert not any(text in r["completion"] for r in abstracts for text in test_texts)
+    # an abstract alone, unpacked: every token carries loss (no label masked out)
+    argv = ["--model_name_or_path", tiny_gpt2, "--use_peft", "--max_steps", "1", "--max_length", "1024",
+            "--dataset_name", str(PUBMEDQA_DIR), "--dataset_type", "pubmed_abstracts", "--dataset_format",
+            "instruction", "--packing", "false", "--max_train_samples", "4", "--report_to", "none",
+            "--output_dir", str(tmp_path / "abstracts")]  # fmt: skip
+    trainer = main(argv)
+    rows = trainer.train_dataset.to_list()
+    assert len(rows) == 4 and all(len(r["labels"]) > 50 and -100 not in r["labels"] for r in rows)
+    assert all(r["labels"] == r["input_ids"] for r in rows)

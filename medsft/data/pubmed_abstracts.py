@@ -1,4 +1,5 @@
-"""PubMed abstracts as plain text for continued pre-training (causal-LM loss on every token, packed).
+"""PubMed abstracts as plain text for continued pre-training (causal-LM loss on every token, packed; ``text``, or
+``instruction`` with an empty prompt to mix with instruction-format datasets).
 
 Sources (a file or a directory of them):
     - JSON list / JSONL of records with the text in ``abstract``, ``text`` or ``AbstractText`` and the PMID (when
@@ -114,4 +115,10 @@ def to_text(row: dict) -> dict:
     return {"text": row["text"]}
 
 
-FORMATTERS = {"text": to_text}
+def to_instruction(row: dict) -> dict:
+    """The same loss on every token, in the prompt/completion shape (an empty prompt), so that abstracts mix with
+    instruction-format datasets (a mixture's datasets share one shape), e.g. PubMedQA's rationale format."""
+    return {"prompt": "", "completion": row["text"]}
+
+
+FORMATTERS = {"text": to_text, "instruction": to_instruction}
