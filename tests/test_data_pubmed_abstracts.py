@@ -1,4 +1,5 @@
-"""medsft.data.pubmed_abstracts: the PubMedQA test PMIDs never reach training; JSONL and text files."""
+"""medsft.data.pubmed_abstracts: the PubMedQA test and validation PMIDs never reach training; JSONL and text
+files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from medsft.configs.training import MedScriptArguments
 from medsft.core.errors import MedsftError
-from medsft.data import pubmed_abstracts
+from medsft.data import pubmed_abstracts, pubmedqa
 from medsft.data.mixture import load_sft_datasets
 from tests.conftest import PUBMEDQA_DIR
 
@@ -51,10 +52,16 @@ def test_pubmed_abstracts_from_jsonl_and_txt(tmp_path):
         pubmed_abstracts.load_pubmed_abstracts(str(tmp_path), exclude_pmids=set())
 
 
-def test_abstract_recipe_data_never_holds_a_test_pmid(pubmedqa_official):
-    _, test = pubmedqa_official
+def test_abstract_recipe_data_never_holds_a_test_or_validation_pmid(pubmedqa_official):
+    questions, test = pubmedqa_official
     args = MedScriptArguments(dataset_name=str(PUBMEDQA_DIR), dataset_type="pubmed_abstracts", dataset_format="text")
     data = load_sft_datasets(args)
     (report,) = data.reports
     assert report.dropped["PubMedQA test PMID"] == len(test)
+    # PubMedQA's validation questions: their conclusions are what model selection scores in the rationale format
+    held_out = pubmedqa.load_pubmedqa(str(PUBMEDQA_DIR))[0]["validation"]["pmid"]
+    assert report.dropped["PubMedQA validation PMID (held out for model selection)"] == len(held_out) == 50
+    texts = "\n".join(list(data.splits["train"]["text"]) + list(data.splits["validation"]["text"]))
+    assert not any(questions[pmid]["LONG_ANSWER"] in texts for pmid in [*test, *held_out])
+    assert sum(report.splits.values()) == len(questions) - len(test) - 50
     assert report.decontamination == {"policy": "error", "overlapping_rows": 0, "test_set": "pubmedqa test set"}

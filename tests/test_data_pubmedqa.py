@@ -164,3 +164,8 @@ def test_balance_labels_is_refused_for_other_datasets():
     args = MedScriptArguments(dataset_name=str(WIKIDOC_JSON), dataset_format="chat", pubmedqa_balance_labels=True)
     with pytest.raises(MedsftError, match="pubmedqa_balance_labels applies to PubMedQA data only; .* read as wikidoc"):
         load_sft_datasets(args)
+
+
+def test_shipped_validation_pmids_are_the_default_split():
+    splits, _ = pubmedqa.load_pubmedqa(str(PUBMEDQA_DIR))
+    assert pubmedqa.validation_pmids() == set(splits["validation"]["pmid"])

@@ -10,7 +10,8 @@ Sources (a file or a directory of them):
     - Any other name: a Hub dataset with the fields above (``train`` split).
 
 Abstracts whose PMID is in the PubMedQA official test set are always removed and counted: training on them would
-inflate every PubMedQA number afterwards. Texts without PMIDs are checked by n-gram overlap (``medsft.data.decontam``).
+inflate every PubMedQA number afterwards; so are those of PubMedQA's 50 validation questions (default split), which
+model selection reads. Texts without PMIDs are checked by n-gram overlap (``medsft.data.decontam``).
 """
 
 from __future__ import annotations
@@ -86,9 +87,14 @@ def read_abstracts(source: str) -> list[dict]:
 
 
 def load_pubmed_abstracts(
-    source: str, exclude_pmids: set[str], validation_size: float = VALIDATION_SIZE
+    source: str,
+    exclude_pmids: set[str],
+    validation_size: float = VALIDATION_SIZE,
+    held_out_pmids: set[str] = frozenset(),
 ) -> tuple[DatasetDict, LoadReport]:
-    """Load abstracts, drop empty texts, exact duplicates and every PMID in ``exclude_pmids`` (counted), and split.
+    """Load abstracts, drop empty texts, exact duplicates, every PMID in ``exclude_pmids`` (the PubMedQA test set)
+    and in ``held_out_pmids`` (PubMedQA's validation questions: their conclusions are the rationale-format answers
+    model selection scores), each counted, and split.
 
     Returns:
         ``DatasetDict`` with ``train`` (and ``validation``) of ``{pmid, text}`` rows, and the report.
@@ -101,6 +107,8 @@ def load_pubmed_abstracts(
             report.dropped["empty text"] += 1
         elif row["pmid"] and row["pmid"] in exclude_pmids:
             report.dropped["PubMedQA test PMID"] += 1
+        elif row["pmid"] and row["pmid"] in held_out_pmids:
+            report.dropped["PubMedQA validation PMID (held out for model selection)"] += 1
         elif row["text"] in seen:
             report.dropped["exact duplicate"] += 1
         else:

@@ -36,6 +36,9 @@ TEST_FILE = "test_ground_truth.json"
 # The official list (the Hub copy does not mark the test set), shipped with medsft from its source:
 TEST_FILE_URL = "https://raw.githubusercontent.com/pubmedqa/pubmedqa/master/data/test_ground_truth.json"
 SHIPPED_TEST_FILE = Path(__file__).with_name("pubmedqa_test") / TEST_FILE
+# The 50 PMIDs of the default train/validation split below (the same for the Hub copy and the official JSON), shipped
+# so that other data (PubMed abstracts) can hold them out offline; tests check it equals the split.
+SHIPPED_VALIDATION_FILE = SHIPPED_TEST_FILE.with_name("validation_pmids.json")
 LABELS = ("yes", "no", "maybe")
 SPLIT_SEED = 42
 VALIDATION_SIZE = 0.1  # of the 500 non-test questions: 450 train / 50 validation, as in the PubMedQA paper
@@ -184,6 +187,12 @@ def load_pubmedqa(
     result["test"] = Dataset.from_list(test)
     report.splits = {name: len(split) for name, split in result.items()}
     return result, report
+
+
+def validation_pmids() -> set[str]:
+    """The PMIDs of the default validation split (50 questions): held out for model selection, so no training text
+    (e.g. their abstracts and conclusions as PubMed abstracts) may hold them."""
+    return set(read_json(SHIPPED_VALIDATION_FILE, expect=list, what="PubMedQA validation PMIDs"))
 
 
 def balance_labels(train: Dataset, seed: int = SPLIT_SEED) -> tuple[Dataset, dict[str, int]]:

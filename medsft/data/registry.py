@@ -128,7 +128,7 @@ def _balanced(splits: DatasetDict, report: LoadReport, args) -> tuple[DatasetDic
 def _load_abstracts(source: str, args) -> tuple[DatasetDict, LoadReport]:
     test_pmids = set(pubmedqa.official_test_labels(_pubmedqa_reference(source, args), args.pubmedqa_test_file))
     return pubmed_abstracts.load_pubmed_abstracts(
-        source, test_pmids, _validation_size(args, pubmed_abstracts.VALIDATION_SIZE)
+        source, test_pmids, _validation_size(args, pubmed_abstracts.VALIDATION_SIZE), pubmedqa.validation_pmids()
     )
 
 
