@@ -38,7 +38,7 @@ R16 = --lora_r 16 --lora_alpha 32
 	pubmedqa-instruction-lr5e-5 pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 \
 	pubmedqa-rationale-r64-lr4e-4 pubmedqa-rationale-r64-3ep pubmedqa-rationale-full-3ep \
 	pubmedqa-rationale-full-3ep-lr1e-4 pubmedqa-rationale-full-3ep-balanced pubmedqa-pqaa-then-pqal wikidoc wikidoc-full \
-	medquad pubmedqa-rationale-full-3ep-mixture \
+	medquad medquad-all-linear-r64 pubmedqa-rationale-full-3ep-mixture \
 	generated lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
@@ -242,6 +242,19 @@ medquad:
 	$(EVAL) --tasks pubmedqa,medqa,mmlu --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
 		--adapters runs/medquad_smollm2 --output_dir runs/suite_medquad_smollm2
+
+# MedQuAD's LoRA on every linear layer at rank 64 (PubMedQA's shipped LoRA shape) instead of q/k/v/o at rank 16, the
+# same 16 steps and the same 100 validation answers as `make medquad` (perplexity 8.27, base 9.07). Criterion, fixed
+# before the run (2026-12-05): it replaces the recipe's targets if its validation perplexity is at least 3% lower
+# than 8.27 (<= 8.02); otherwise the recipe stays and RESULTS says so.
+MEDQUAD_ALL_LINEAR = --lora_target_modules q_proj k_proj v_proj o_proj gate_proj up_proj down_proj \
+	--lora_r 64 --lora_alpha 128
+medquad-all-linear-r64:
+	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(MEDQUAD_ALL_LINEAR) \
+		--output_dir runs/medquad_smollm2_all_linear_r64
+	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
+		--adapters runs/medquad_smollm2_all_linear_r64 --output_dir runs/medquad_smollm2_all_linear_r64_eval
 
 # Generated answers, base vs fine-tuned (greedy), for fixed prompts; each adapter on the base it was trained on.
 METFORMIN = $$(printf 'Abstract:\nPatients with type 2 diabetes were randomised to metformin or placebo; HbA1c fell by \
