@@ -80,3 +80,22 @@ def test_a_recipes_early_stopping_turns_off_from_the_command_line(shipped, tmp_p
     assert train.early_stopping_patience is None and train.eval_strategy == "no"
     with pytest.raises(MedsftError, match="early_stopping_patience"):
         parse_args(TYPES, [shipped, "--early_stopping_patience", "-1", "--output_dir", str(tmp_path)])
+
+
+def test_lora_preset_and_module_list_together_are_refused(recipe, tmp_path):
+    # the recipe names modules; a preset from the command line would be silently ignored
+    with pytest.raises(MedsftError, match=r"--lora_target_preset all-linear has no effect .*\(c_attn\)"):
+        parse_args(TYPES, [recipe, "--lora_target_preset", "all-linear"])
+    _, _, model, _ = parse_args(TYPES, [recipe, "--lora_target_modules", "all-linear"])
+    assert model.lora_target_modules == "all-linear"
+    # and the other way round: a recipe with a preset, modules named on the command line
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(
+        f"model_name_or_path: gpt2\nuse_peft: true\nlora_target_preset: all-linear\noutput_dir: {tmp_path}\n"
+    )
+    with pytest.raises(MedsftError, match="add --lora_target_preset default"):
+        parse_args(TYPES, [str(preset), "--lora_target_modules", "c_attn"])
+    _, _, model, _ = parse_args(
+        TYPES, [str(preset), "--lora_target_modules", "c_attn", "--lora_target_preset", "default"]
+    )
+    assert model.lora_target_modules == ["c_attn"]

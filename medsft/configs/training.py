@@ -230,6 +230,17 @@ class MedModelConfig(ModelConfig):
         # as a regex that must match the whole module path, so ["c_attn"] would silently match nothing.
         if isinstance(self.lora_target_modules, str) and self.lora_target_modules != "all-linear":
             self.lora_target_modules = [self.lora_target_modules]
+        # The preset only applies when no modules are named; both set (e.g. a recipe's list and a command-line preset)
+        # would silently ignore the preset, so the pair is refused with both ways out.
+        if self.lora_target_modules is not None and self.lora_target_preset != "default":
+            modules = self.lora_target_modules
+            named = modules if isinstance(modules, str) else ", ".join(modules)
+            raise MedsftError(
+                f"--lora_target_preset {self.lora_target_preset} has no effect when lora_target_modules is set "
+                f"({named}): give one of them (to override a recipe's module list from the command line, pass "
+                f"--lora_target_modules instead, e.g. --lora_target_modules all-linear; to override a recipe's "
+                f"preset, add --lora_target_preset default)"
+            )
         for name in ("lora_r", "lora_alpha"):
             if self.use_peft and getattr(self, name) < 1:
                 raise MedsftError(f"--{name} must be a positive integer, got {getattr(self, name)}")
