@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     peft_config = build_lora_config(model_args, source.path)
     if peft_config is not None:
         logger.info("LoRA targets %s (fan_in_fan_out=%s)", peft_config.target_modules, peft_config.fan_in_fan_out)
+    elif ignored := sorted(k for k in explicit_keys if k.startswith("lora_") or k in ("use_rslora", "use_dora")):
+        # a warning, not an error: "--use_peft false" on a LoRA recipe is a deliberate full fine-tune
+        logger.warning("%s set but not used: use_peft is false, so every weight is trained", ", ".join(ignored))
     resume_changes = {}
     if plan.resume_from:
         check_checkpoint_layout(plan.resume_from, launch_checkpoint_layout(training_args))

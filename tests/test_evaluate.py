@@ -459,7 +459,7 @@ def test_a_merged_adapter_scores_as_the_unmerged_one(tiny_gpt2, adapter_run, tmp
     assert not mergeable(float32.to(torch.bfloat16), MedModelConfig(model_name_or_path=tiny_gpt2))
 
 
-def test_a_full_fine_tune_is_paired_with_its_base(tiny_gpt2, tiny_llama, adapter_run, tmp_path):
+def test_a_full_fine_tune_is_paired_with_its_base(tiny_gpt2, tiny_llama, adapter_run, tmp_path, caplog):
     """A full fine-tune's run directory (use_peft: false) among --adapters: scored exactly as when it is evaluated
     alone as --model_name_or_path, and paired with the base on the same questions, beside a LoRA adapter."""
     import shutil
@@ -468,6 +468,8 @@ def test_a_full_fine_tune_is_paired_with_its_base(tiny_gpt2, tiny_llama, adapter
         "pubmedqa_lora", tiny_gpt2, tmp_path / "pubmedqa_full", "--dataset_name", str(PUBMEDQA_DIR),
         "--max_steps", "2", "--max_length", "1024", "--use_peft", "false", "--learning_rate", "1e-3",
     )  # fmt: skip
+    # the LoRA recipe's lora_* keys are not silently dropped: one line says they were not used
+    assert "lora_alpha, lora_dropout, lora_r, lora_target_modules set but not used: use_peft is false" in caplog.text
     argv = _eval_args(tiny_gpt2, "--tasks", "pubmedqa", "--limit", "8", "--adapters", str(full), str(adapter_run))
     together = _quiet([*argv, "--output_dir", str(tmp_path / "together")])
     assert list(together["results"]) == ["base", "pubmedqa_full", "pubmedqa_lora"]
