@@ -53,6 +53,32 @@ def test_pqaa_is_recognised_by_its_file_name(pqaa_file, tmp_path):
     assert dataset_type_for(str(path.parent), "auto") == "pubmedqa"
 
 
+def test_a_published_pqaa_run_names_the_hub_config_and_reruns_as_pqaa(pqaa_file):
+    from medsft.publishing.provenance import rerunnable_recipe, training_datasets
+
+    path, _ = pqaa_file
+    local = {"dataset_name": str(path), "dataset_type": "auto", "model_name_or_path": "HuggingFaceTB/SmolLM2-135M"}
+    assert training_datasets(local)[0] == {
+        "name": "qiaojin/PubMedQA (pqa_artificial)", "hub_id": "qiaojin/PubMedQA", "type": "pubmedqa_artificial",
+    }  # fmt: skip
+    # the Hub id alone would be read as PQA-L: the rerunnable recipe names the type too
+    rerun, notes = rerunnable_recipe(local, "HuggingFaceTB/SmolLM2-135M")
+    assert (rerun["dataset_name"], rerun["dataset_type"]) == ("qiaojin/PubMedQA", "pubmedqa_artificial")
+    assert dataset_type_for(rerun["dataset_name"], rerun["dataset_type"]) == "pubmedqa_artificial"
+    assert "read from the local copy 'ori_pqaa.json'" in notes[0]
+    mixture = {"datasets": [{"path": str(path)}, {"path": str(PUBMEDQA_DIR)}]}
+    entries = rerunnable_recipe(mixture, "m")[0]["datasets"]
+    assert entries == [
+        {"path": "qiaojin/PubMedQA", "type": "pubmedqa_artificial"}, {"path": "qiaojin/PubMedQA"},
+    ]  # fmt: skip
+    # PQA-L, and PQA-A named from the Hub: nothing added
+    assert "dataset_type" not in rerunnable_recipe({"dataset_name": str(PUBMEDQA_DIR)}, "m")[0]
+    hub = {"dataset_name": "qiaojin/PubMedQA", "dataset_type": "pubmedqa_artificial"}
+    assert training_datasets(hub)[0]["name"] == "qiaojin/PubMedQA (pqa_artificial)"
+    assert rerunnable_recipe(hub, "m")[0] == hub
+    assert dataset_type_for("qiaojin/PubMedQA", "auto") == "pubmedqa"
+
+
 def test_pqaa_trains_in_pqal_formats_without_the_test_set(pqaa_file, pubmedqa_official):
     path, leaked = pqaa_file
     questions, _ = pubmedqa_official

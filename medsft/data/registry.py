@@ -80,6 +80,7 @@ class DatasetSpec:
     formatters: dict[str, Callable]
     license: str
     hub_ids: tuple[str, ...] = ()
+    hub_config: str | None = None  # the Hub dataset's config this loader reads; a bare Hub id means another loader
     decontamination: str = "warn"
     format_options: Callable = lambda options: {}  # noqa: E731 - per-dataset keyword options for the formatters
     special_tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)  # format -> tokens to add
@@ -151,6 +152,8 @@ SPECS: dict[str, DatasetSpec] = {
         load=_load_pubmedqa_artificial,
         formatters=pubmedqa_artificial.FORMATTERS,
         license=pubmedqa_artificial.LICENSE,
+        hub_ids=(pubmedqa.HUB_ID,),
+        hub_config=pubmedqa_artificial.HUB_CONFIG,
         decontamination="drop",  # 211k generated rows: an overlap is removed and counted, not fatal
         format_options=lambda a: {"long_answer": a.pubmedqa_long_answer},
     ),
@@ -178,8 +181,9 @@ SPECS: dict[str, DatasetSpec] = {
 }
 
 
-# Hub ids (and names) recognised by dataset_type=auto
-KNOWN_HUB_IDS = {hub_id: name for name, spec in SPECS.items() for hub_id in spec.hub_ids}
+# Hub ids (and names) recognised by dataset_type=auto: a Hub id alone means its default config (qiaojin/PubMedQA is
+# PQA-L; its pqa_artificial config needs --dataset_type pubmedqa_artificial)
+KNOWN_HUB_IDS = {hub_id: name for name, spec in SPECS.items() if not spec.hub_config for hub_id in spec.hub_ids}
 
 
 def dataset_type_for(dataset_name: str, dataset_type: str) -> str:

@@ -41,8 +41,18 @@ def training_datasets(recipe: dict) -> list[dict]:
         except MedsftError:
             pass  # an unrecognised local dataset: shown by its folder name, with no Hub id
         hub_id = hub_id_for(path, kind)
-        out.append({"name": hub_id or Path(path).name, "hub_id": hub_id, "type": kind})
+        config = SPECS[kind].hub_config if kind in SPECS and hub_id else None
+        name = f"{hub_id} ({config})" if config else hub_id or Path(path).name
+        out.append({"name": name, "hub_id": hub_id, "type": kind})
     return out
+
+
+def _explicit_type(kind: str, given: str | None, hub_id: str) -> str | None:
+    """The dataset type a rerun from ``hub_id`` must name: ``kind`` when the Hub id alone would be read as another
+    dataset (a local ``ori_pqaa.json`` was recognised by its name; ``qiaojin/PubMedQA`` alone is PQA-L)."""
+    if (given or "auto") != "auto" or kind not in SPECS:
+        return None
+    return kind if dataset_type_for(hub_id, "auto") != kind else None
 
 
 # Recipe keys that name local files only this machine has; a published recipe leaves them to their defaults
@@ -66,12 +76,16 @@ def rerunnable_recipe(recipe: dict, base_model: str) -> tuple[dict, list[str]]:
                     f"datasets: {dataset['hub_id']} was read from the local copy '{Path(entry['path']).name}'"
                 )
                 entry = {**entry, "path": dataset["hub_id"]}
+                if kind := _explicit_type(dataset["type"], entry.get("type"), dataset["hub_id"]):
+                    entry["type"] = kind
             entries.append(entry)
         out["datasets"] = entries
     elif recipe.get("dataset_name") and datasets and datasets[0]["hub_id"]:
         if recipe["dataset_name"] != datasets[0]["hub_id"]:
             out["dataset_name"] = datasets[0]["hub_id"]
             notes.append(f"dataset_name: read from the local copy '{Path(recipe['dataset_name']).name}'")
+            if kind := _explicit_type(datasets[0]["type"], recipe.get("dataset_type"), datasets[0]["hub_id"]):
+                out["dataset_type"] = kind
     for key in _LOCAL_ONLY_KEYS:
         if key in out:
             notes.append(f"{key}: a local path here ('{Path(str(out.pop(key))).name}'), left to its default")
