@@ -101,6 +101,30 @@ def test_policies(tmp_path, pubmedqa_questions):
     assert off.reports[0].decontamination["overlapping_rows"] is None
 
 
+def test_the_validation_split_is_checked_too(tmp_path, pubmedqa_questions):
+    """Model selection reads the validation split: a test question there is found and handled like one in training,
+    and said apart from the training rows."""
+    (t1, *_), _ = pubmedqa_questions
+    folder = tmp_path / "two_splits"
+    folder.mkdir()
+    for split, texts in (("train", ["a clean answer", "another"]), ("test", ["clean held-out", t1["QUESTION"]])):
+        rows = (json.dumps({"prompt": "Q: ", "completion": t}) for t in texts)
+        (folder / f"{split}.jsonl").write_text("\n".join(rows))
+    base = dict(dataset_name=str(folder), dataset_type="hf", pubmedqa_reference=str(PUBMEDQA_DIR))
+    with pytest.raises(MedsftError, match=r"1 validation rows overlap the PubMedQA test set \(1 by question\)"):
+        load_sft_datasets(MedScriptArguments(**base, decontamination="error"))
+    dropped = load_sft_datasets(MedScriptArguments(**base, decontamination="drop"))
+    report = dropped.reports[0]
+    assert len(dropped.splits["train"]) == 2 and len(dropped.splits["validation"]) == 1
+    assert report.dropped == {"overlaps PubMedQA test set (validation split)": 1}
+    assert report.decontamination["overlapping_rows"] == 0  # the training rows
+    assert report.decontamination["validation_overlapping_rows"] == {"PubMedQA": 1}
+    assert report.splits["validation"] == 1
+    warned = load_sft_datasets(MedScriptArguments(**base, decontamination="warn"))
+    assert len(warned.splits["validation"]) == 2
+    assert warned.reports[0].decontamination["validation_overlapping_rows"] == {"PubMedQA": 1}
+
+
 def test_error_policy_without_the_test_set_is_a_clear_error(tmp_path):
     path = _hf_file(tmp_path, ["text"])
     missing = str(tmp_path / "no-pubmedqa")  # a --pubmedqa_reference that is not there

@@ -131,9 +131,9 @@ class Overlap:
     reasons: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
-    def summary(self, against: str = "the PubMedQA test set") -> str:
+    def summary(self, against: str = "the PubMedQA test set", rows: str = "training rows") -> str:
         how = ", ".join(f"{n} by {reason}" for reason, n in sorted(self.reasons.items()))
-        return f"{len(self.rows)} training rows overlap {against} ({how})"
+        return f"{len(self.rows)} {rows} overlap {against} ({how})"
 
 
 def find_overlaps(dataset: Dataset, indexes: dict[str, TestSetIndex]) -> dict[str, Overlap]:
@@ -238,10 +238,17 @@ def _benchmark_index(policy: str, name: str, source: str) -> tuple[str, TestSetI
 
 
 def decontaminate(
-    dataset: Dataset, policy: str, reference: str, test_file: str | None, what: str, benchmarks: dict | None = None
+    dataset: Dataset,
+    policy: str,
+    reference: str,
+    test_file: str | None,
+    what: str,
+    benchmarks: dict | None = None,
+    split: str = "train",
 ) -> tuple:
-    """Apply ``policy`` to the training rows of ``what``: checked against PubMedQA's test set and each of
-    ``benchmarks`` (``{name: source}``, see ``parse_benchmark_references``).
+    """Apply ``policy`` to the rows of ``what``'s ``split``: checked against PubMedQA's test set and each of
+    ``benchmarks`` (``{name: source}``, see ``parse_benchmark_references``). The training split is what is trained
+    on; a validation split is checked too, since model selection reads it.
 
     Returns:
         The dataset (rows removed under ``drop``) and what the load report records: for PubMedQA
@@ -254,6 +261,7 @@ def decontaminate(
     indexes = {"PubMedQA": _pubmedqa_index(policy, reference, test_file)}
     indexes |= {name: _benchmark_index(policy, name, source) for name, source in (benchmarks or {}).items()}
     found = find_overlaps(dataset, {n: index for n, (_, index) in indexes.items() if isinstance(index, TestSetIndex)})
+    rows = "training rows" if split == "train" else f"{split} rows"
     info: dict = {}
     overlapping: set[int] = set()
     messages = []
@@ -265,10 +273,10 @@ def decontaminate(
             entry = {"overlapping_rows": len(result.rows), "test_set": against}
             overlapping |= set(result.rows)
             if result.rows:
-                summary = result.summary() if name == "PubMedQA" else result.summary(f"the {against}")
+                summary = result.summary(*(() if name == "PubMedQA" else (f"the {against}",)), rows=rows)
                 messages.append(f"{summary}; e.g. {', '.join(result.examples)}")
             else:
-                logger.info("decontamination: no overlap between %s training rows and the %s", what, against)
+                logger.info("decontamination: no overlap between %s %s and the %s", what, rows, against)
         if name == "PubMedQA":
             info.update(entry)
         else:

@@ -282,11 +282,26 @@ def load_splits(
         splits["train"], policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, report.source, benchmarks
     )
     report.decontamination = {"policy": policy, **checked}
-    dropped = checked.get("dropped_rows")
-    if dropped:
-        reason = "overlaps PubMedQA test set" if not benchmarks else "overlaps a benchmark's test questions"
-        report.dropped[reason] += dropped
+    reason = "overlaps PubMedQA test set" if not benchmarks else "overlaps a benchmark's test questions"
+    if checked.get("dropped_rows"):
+        report.dropped[reason] += checked["dropped_rows"]
         report.splits["train"] = len(splits["train"])
+    # the validation split feeds model selection (early stopping, the best checkpoint): it must not hold test rows
+    # either; an overlap there is recorded only when found, so reports of clean data keep their shape
+    if policy != "off" and "not_checked" not in checked:  # (a reference that could not be read was said once)
+        for name in [n for n in splits if n != "train" and len(splits[n])]:
+            splits[name], held = decontam.decontaminate(
+                splits[name], policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, report.source,
+                benchmarks, split=name,
+            )  # fmt: skip
+            found = {"PubMedQA": held.get("overlapping_rows")} | {
+                b: entry.get("overlapping_rows") for b, entry in held.get("benchmarks", {}).items()
+            }
+            if any(found.values()):
+                report.decontamination[f"{name}_overlapping_rows"] = {b: n for b, n in found.items() if n}
+            if held.get("dropped_rows"):
+                report.dropped[f"{reason} ({name} split)"] += held["dropped_rows"]
+                report.splits[name] = len(splits[name])
     if formatter is not None:
         splits = DatasetDict(
             {
