@@ -194,3 +194,22 @@ def test_pubmedqa_rationale_abstracts_and_medquad_mix(pubmedqa_official, tiny_gp
     rows = trainer.train_dataset.to_list()
     assert len(rows) == 4 and all(len(r["labels"]) > 50 and -100 not in r["labels"] for r in rows)
     assert all(r["labels"] == r["input_ids"] for r in rows)
+
+
+def test_abstracts_beside_a_pubmedqa_split_they_do_not_hold_out_are_refused(tmp_path):
+    """The abstracts leave out the default PubMedQA validation questions' abstracts; a mixture that splits PubMedQA
+    otherwise (here a top-level validation_size) is refused before anything is loaded, naming the way out."""
+    entries = [
+        {"path": str(PUBMEDQA_DIR), "type": "pubmedqa", "fraction": 0.5},
+        {"path": str(PUBMEDQA_DIR), "type": "pubmed_abstracts", "fraction": 0.5},
+    ]
+    script_args, _, mixture, _ = parse_args(TYPES, [_mixture_recipe(tmp_path, entries), "--validation_size", "0.2"])
+    with pytest.raises(
+        MedsftError, match=r"validation_size 0.2 splits PubMedQA differently .*keep PubMedQA's default"
+    ):
+        load_sft_datasets(script_args, mixture, seed=0)
+    # the abstracts' own validation share is theirs to choose
+    entries[1]["validation_size"] = 0.2
+    script_args, _, mixture, _ = parse_args(TYPES, [_mixture_recipe(tmp_path, entries)])
+    data = load_sft_datasets(script_args, mixture, seed=0)
+    assert data.reports[0].splits["validation"] == 50

@@ -9,9 +9,9 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from trl import is_conversational
 
 from medsft.core.errors import MedsftError
-from medsft.data import clinical_notes
+from medsft.data import clinical_notes, pubmedqa
 from medsft.data.load_report import LoadReport
-from medsft.data.registry import DATASET_OPTIONS, LoadedSplits, load_splits
+from medsft.data.registry import DATASET_OPTIONS, LoadedSplits, dataset_type_for, load_splits
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,23 @@ def _entries(script_args, mixture) -> list[dict]:
     ]
 
 
+def _check_abstracts_hold_out(entries: list[dict]) -> None:
+    """PubMed abstracts hold out the abstracts of PubMedQA's default validation split (the 50 shipped PMIDs); a
+    mixture that splits PubMedQA otherwise would select its model on questions whose abstracts it trains on."""
+    kinds = [dataset_type_for(e["path"], e["type"]) for e in entries]
+    if "pubmed_abstracts" not in kinds:
+        return
+    for entry, kind in zip(entries, kinds, strict=True):
+        size = entry["options"].get("validation_size")
+        if kind == "pubmedqa" and size is not None and size != pubmedqa.VALIDATION_SIZE:
+            raise MedsftError(
+                f"{entry['path']}: validation_size {size} splits PubMedQA differently from the default "
+                f"({pubmedqa.VALIDATION_SIZE}), whose 50 validation questions' abstracts the PubMed abstracts leave "
+                "out, so model selection would read questions whose abstracts are trained on; keep PubMedQA's default "
+                "(set validation_size on the other datasets' entries instead of at the top level)"
+            )
+
+
 def _load_one(entry: dict, script_args) -> LoadedSplits:
     return load_splits(
         entry["path"],
@@ -104,6 +121,7 @@ def load_sft_datasets(script_args, mixture=None, seed: int = 42) -> LoadedData:
         (``prompt``/``completion``, conversational or not, or ``text``).
     """
     entries = _entries(script_args, mixture)
+    _check_abstracts_hold_out(entries)
     loaded = [_load_one(entry, script_args) for entry in entries]
     shapes = {_shape(one.splits["train"]) for one in loaded}
     if len(shapes) > 1:

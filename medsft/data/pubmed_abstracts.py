@@ -11,7 +11,8 @@ Sources (a file or a directory of them):
 
 Abstracts whose PMID is in the PubMedQA official test set are always removed and counted: training on them would
 inflate every PubMedQA number afterwards; so are those of PubMedQA's 50 validation questions (default split), which
-model selection reads. Texts without PMIDs are checked by n-gram overlap (``medsft.data.decontam``).
+model selection reads (a mixture that splits PubMedQA otherwise is refused). Texts without PMIDs are checked by
+n-gram overlap (``medsft.data.decontam``).
 """
 
 from __future__ import annotations
