@@ -38,7 +38,7 @@ R16 = --lora_r 16 --lora_alpha 32
 	pubmedqa-instruction-lr5e-5 pubmedqa-rationale pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 \
 	pubmedqa-rationale-r64-lr4e-4 pubmedqa-rationale-r64-3ep pubmedqa-rationale-full-3ep \
 	pubmedqa-rationale-full-3ep-lr1e-4 pubmedqa-rationale-full-3ep-balanced pubmedqa-pqaa-then-pqal wikidoc wikidoc-full \
-	medquad medquad-r16 pubmedqa-rationale-full-3ep-mixture \
+	medquad medquad-all-linear-r64 pubmedqa-rationale-full-3ep-mixture \
 	generated lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
@@ -53,7 +53,7 @@ setup: .venv/.medsft-setup
 results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \
 	pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-3ep \
-	pubmedqa-rationale-full-3ep wikidoc wikidoc-full medquad medquad-r16 generated
+	pubmedqa-rationale-full-3ep wikidoc wikidoc-full medquad medquad-all-linear-r64 generated
 bench: lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
@@ -234,35 +234,33 @@ wikidoc-full:
 		--perplexity_dataset $(WIKIDOC) --adapters $(foreach n,10 20 30 40,$(WIKIDOC_FULL)/checkpoint-$(n)) \
 		$(WIKIDOC_FULL) --output_dir runs/wikidoc_full_eval
 
-# MedQuAD, the SmolLM2 recipe as shipped since 2026-12-05: LoRA rank 64 on every linear layer (PubMedQA's shipped
-# LoRA shape), 16 steps on CPU, perplexity on the first 100 validation answers (as medquad-r16: 8.27, base 9.07), then
-# the benchmark suite beside the base with the perplexity of all 767 validation answers. It was run as an experiment
-# first, with the flags below on the rank-16 recipe (their values are the recipe's now) and a criterion fixed before
-# the run (2026-12-05): replace the recipe's targets if its perplexity is at least 3% lower than 8.27 (<= 8.02). It
-# reached 6.50. The recipe's full two epochs: make medquad MEDQUAD_STEPS= MEDQUAD_EVAL_LIMIT=
-MEDQUAD_ALL_LINEAR = --lora_target_modules q_proj k_proj v_proj o_proj gate_proj up_proj down_proj \
-	--lora_r 64 --lora_alpha 128
-MEDQUAD_RUN = runs/medquad_smollm2_all_linear_r64
 medquad:
 	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
-		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(MEDQUAD_ALL_LINEAR) \
-		--output_dir $(MEDQUAD_RUN)
-	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
-		--adapters $(MEDQUAD_RUN) --output_dir $(MEDQUAD_RUN)_eval
-	$(EVAL) --tasks pubmedqa,medqa,mmlu,perplexity --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
-		--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
-		--adapters $(MEDQUAD_RUN) --output_dir runs/suite_medquad_smollm2_all_linear_r64
-
-# The MedQuAD recipe before 2026-12-05 (LoRA rank 16 on q/k/v/o), behind the numbers published for it
-MEDQUAD_R16 = --lora_target_modules q_proj k_proj v_proj o_proj $(R16)
-medquad-r16:
-	$(TRAIN) recipes/medquad_smollm2.yaml $(MEDQUAD_R16) --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
 		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS))
 	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
 		--adapters runs/medquad_smollm2
 	$(EVAL) --tasks pubmedqa,medqa,mmlu --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
 		--adapters runs/medquad_smollm2 --output_dir runs/suite_medquad_smollm2
+
+# MedQuAD's LoRA at rank 64 on every linear layer (PubMedQA's shipped LoRA shape) instead of the recipe's rank 16 on
+# q/k/v/o: the same 16 steps and the same first 100 validation answers as `make medquad` (8.27, base 9.07). Criterion,
+# fixed before the run (2026-12-05): replace the recipe's targets if its perplexity is at least 3% lower than 8.27
+# (<= 8.02); then the benchmark suite beside the base, with the perplexity of all 767 validation answers, since no
+# shipped recipe may lower MedQA or MMLU medical significantly. Result: 6.50 (criterion met), but MMLU medical -0.006
+# with a paired interval excluding 0, so the recipe keeps rank 16 on q/k/v/o (docs/RESULTS.md sections 2 and 3).
+MEDQUAD_ALL_LINEAR = --lora_target_modules q_proj k_proj v_proj o_proj gate_proj up_proj down_proj \
+	--lora_r 64 --lora_alpha 128
+MEDQUAD_ALL_LINEAR_RUN = runs/medquad_smollm2_all_linear_r64
+medquad-all-linear-r64:
+	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(MEDQUAD_ALL_LINEAR) \
+		--output_dir $(MEDQUAD_ALL_LINEAR_RUN)
+	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
+		--adapters $(MEDQUAD_ALL_LINEAR_RUN) --output_dir $(MEDQUAD_ALL_LINEAR_RUN)_eval
+	$(EVAL) --tasks pubmedqa,medqa,mmlu,perplexity --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+		--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
+		--adapters $(MEDQUAD_ALL_LINEAR_RUN) --output_dir runs/suite_medquad_smollm2_all_linear_r64
 
 # Generated answers, base vs fine-tuned (greedy), for fixed prompts; each adapter on the base it was trained on.
 METFORMIN = $$(printf 'Abstract:\nPatients with type 2 diabetes were randomised to metformin or placebo; HbA1c fell by \
