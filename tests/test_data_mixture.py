@@ -27,7 +27,8 @@ def _mixture_recipe(tmp_path, datasets: list[dict]) -> str:
                 "datasets": datasets,
                 "dataset_format": "instruction",
                 "pubmedqa_reference": str(PUBMEDQA_DIR),
-                "num_notes": 300,
+                # a mixture-wide option no dataset reads is refused, so only where clinical notes are mixed
+                **({"num_notes": 300} if any(d.get("type") == "clinical_notes" for d in datasets) else {}),
                 "output_dir": str(tmp_path / "out"),
             }
         )
@@ -213,3 +214,58 @@ def test_abstracts_beside_a_pubmedqa_split_they_do_not_hold_out_are_refused(tmp_
     script_args, _, mixture, _ = parse_args(TYPES, [_mixture_recipe(tmp_path, entries)])
     data = load_sft_datasets(script_args, mixture, seed=0)
     assert data.reports[0].splits["validation"] == 50
+
+
+def test_options_no_dataset_reads_are_refused(tmp_path, caplog):
+    """An option its dataset's loader does not read would do nothing: refused in one line naming the dataset, before
+    anything is loaded; set for a whole mixture, it reaches the datasets that read it and is refused if none does."""
+    from tests.conftest import WIKIDOC_JSON
+
+    wikidoc = dict(dataset_name=str(WIKIDOC_JSON), dataset_format="chat")
+    with pytest.raises(MedsftError, match=r"medquad_top_k_focus applies to MedQuAD data only; .* is read as wikidoc"):
+        load_sft_datasets(MedScriptArguments(**wikidoc, medquad_top_k_focus=5))
+    with pytest.raises(
+        MedsftError, match=r"pubmedqa_long_answer applies to PubMedQA data only; .*--pubmedqa_long_answer false"
+    ):
+        load_sft_datasets(MedScriptArguments(**wikidoc, pubmedqa_long_answer=True))
+    with pytest.raises(MedsftError, match=r"num_notes applies to clinical-notes data only; .* is read as wikidoc"):
+        load_sft_datasets(MedScriptArguments(**wikidoc, num_notes=10))
+    hf = tmp_path / "rows.jsonl"
+    hf.write_text(json.dumps({"prompt": "Q: ", "completion": "A."}))
+    # a recipe's validation_size cannot be unset from the command line: for an hf dataset it is one warning line
+    with caplog.at_level("WARNING", logger="medsft.data.mixture"):
+        load_sft_datasets(MedScriptArguments(dataset_name=str(hf), dataset_type="hf", validation_size=0.1))
+    assert "validation_size applies to medsft's own dataset types only; " in caplog.text
+    assert "keeps its own splits: --dataset_test_split); not used" in caplog.text
+
+    notes = {"path": "synthetic-clinical-notes", "type": "clinical_notes"}
+    on_entry = _mixture_recipe(tmp_path, [{**notes, "medquad_top_k_focus": 3}])
+    with pytest.raises(
+        MedsftError,
+        match=r"medquad_top_k_focus applies to MedQuAD .* synthetic-clinical-notes is read as clinical_notes",
+    ):
+        load_sft_datasets(*parse_args(TYPES, [on_entry])[::2])
+    mixture_wide = _mixture_recipe(tmp_path, [notes])
+    with pytest.raises(
+        MedsftError,
+        match=r"pubmedqa_long_answer applies to PubMedQA data only; no dataset of this run is: synthetic-clinical",
+    ):
+        load_sft_datasets(*parse_args(TYPES, [mixture_wide, "--pubmedqa_long_answer", "true"])[::2])
+
+
+def test_a_mixture_wide_option_reaches_only_the_datasets_that_read_it(tmp_path):
+    """--pubmedqa_balance_labels for a mixture of PubMedQA and MedQuAD balances PubMedQA and leaves MedQuAD alone
+    (given on a MedQuAD entry itself it is refused, as for a single dataset)."""
+    from tests.conftest import _require
+
+    medquad = str(_require(MEDQUAD_DIR) / "5_NIDDK_QA")
+    entries = [{"path": str(PUBMEDQA_DIR), "type": "pubmedqa"}, {"path": medquad, "type": "medquad"}]
+    script_args, _, mixture, _ = parse_args(
+        TYPES, [_mixture_recipe(tmp_path, entries), "--pubmedqa_balance_labels", "true"]
+    )
+    data = load_sft_datasets(script_args, mixture, seed=0)
+    pubmed, medquad_report = data.reports
+    assert pubmed.repeated and not medquad_report.repeated
+    entries[1]["pubmedqa_balance_labels"] = True
+    with pytest.raises(MedsftError, match="pubmedqa_balance_labels applies to PubMedQA data only; .* read as medquad"):
+        load_sft_datasets(*parse_args(TYPES, [_mixture_recipe(tmp_path, entries)])[::2])
