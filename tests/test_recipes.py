@@ -49,8 +49,10 @@ def test_recipe_trains_offline(name, tiny_gpt2, tiny_llama, medquad_small, tmp_p
         # PubMedQA's abstracts need the recipe's 1024 tokens: at 128 almost every answer would be cut away (refused)
         "--max_length", "1024" if recipe["dataset_type"] == "pubmedqa" else "128",
         "--per_device_eval_batch_size", "8", "--max_train_samples", "16",
-        "--pubmedqa_reference", str(PUBMEDQA_DIR), "--num_notes", "200", quick=False,
+        "--pubmedqa_reference", str(PUBMEDQA_DIR), quick=False,
     )  # fmt: skip
+    if recipe["dataset_type"] == "clinical_notes":  # (an option no dataset of the run reads is refused)
+        argv += ["--num_notes", "200"]
     if data is not None:
         argv += ["--dataset_name", str(data)]
     if recipe["dataset_type"] == "medquad":  # a smaller per-focus validation split, for CPU time
