@@ -233,10 +233,11 @@ def test_options_no_dataset_reads_are_refused(tmp_path, caplog):
     hf = tmp_path / "rows.jsonl"
     hf.write_text(json.dumps({"prompt": "Q: ", "completion": "A."}))
     # a recipe's validation_size cannot be unset from the command line: for an hf dataset it is one warning line
-    with caplog.at_level("WARNING", logger="medsft.data.mixture"):
+    with caplog.at_level("WARNING", logger="medsft.data.registry"):
         load_sft_datasets(MedScriptArguments(dataset_name=str(hf), dataset_type="hf", validation_size=0.1))
     assert "validation_size applies to medsft's own dataset types only; " in caplog.text
     assert "keeps its own splits: --dataset_test_split); not used" in caplog.text
+    assert caplog.text.count("; not used") == 1  # said once, not again for the run
 
     notes = {"path": "synthetic-clinical-notes", "type": "clinical_notes"}
     on_entry = _mixture_recipe(tmp_path, [{**notes, "medquad_top_k_focus": 3}])

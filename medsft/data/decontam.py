@@ -237,18 +237,23 @@ def _benchmark_index(policy: str, name: str, source: str) -> tuple[str, TestSetI
         ) from None
 
 
-def decontaminate(
-    dataset: Dataset,
-    policy: str,
-    reference: str,
-    test_file: str | None,
-    what: str,
-    benchmarks: dict | None = None,
-    split: str = "train",
-) -> tuple:
-    """Apply ``policy`` to the rows of ``what``'s ``split``: checked against PubMedQA's test set and each of
-    ``benchmarks`` (``{name: source}``, see ``parse_benchmark_references``). The training split is what is trained
-    on; a validation split is checked too, since model selection reads it.
+def test_set_indexes(policy: str, reference: str, test_file: str | None, benchmarks: dict | None = None) -> dict:
+    """Every test set a dataset is checked against, built once for all its splits (and every failure to build one
+    raised, or under ``warn`` said once, before any row is checked): PubMedQA's and each of ``benchmarks``
+    (``{name: source}``, see ``parse_benchmark_references``). Nothing is built under ``off``.
+
+    Returns:
+        ``{name: (what it is checked against, TestSetIndex or the not-checked record)}``.
+    """
+    if policy == "off":
+        return {}
+    indexes = {"PubMedQA": _pubmedqa_index(policy, reference, test_file)}
+    return indexes | {name: _benchmark_index(policy, name, source) for name, source in (benchmarks or {}).items()}
+
+
+def decontaminate(dataset: Dataset, policy: str, indexes: dict, what: str, split: str = "train") -> tuple:
+    """Apply ``policy`` to the rows of ``what``'s ``split``, checked against ``indexes`` (``test_set_indexes``). The
+    training split is what is trained on; a validation split is checked too, since model selection reads it.
 
     Returns:
         The dataset (rows removed under ``drop``) and what the load report records: for PubMedQA
@@ -257,9 +262,6 @@ def decontaminate(
     """
     if policy == "off":
         return dataset, {"overlapping_rows": None, "not_checked": "--decontamination off"}
-    # every index is built (and every failure to build one raised) before the rows are checked
-    indexes = {"PubMedQA": _pubmedqa_index(policy, reference, test_file)}
-    indexes |= {name: _benchmark_index(policy, name, source) for name, source in (benchmarks or {}).items()}
     found = find_overlaps(dataset, {n: index for n, (_, index) in indexes.items() if isinstance(index, TestSetIndex)})
     rows = "training rows" if split == "train" else f"{split} rows"
     info: dict = {}

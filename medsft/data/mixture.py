@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from trl import is_conversational
@@ -11,27 +11,18 @@ from trl import is_conversational
 from medsft.core.errors import MedsftError
 from medsft.data import clinical_notes, pubmedqa
 from medsft.data.load_report import LoadReport
-from medsft.data.registry import DATASET_OPTIONS, SPECS, DatasetOptions, LoadedSplits, dataset_type_for, load_splits
+from medsft.data.registry import (
+    DATASET_OPTIONS,
+    OPTION_DEFAULTS,
+    OPTION_READERS,
+    LoadedSplits,
+    dataset_type_for,
+    load_splits,
+    refuse_unread,
+    unread_option,
+)
 
 logger = logging.getLogger(__name__)
-
-# Dataset options that only some loaders read; set for a dataset that does not read them, they would do nothing
-_PUBMEDQA = ("pubmedqa", "pubmedqa_artificial")
-OPTION_TYPES: dict[str, tuple[str, ...]] = {
-    "pubmedqa_long_answer": _PUBMEDQA,
-    "pubmedqa_balance_labels": _PUBMEDQA,
-    "medquad_top_k_focus": ("medquad",),
-    "num_notes": ("clinical_notes",),
-    "notes_seed": ("clinical_notes",),
-    "validation_size": tuple(SPECS),  # an hf dataset keeps its own splits (--dataset_test_split)
-}
-_READERS = {
-    _PUBMEDQA: "PubMedQA",
-    ("medquad",): "MedQuAD",
-    ("clinical_notes",): "clinical-notes",
-}
-_DEFAULTS = {f.name: f.default for f in fields(DatasetOptions)}
-_WARN_ONLY = ("validation_size",)
 
 
 @dataclass
@@ -81,40 +72,29 @@ def _entries(script_args, mixture) -> list[dict]:
     ]
 
 
-def _settle_options(entries: list[dict]) -> None:
+def _settle_options(entries: list[dict], kinds: list[str]) -> None:
     """Refuse a dataset option that no dataset of the run reads (it would silently do nothing): one set on a
     dataset (or given for a single dataset) that its loader does not read, or one set for a whole mixture that none
     of its datasets reads. A mixture-wide option then reaches only the datasets that read it."""
-    kinds = [dataset_type_for(e["path"], e["type"]) for e in entries]
-    for option, types in OPTION_TYPES.items():
-        readers = f"{_READERS[types]} data" if types != tuple(SPECS) else "medsft's own dataset types"
-        given = [e["options"].get(option, _DEFAULTS[option]) != _DEFAULTS[option] for e in entries]
-        for entry, kind, set_here in zip(entries, kinds, given, strict=True):
-            if set_here and option in entry["own"] and kind not in types:
-                hint = " (an hf dataset keeps its own splits: --dataset_test_split)" if kind == "hf" else ""
-                hint += f"; pass --{option} false" if _DEFAULTS[option] is False else ""
-                _refuse(option, f"{option} applies to {readers} only; {entry['path']} is read as {kind}{hint}")
-        if any(given) and not any(kind in types for kind in kinds):
+    for option, (types, readers) in OPTION_READERS.items():
+        said = False  # (a warning-only option is said once: on its dataset, or for the run)
+        for entry, kind in zip(entries, kinds, strict=True):
+            message = unread_option(option, entry["options"].get(option, OPTION_DEFAULTS[option]), kind, entry["path"])
+            if message and option in entry["own"]:
+                refuse_unread(option, message)
+                said = True
+        given = any(e["options"].get(option, OPTION_DEFAULTS[option]) != OPTION_DEFAULTS[option] for e in entries)
+        if given and not said and not any(kind in types for kind in kinds):
             described = ", ".join(f"{e['path']} ({kind})" for e, kind in zip(entries, kinds, strict=True))
-            _refuse(option, f"{option} applies to {readers} only; no dataset of this run is: {described}")
+            refuse_unread(option, f"{option} applies to {readers} only; no dataset of this run is: {described}")
         for entry, kind in zip(entries, kinds, strict=True):
             if kind not in types:  # a mixture-wide value reaches only the datasets that read it
-                entry["options"] = {**entry["options"], option: _DEFAULTS[option]}
+                entry["options"] = {**entry["options"], option: OPTION_DEFAULTS[option]}
 
 
-def _refuse(option: str, message: str) -> None:
-    # validation_size is set by recipes (WikiDoc's) that users rerun on their own hf data, and cannot be unset from
-    # the command line: said in one warning line; every other option has a way out on the command line
-    if option in _WARN_ONLY:
-        logger.warning("%s; not used", message)
-        return
-    raise MedsftError(message)
-
-
-def _check_abstracts_hold_out(entries: list[dict]) -> None:
+def _check_abstracts_hold_out(entries: list[dict], kinds: list[str]) -> None:
     """PubMed abstracts hold out the abstracts of PubMedQA's default validation split (the 50 shipped PMIDs); a
     mixture that splits PubMedQA otherwise would select its model on questions whose abstracts it trains on."""
-    kinds = [dataset_type_for(e["path"], e["type"]) for e in entries]
     if "pubmed_abstracts" not in kinds:
         return
     for entry, kind in zip(entries, kinds, strict=True):
@@ -171,8 +151,9 @@ def load_sft_datasets(script_args, mixture=None, seed: int = 42) -> LoadedData:
         (``prompt``/``completion``, conversational or not, or ``text``).
     """
     entries = _entries(script_args, mixture)
-    _settle_options(entries)
-    _check_abstracts_hold_out(entries)
+    kinds = [dataset_type_for(e["path"], e["type"]) for e in entries]  # each dataset's loader, resolved once
+    _settle_options(entries, kinds)
+    _check_abstracts_hold_out(entries, kinds)
     loaded = [_load_one(entry, script_args) for entry in entries]
     shapes = {_shape(one.splits["train"]) for one in loaded}
     if len(shapes) > 1:

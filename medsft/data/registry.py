@@ -181,6 +181,40 @@ SPECS: dict[str, DatasetSpec] = {
 }
 
 
+# Dataset options that only some loaders read (every loader reads the others): given for another dataset, they would
+# do nothing, so they are refused (medsft.data.mixture checks a whole run before loading; load_splits one dataset)
+_PUBMEDQA_KINDS = ("pubmedqa", "pubmedqa_artificial")
+OPTION_READERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pubmedqa_long_answer": (_PUBMEDQA_KINDS, "PubMedQA data"),
+    "pubmedqa_balance_labels": (_PUBMEDQA_KINDS, "PubMedQA data"),
+    "medquad_top_k_focus": (("medquad",), "MedQuAD data"),
+    "num_notes": (("clinical_notes",), "clinical-notes data"),
+    "notes_seed": (("clinical_notes",), "clinical-notes data"),
+    "validation_size": (tuple(SPECS), "medsft's own dataset types"),  # an hf dataset keeps its own splits
+}
+OPTION_DEFAULTS = {f.name: f.default for f in fields(DatasetOptions)}
+
+
+def unread_option(option: str, value, kind: str, path: str) -> str | None:
+    """The line saying that ``kind``'s loader does not read ``option`` set to ``value``; None when it does (or the
+    option is at its default)."""
+    types, readers = OPTION_READERS[option]
+    if kind in types or value == OPTION_DEFAULTS[option]:
+        return None
+    hint = " (an hf dataset keeps its own splits: --dataset_test_split)" if kind == "hf" else ""
+    hint += f"; pass --{option} false" if OPTION_DEFAULTS[option] is False else ""
+    return f"{option} applies to {readers} only; {path} is read as {kind}{hint}"
+
+
+def refuse_unread(option: str, message: str) -> None:
+    """An option no dataset reads is an error; ``validation_size`` one warning line: recipes (WikiDoc's) set it, users
+    rerun them on their own hf data, and it cannot be unset from the command line."""
+    if option == "validation_size":
+        logger.warning("%s; not used", message)
+        return
+    raise MedsftError(message)
+
+
 # Hub ids (and names) recognised by dataset_type=auto: a Hub id alone means its default config (qiaojin/PubMedQA is
 # PQA-L; its pqa_artificial config needs --dataset_type pubmedqa_artificial)
 KNOWN_HUB_IDS = {hub_id: name for name, spec in SPECS.items() if not spec.hub_config for hub_id in spec.hub_ids}
@@ -263,8 +297,9 @@ def load_splits(
 
     opts = DatasetOptions(**options)
     kind = dataset_type_for(path, type)
-    if opts.pubmedqa_balance_labels and kind not in ("pubmedqa", "pubmedqa_artificial"):
-        raise MedsftError(f"pubmedqa_balance_labels applies to PubMedQA data only; {path} is read as {kind}")
+    for option in OPTION_READERS:
+        if message := unread_option(option, getattr(opts, option), kind, path):
+            refuse_unread(option, message)
     if kind == "hf":
         splits, report = load_hf(path, config_name, split, test_split)
         policy = opts.decontamination or "warn"
@@ -278,9 +313,8 @@ def load_splits(
         license_, tokens = spec.license, spec.special_tokens.get(format, ())
         formatter, format_options = spec.formatters[format], spec.format_options(opts)
     benchmarks = decontam.parse_benchmark_references(opts.benchmark_references)
-    splits["train"], checked = decontam.decontaminate(
-        splits["train"], policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, report.source, benchmarks
-    )
+    indexes = decontam.test_set_indexes(policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, benchmarks)
+    splits["train"], checked = decontam.decontaminate(splits["train"], policy, indexes, report.source)
     report.decontamination = {"policy": policy, **checked}
     reason = "overlaps PubMedQA test set" if not benchmarks else "overlaps a benchmark's test questions"
     if checked.get("dropped_rows"):
@@ -288,20 +322,16 @@ def load_splits(
         report.splits["train"] = len(splits["train"])
     # the validation split feeds model selection (early stopping, the best checkpoint): it must not hold test rows
     # either; an overlap there is recorded only when found, so reports of clean data keep their shape
-    if policy != "off" and "not_checked" not in checked:  # (a reference that could not be read was said once)
-        for name in [n for n in splits if n != "train" and len(splits[n])]:
-            splits[name], held = decontam.decontaminate(
-                splits[name], policy, _pubmedqa_reference(path, opts), opts.pubmedqa_test_file, report.source,
-                benchmarks, split=name,
-            )  # fmt: skip
-            found = {"PubMedQA": held.get("overlapping_rows")} | {
-                b: entry.get("overlapping_rows") for b, entry in held.get("benchmarks", {}).items()
-            }
-            if any(found.values()):
-                report.decontamination[f"{name}_overlapping_rows"] = {b: n for b, n in found.items() if n}
-            if held.get("dropped_rows"):
-                report.dropped[f"{reason} ({name} split)"] += held["dropped_rows"]
-                report.splits[name] = len(splits[name])
+    for name in [n for n in splits if n != "train" and len(splits[n]) and policy != "off"]:
+        splits[name], held = decontam.decontaminate(splits[name], policy, indexes, report.source, split=name)
+        found = {"PubMedQA": held.get("overlapping_rows")} | {
+            b: entry.get("overlapping_rows") for b, entry in held.get("benchmarks", {}).items()
+        }
+        if any(found.values()):
+            report.decontamination[f"{name}_overlapping_rows"] = {b: n for b, n in found.items() if n}
+        if held.get("dropped_rows"):
+            report.dropped[f"{reason} ({name} split)"] += held["dropped_rows"]
+            report.splits[name] = len(splits[name])
     if formatter is not None:
         splits = DatasetDict(
             {
