@@ -277,7 +277,8 @@ def plot_comparison(out: Path, report: EvalReport) -> Path | None:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=7, frameon=False)
         else:
             ppl = [results[n].perplexity.perplexity if results[n].perplexity else 0.0 for n in names]
-            bars = ax.bar([shown[n] for n in names], ppl, color="tab:green")
+            # each model in the colour its accuracy bars have (matplotlib's cycle, in the same order)
+            bars = ax.bar([shown[n] for n in names], ppl, color=[f"C{i}" for i in range(len(names))])
             ax.bar_label(bars, labels=[f"{v:.2f}" if v else "—" for v in ppl], fontsize=8)
             ax.set_ylabel("perplexity (lower is better)")
             ax.set_title(f"perplexity\n{task_caption(report, 'perplexity')}", fontsize=8)
