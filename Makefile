@@ -391,6 +391,7 @@ plots:
 		runs/pubmedqa_lora_smollm2_rationale_3ep runs/pubmedqa_lora_smollm2_rationale_5ep \
 		runs/pubmedqa_lora_smollm2_instruction_lr5e-5 runs/pubmedqa_lora_smollm2_rationale_r64 \
 		runs/pubmedqa_lora_smollm2_rationale_r64_3ep runs/pubmedqa_full_smollm2_rationale_3ep \
-		runs/wikidoc_qlora_smollm2 runs/wikidoc_qlora_smollm2_full runs/medquad_smollm2 runs/medquad_smollm2_all_linear_r64; do \
+		runs/wikidoc_qlora_smollm2 runs/wikidoc_qlora_smollm2_full runs/medquad_smollm2 runs/medquad_smollm2_all_linear_r64 \
+		runs/medquad_smollm2_all_linear_r16 runs/medquad_smollm2_r64; do \
 		[ -d $$run ] && python bench/plot_training.py $$run --out docs/img/$$(basename $$run)_loss.png || true; \
 	done

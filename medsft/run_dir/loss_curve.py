@@ -43,9 +43,11 @@ def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> tuple[in
     evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     if train:
-        ax.plot(*zip(*train), marker="o", markersize=3, label=f"training loss ({len(train)} logged steps)")
+        steps = f"{len(train)} logged step" + "s" * (len(train) != 1)
+        ax.plot(*zip(*train), marker="o", markersize=3, label=f"training loss ({steps})")
     if evals:
-        ax.plot(*zip(*evals), marker="s", color="tab:red", label=f"validation loss ({len(evals)} evaluations)")
+        evaluations = f"{len(evals)} evaluation" + "s" * (len(evals) != 1)
+        ax.plot(*zip(*evals), marker="s", color="tab:red", label=f"validation loss ({evaluations})")
     if not train and not evals:
         ax.text(0.5, 0.5, "no loss was logged", ha="center", va="center", transform=ax.transAxes)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
