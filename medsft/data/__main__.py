@@ -17,7 +17,8 @@ USAGE = """usage: medsft-data COMMAND [arguments]
 
 commands:
   preview RECIPE.yaml [--flag value ...]   the training data exactly as the model will see it (medsft-preview)
-  pubmedqa-index PUBMEDQA_DIR [OUT_DIR]    rebuild the PubMedQA test-set index decontamination ships with
+  pubmedqa-index PUBMEDQA_DIR [OUT_DIR]    rebuild the PubMedQA test-set index decontamination ships with (in
+                                           place, or into OUT_DIR: a new folder or one without the index's files)
 """
 
 
@@ -25,12 +26,24 @@ def _pubmedqa_index(argv: list[str]) -> None:
     from pathlib import Path
 
     from medsft.data import pubmedqa
-    from medsft.data.decontam import SHIPPED, TestSetIndex
+    from medsft.data.decontam import INDEX_FILES, SHIPPED, TestSetIndex
 
     if not argv or len(argv) > 2:
         raise MedsftError("pubmedqa-index needs PUBMEDQA_DIR (the release with ori_pqal.json) and optionally OUT_DIR")
+    out = Path(argv[1]) if len(argv) > 1 else SHIPPED
+    # Only the shipped index is rebuilt in place; another folder's files (e.g. the release's own
+    # test_ground_truth.json, when OUT_DIR is PUBMEDQA_DIR) are the user's and are not overwritten.
+    if out.resolve() != SHIPPED.resolve():
+        if out.exists() and not out.is_dir():
+            raise MedsftError(f"OUT_DIR {out} is a file; pass a folder (new or without the index's files)")
+        there = [name for name in INDEX_FILES if (out / name).exists()]
+        if there:
+            raise MedsftError(
+                f"OUT_DIR {out} already has {', '.join(there)}; pubmedqa-index does not overwrite files it did not "
+                "just write: pass a new or empty folder, or delete them first"
+            )
     index = TestSetIndex.from_pubmedqa(argv[0])
-    index.save(Path(argv[1]) if len(argv) > 1 else SHIPPED, pubmedqa.official_test_labels(argv[0]))
+    index.save(out, pubmedqa.official_test_labels(argv[0]))
     print(f"{len(index.pmids)} PMIDs, {len(index.questions)} questions, {len(index.ngrams)} 13-grams")
 
 

@@ -19,7 +19,7 @@ Policies: ``error`` stops the run and names examples, ``drop`` removes the rows 
 The check needs no network: unless a local PubMedQA release is given (``--pubmedqa_reference``), it uses the index
 shipped in ``medsft/data/pubmedqa_test/`` (the 500 test PMIDs and labels, normalised questions, and 8-byte hashes of
 every 13-gram of the test abstracts, questions and long answers; PubMedQA is MIT-licensed, see the LICENSE there).
-``python -m medsft.data.decontam PUBMEDQA_DIR`` rebuilds it from the official release; a test checks that it
+``medsft-data pubmedqa-index PUBMEDQA_DIR`` rebuilds it from the official release; a test checks that it
 matches the release in ``../shared``.
 """
 
@@ -53,6 +53,7 @@ def words(text: str) -> list[str]:
 
 SHIPPED = Path(__file__).with_name("pubmedqa_test")
 _LABELS_FILE, _QUESTIONS_FILE, _NGRAMS_FILE = "test_ground_truth.json", "questions.json", "ngrams_13.u64"
+INDEX_FILES = (_LABELS_FILE, _QUESTIONS_FILE, _NGRAMS_FILE)  # what ``TestSetIndex.save`` writes
 
 
 def ngram_hashes(text: str, n: int = NGRAM) -> set[int]:
@@ -294,10 +295,3 @@ def decontaminate(dataset: Dataset, policy: str, indexes: dict, what: str, split
         return kept, {**info, "dropped_rows": len(overlapping)}
     logger.warning("%s; kept (decontamination=warn)", message)
     return dataset, info
-
-
-if __name__ == "__main__":  # python -m medsft.data.decontam PUBMEDQA_DIR [OUT_DIR]: rebuild the shipped index
-    source = sys.argv[1]
-    index = TestSetIndex.from_pubmedqa(source)
-    index.save(Path(sys.argv[2]) if len(sys.argv) > 2 else SHIPPED, pubmedqa.official_test_labels(source))
-    print(f"{len(index.pmids)} PMIDs, {len(index.questions)} questions, {len(index.ngrams)} 13-grams")
