@@ -235,8 +235,10 @@ wikidoc-full:
 		--perplexity_dataset $(WIKIDOC) --adapters $(foreach n,10 20 30 40,$(WIKIDOC_FULL)/checkpoint-$(n)) \
 		$(WIKIDOC_FULL) --output_dir runs/wikidoc_full_eval
 
+# MedQuAD's recipe at its rank 16 of before 2026-12-05 (the measurements of RESULTS section 2; it ships rank 64 since:
+# make medquad-r64)
 medquad:
-	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+	$(TRAIN) recipes/medquad_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
 		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS))
 	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
 		--adapters runs/medquad_smollm2
