@@ -246,6 +246,18 @@ medquad:
 		--medqa_dataset $(SHARED)/data/medqa --mmlu_dataset $(SHARED)/data/mmlu \
 		--adapters runs/medquad_smollm2 --output_dir runs/suite_medquad_smollm2
 
+# A MedQuAD LoRA variant of the recipe: $(1) its flags, $(2) its run directory. The same 16 steps as `make medquad`,
+# perplexity on the same first 100 validation answers, then the suite beside the base with all 767 answers.
+define medquad_variant
+$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+	--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(1) --output_dir $(2)
+$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
+	--adapters $(2) --output_dir $(2)_eval
+$(EVAL) --tasks pubmedqa,medqa,mmlu,perplexity --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
+	--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
+	--adapters $(2) --output_dir runs/suite_$(notdir $(2))
+endef
+
 # MedQuAD's LoRA at rank 64 on every linear layer (PubMedQA's shipped LoRA shape) instead of the recipe's rank 16 on
 # q/k/v/o: the same 16 steps and the same first 100 validation answers as `make medquad` (8.27, base 9.07). Criterion,
 # fixed before the run (2026-12-05): replace the recipe's targets if its perplexity is at least 3% lower than 8.27
@@ -256,14 +268,7 @@ MEDQUAD_ALL_LINEAR = --lora_target_modules q_proj k_proj v_proj o_proj gate_proj
 	--lora_r 64 --lora_alpha 128
 MEDQUAD_ALL_LINEAR_RUN = runs/medquad_smollm2_all_linear_r64
 medquad-all-linear-r64:
-	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
-		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(MEDQUAD_ALL_LINEAR) \
-		--output_dir $(MEDQUAD_ALL_LINEAR_RUN)
-	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
-		--adapters $(MEDQUAD_ALL_LINEAR_RUN) --output_dir $(MEDQUAD_ALL_LINEAR_RUN)_eval
-	$(EVAL) --tasks pubmedqa,medqa,mmlu,perplexity --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
-		--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
-		--adapters $(MEDQUAD_ALL_LINEAR_RUN) --output_dir runs/suite_medquad_smollm2_all_linear_r64
+	$(call medquad_variant,$(MEDQUAD_ALL_LINEAR),$(MEDQUAD_ALL_LINEAR_RUN))
 
 # Which of the two changes made the rank-64 difference (and its MMLU cost): the recipe's rank 16 on every linear layer,
 # the same 16 steps, the same first 100 validation answers. Criterion, fixed before the run (2026-12-05): replace the
@@ -273,14 +278,7 @@ MEDQUAD_ALL_LINEAR_R16 = --lora_target_modules q_proj k_proj v_proj o_proj gate_
 	--lora_r 16 --lora_alpha 32
 MEDQUAD_ALL_LINEAR_R16_RUN = runs/medquad_smollm2_all_linear_r16
 medquad-all-linear-r16:
-	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
-		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(MEDQUAD_ALL_LINEAR_R16) \
-		--output_dir $(MEDQUAD_ALL_LINEAR_R16_RUN)
-	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
-		--adapters $(MEDQUAD_ALL_LINEAR_R16_RUN) --output_dir $(MEDQUAD_ALL_LINEAR_R16_RUN)_eval
-	$(EVAL) --tasks pubmedqa,medqa,mmlu,perplexity --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
-		--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
-		--adapters $(MEDQUAD_ALL_LINEAR_R16_RUN) --output_dir runs/suite_medquad_smollm2_all_linear_r16
+	$(call medquad_variant,$(MEDQUAD_ALL_LINEAR_R16),$(MEDQUAD_ALL_LINEAR_R16_RUN))
 
 # The other half: rank 64 on the recipe's q/k/v/o only. The same 16 steps and first 100 validation answers, and the
 # same criterion, fixed before the run (2026-12-05): (a) perplexity <= 8.02 and (b) no paired 95% interval below 0 on
@@ -288,14 +286,7 @@ medquad-all-linear-r16:
 MEDQUAD_R64 = --lora_r 64 --lora_alpha 128
 MEDQUAD_R64_RUN = runs/medquad_smollm2_r64
 medquad-r64:
-	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
-		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(MEDQUAD_R64) \
-		--output_dir $(MEDQUAD_R64_RUN)
-	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
-		--adapters $(MEDQUAD_R64_RUN) --output_dir $(MEDQUAD_R64_RUN)_eval
-	$(EVAL) --tasks pubmedqa,medqa,mmlu,perplexity --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
-		--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
-		--adapters $(MEDQUAD_R64_RUN) --output_dir runs/suite_medquad_smollm2_r64
+	$(call medquad_variant,$(MEDQUAD_R64),$(MEDQUAD_R64_RUN))
 
 # Generated answers, base vs fine-tuned (greedy), for fixed prompts; each adapter on the base it was trained on.
 METFORMIN = $$(printf 'Abstract:\nPatients with type 2 diabetes were randomised to metformin or placebo; HbA1c fell by \
