@@ -21,6 +21,9 @@ accelerate launch --config_file accelerate_configs/multi_gpu.yaml -m medsft.trai
 # continue an interrupted run from its last complete checkpoint (same recipe and flags as the first launch)
 accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --resume_from_checkpoint true
 
+# stop a running run cleanly: it saves the step it is on as a checkpoint, then exits (status 3); resume as above
+touch runs/wikidoc_qlora/STOP
+
 # start over: deletes the earlier run in output_dir (a medsft run only), once every other check has passed
 accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --overwrite_output_dir true
 ```
@@ -40,7 +43,7 @@ from medsft.configs import PushArguments
 from medsft.configs.parser import parse_args
 from medsft.configs.training import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
 from medsft.core.environment import describe_device, git_commit, library_versions, now, warn_if_one_cpu_thread
-from medsft.core.errors import MedsftError, run_cli
+from medsft.core.errors import MedsftError, RunStopped, run_cli
 from medsft.core.hub_access import require_hub_for
 from medsft.core.memory import return_freed_memory
 from medsft.core.noise import silence_packed_attention_mask_notice
@@ -79,6 +82,7 @@ from medsft.run_dir.loss_curve import LOSS_CURVE_FILE, plot_loss_curve
 from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
 from medsft.run_dir.record import write_manifest, write_recipe, write_run_config
 from medsft.run_dir.resume import check_checkpoint_layout, check_resume
+from medsft.run_dir.stop import STOPPED_EXIT, StopOnRequest
 
 logger = logging.getLogger("medsft.train")
 
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     )
     logger.info("loss head: %s (%s)", loss_head, why_loss_head)
     trainer_class = FullLogitsSFTTrainer if loss_head == "full_logits" else SFTTrainer
+    stop = StopOnRequest(training_args.output_dir)
     with fsdp_on_cpu(training_args):
         trainer = trainer_class(
             model=model,
@@ -212,6 +217,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                     if training_args.early_stopping_patience
                     else []
                 ),
+                stop,
             ],
         )
     check_sharding_engaged(trainer)
@@ -272,6 +278,10 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         write_recipe(training_args.output_dir, explicit_keys, *configs)
         write_run_config(training_args.output_dir, explicit_keys, *configs)
         write_manifest(training_args.output_dir, manifest)
+    if stop.path.exists():
+        logger.warning("%s is already there (a stop request): the run stops after its first step", stop.path)
+    else:
+        logger.info("to stop cleanly, with a checkpoint of the step it is on: touch %s", stop.path)
     length_changed = {"max_steps", "num_train_epochs"} & set(resume_changes)
     if plan.resume_from and plan.resume_step >= (plan.resume_max_steps or 0) > 0 and not length_changed:
         # The checkpoint is the run's last step (the run stopped before its final save). The Trainer would train one
@@ -286,6 +296,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         result = trainer.train(resume_from_checkpoint=plan.resume_from)
     if attention_after_training:
         set_attention(trainer.model, attention_after_training)  # the saved model and any later use get the usual one
+    if stop.stopped_early(trainer.state):
+        _record_stop(trainer, stop, manifest, training_args, source, data)
 
     ###############
     # Save adapter/model, tokenizer and the finished run manifest
@@ -330,6 +342,29 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 token=hub_token,
             )
     return trainer
+
+
+def _record_stop(trainer, stop: StopOnRequest, manifest: dict, training_args, source, data) -> None:
+    """A run stopped by ``STOP``: its manifest says so (and at which steps it ever stopped), its loss curve is drawn
+    so far, the request is removed; then one line says where the checkpoint is and how to continue."""
+    step = trainer.state.global_step
+    if trainer.is_world_process_zero():
+        stops = [*(manifest.get("stops") or []), {"step": step, "time": now()}]
+        stopped = {**manifest, "status": "stopped", "global_step": step, "stops": stops}
+        write_manifest(training_args.output_dir, stopped)
+        plot_loss_curve(
+            trainer.state.log_history,
+            Path(training_args.output_dir) / LOSS_CURVE_FILE,
+            _curve_title(training_args.output_dir, source, data),
+        )
+        stop.clear()
+    trainer.accelerator.wait_for_everyone()
+    checkpoint = Path(training_args.output_dir) / f"checkpoint-{step}"
+    raise RunStopped(
+        f"stopped at step {step} of {trainer.state.max_steps} as {stop.path} asked (removed): saved {checkpoint}; "
+        "continue with the same command and --resume_from_checkpoint true",
+        STOPPED_EXIT,
+    )
 
 
 def _drop_cut_answers(dataset, tokenizer, training_args, script_args, split: str):

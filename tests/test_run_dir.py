@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from tests.conftest import ROOT, recipe_argv
 
@@ -344,3 +345,61 @@ def test_interrupted_run_is_not_published_or_evaluated_as_finished(killed_run, t
         read_adapter(str(killed_run))
     checkpoint = read_adapter(str(next(killed_run.glob("checkpoint-2"))))  # its checkpoints still evaluate
     assert checkpoint.base_fingerprint is not None  # from the manifest written when the run started
+
+
+# 10. touch OUTPUT_DIR/STOP: the step the run is on is saved as a checkpoint, the run ends (status 3 from the command
+# line) and resumes to the uninterrupted run's adapter
+class TouchStopAt(TrainerCallback):
+    """Create the run's STOP file while step ``step`` trains, as a user's ``touch`` would."""
+
+    def __init__(self, output_dir: Path, step: int):
+        self.path, self.step = output_dir / "STOP", step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 == self.step:
+            self.path.touch()
+
+
+def test_stop_file_saves_a_checkpoint_and_the_run_resumes_to_the_same_adapter(
+    finished_run, tiny_gpt2, wikidoc_small, tmp_path
+):
+    from medsft.core.errors import MedsftError, RunStopped
+    from medsft.run_dir.record import check_finished
+    from medsft.train import main as train
+
+    run = tmp_path / "run"
+    with pytest.raises(RunStopped) as stopped:
+        train(train_args(tiny_gpt2, wikidoc_small, run), callbacks=[TouchStopAt(run, 5)])
+    assert stopped.value.exit_code == 3
+    assert f"stopped at step 5 of {STEPS}" in str(stopped.value) and str(run / "checkpoint-5") in str(stopped.value)
+    assert "--resume_from_checkpoint true" in str(stopped.value)
+    # step 5 is not a save step (--save_steps 2): saved because of the request; the request is gone
+    assert (run / "checkpoint-5/adapter_model.safetensors").is_file() and not (run / "STOP").exists()
+    assert not (run / "adapter_model.safetensors").exists() and (run / "loss_curve.png").is_file()
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "stopped" and manifest["global_step"] == 5
+    assert [s["step"] for s in manifest["stops"]] == [5]
+    with pytest.raises(MedsftError, match="has not finished"):
+        check_finished(run)
+
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == STEPS
+    assert manifest["resumed_from"] == "checkpoint-5" and [s["step"] for s in manifest["stops"]] == [5]
+    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_stop_file_on_the_command_line_exits_3_with_one_line(killed_run, tiny_gpt2, wikidoc_small, tmp_path):
+    run = copy_of(killed_run, tmp_path)
+    (run / "STOP").touch()  # left there before the resume: it stops after one step
+    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "is already there (a stop request)" in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    step = json.loads((run / "run_manifest.json").read_text())["global_step"]
+    assert line.startswith(f"medsft.train: stopped at step {step} of {STEPS}"), line
+    assert (run / f"checkpoint-{step}").is_dir() and not (run / "STOP").exists()

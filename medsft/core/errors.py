@@ -19,6 +19,16 @@ class MedsftError(Exception):
     """A user-facing error: the message names the file, row or field and says what to do."""
 
 
+class RunStopped(Exception):
+    """A run that stopped as the user asked, before its end (not an error): ``run_cli`` prints the message (where the
+    checkpoint is, how to continue) as one line and exits with ``exit_code``, so that a chained command does not go
+    on as if the run had finished."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 @contextmanager
 def hub_errors(what: str, name: str) -> Iterator[None]:
     """Turn a failed Hub or local load (offline, missing repo, typo) into a one-line error naming what failed.
@@ -41,7 +51,8 @@ def hub_errors(what: str, name: str) -> Iterator[None]:
 
 
 def run_cli(main: Callable[[], object], prog: str) -> None:
-    """Run an entry point: a ``MedsftError`` becomes one line on stderr and exit status 2, not a traceback.
+    """Run an entry point: a ``MedsftError`` becomes one line on stderr and exit status 2, not a traceback; a
+    ``RunStopped`` one line and its own status.
 
     A rank of a distributed run ends through ``end_distributed_process`` (whichever way ``main`` ended, but for an
     unexpected exception, whose traceback is left to Python); any other process returns or exits as usual.
@@ -52,6 +63,9 @@ def run_cli(main: Callable[[], object], prog: str) -> None:
     except MedsftError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         code = 2
+    except RunStopped as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        code = e.exit_code
     except BaseException:
         destroy_process_group()
         raise
