@@ -122,7 +122,8 @@ def write_run_config(output_dir: str, keys: set[str], *configs) -> Path:
 
 
 def write_manifest(output_dir: str, manifest: dict) -> Path:
-    """Write ``run_manifest.json``: at the start with ``status: training``, at the end with ``status: finished``."""
+    """Write ``run_manifest.json``: at the start with ``status: training``, at the end with ``status: finished`` (or
+    ``stopped``, by a ``STOP`` file)."""
     return _atomic_write(Path(output_dir) / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
