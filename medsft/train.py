@@ -331,6 +331,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 "final_train_loss": logged[-1] if logged else None,
             },
         )
+        if stop.path.exists():  # touched at the last step or during the final save: nothing left to stop
+            stop.clear()
+            logger.info("removed %s: the run finished before a step could stop on it", stop.path)
         curve = Path(training_args.output_dir) / LOSS_CURVE_FILE
         plot_loss_curve(trainer.state.log_history, curve, _curve_title(training_args.output_dir, source, data))
         logger.info("saved to %s; loss curve %s%s", training_args.output_dir, curve, _tensorboard_hint(training_args))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.conftest import LAUNCH_ENV, RECIPE_FOR, ROOT, RUN_FLAGS, cpu_launch_config, launch_argv
+from tests.conftest import LAUNCH_ENV, RECIPE_FOR, ROOT, RUN_FLAGS, cpu_launch_config, launch_argv, recipe_argv
 
 
 @pytest.mark.multiprocess
@@ -161,3 +162,56 @@ def test_a_rank_ends_like_a_normal_exit_without_interpreter_finalization(tmp_pat
     assert (tmp_path / "atexit").read_text() == "False"  # atexit handlers ran, after the group was destroyed
     assert ("medsft.train: error: bad recipe" in proc.stderr) == fails
     assert "Traceback" not in proc.stderr
+
+
+STOP_ON_RANK_1 = """
+import sys
+from accelerate import PartialState
+import medsft.train
+from medsft.core.errors import run_cli
+from medsft.run_dir.stop import StopOnRequest
+
+class OnlyRank1(StopOnRequest):
+    # rank 1 alone is asked to stop, at step 2, through a file only it looks at: only the ranks' agreement stops rank 0
+    def __init__(self, output_dir):
+        super().__init__(output_dir)
+        if PartialState().process_index == 1:
+            self.path = self.path.with_name("STOP.rank1")
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if PartialState().process_index == 1 and state.global_step + 1 == 2:
+            self.path.touch()
+
+medsft.train.StopOnRequest = OnlyRank1
+run_cli(lambda: medsft.train.main(sys.argv[1:]), "medsft.train")
+"""
+
+
+@pytest.mark.multiprocess
+def test_a_stop_request_seen_by_one_rank_stops_every_rank_at_the_same_step(tiny_gpt2, wikidoc_small, tmp_path):
+    """The STOP file checked at each step is agreed on by all ranks, so they save the checkpoint together and end;
+    without the agreement rank 0 would train on alone and the run would hang in its next collective."""
+    script = tmp_path / "stop_on_rank_1.py"
+    script.write_text(STOP_ON_RANK_1)
+    out = tmp_path / "run"
+    args = recipe_argv(
+        RECIPE_FOR["gpt2"], tiny_gpt2, out, "--dataset_name", wikidoc_small, "--max_length", "128",
+        "--max_steps", "4", "--save_steps", "4", "--logging_steps", "1", *RUN_FLAGS["gpt2"], quick=False,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+         str(ROOT / "accelerate_configs/multi_cpu.yaml"), str(script), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **LAUNCH_ENV},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+        proc.communicate()
+        pytest.fail("the ranks did not stop together: the run hung")
+    assert proc.returncode != 0, stderr[-3000:]
+    assert "medsft.train: stopped at step 2 of 4" in stderr, stderr[-3000:]
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["status"] == "stopped" and manifest["global_step"] == 2 and manifest["world_size"] == 2
+    assert (out / "checkpoint-2/adapter_model.safetensors").is_file() and not (out / "checkpoint-4").exists()

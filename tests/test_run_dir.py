@@ -403,3 +403,15 @@ def test_stop_file_on_the_command_line_exits_3_with_one_line(killed_run, tiny_gp
     step = json.loads((run / "run_manifest.json").read_text())["global_step"]
     assert line.startswith(f"medsft.train: stopped at step {step} of {STEPS}"), line
     assert (run / f"checkpoint-{step}").is_dir() and not (run / "STOP").exists()
+
+
+def test_stop_file_at_the_last_step_lets_the_run_finish(finished_run, tiny_gpt2, wikidoc_small, tmp_path):
+    from medsft.train import main as train
+
+    run = tmp_path / "run"
+    train(train_args(tiny_gpt2, wikidoc_small, run), callbacks=[TouchStopAt(run, STEPS)])
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == STEPS and "stops" not in manifest
+    assert not (run / "STOP").exists()
+    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
