@@ -49,3 +49,26 @@ def test_anonymous_peak_sees_a_freed_allocation():
         del block
     assert peak.peak - before >= 200 * 2**20
     assert AnonymousPeak.now() < peak.peak
+
+
+def test_plot_training_redraws_a_figure_but_never_writes_over_anything_else(tmp_path):
+    """bench/plot_training.py --out: an image file name only; an adapter given by mistake stays as it was."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"step": s, "loss": 2.0 - 0.1 * s} for s in (1, 2, 3)] + [{"step": 3, "eval_loss": 1.9}]
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": history, "global_step": 3}))
+    adapter = run / "adapter_model.safetensors"
+    adapter.write_bytes(b"weights")
+    script = [sys.executable, str(ROOT / "bench/plot_training.py"), str(run), "--out"]
+    refused = subprocess.run([*script, str(adapter)], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 1 and "not an image file name" in refused.stderr
+    assert adapter.read_bytes() == b"weights"
+    drawn = subprocess.run([*script, str(tmp_path / "loss.png")], capture_output=True, text=True, cwd=ROOT)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "3 training and 1 validation points" in drawn.stdout and (tmp_path / "loss.png").stat().st_size > 1000
