@@ -270,7 +270,14 @@ def test_corrupt_adapter_is_found_before_any_model_is_evaluated(finished_run, ti
     assert not (tmp_path / "ev").exists()
 
 
-def test_results_of_finished_models_are_kept_when_one_fails(finished_run, tiny_gpt2, tmp_path, texts, monkeypatch):
+@pytest.mark.parametrize(
+    "failure, said",
+    [(OSError("disk read error"), "disk read error"), (KeyboardInterrupt(), r"interrupted \(Ctrl-C\)")],
+    ids=["disk", "ctrl-c"],
+)
+def test_results_of_finished_models_are_kept_when_one_fails(
+    finished_run, tiny_gpt2, tmp_path, texts, monkeypatch, failure, said
+):
     import medsft.evaluate as evaluate
     import medsft.evaluation.runner as runner  # the per-model loop loads the adapters
     from medsft.core.errors import MedsftError
@@ -280,16 +287,19 @@ def test_results_of_finished_models_are_kept_when_one_fails(finished_run, tiny_g
 
     def fail_on_second(model, path):
         if Path(path) == second:
-            raise OSError("disk read error")  # as if the disk failed after the checks
+            raise failure  # as if the disk failed after the checks, or the user pressed Ctrl-C
         return real(model, path)
 
     monkeypatch.setattr(runner, "load_adapter", fail_on_second)
     out = tmp_path / "ev"
-    with pytest.raises(MedsftError, match=rf"evaluating second failed: disk read error; .*\(base, run\).*{out}"):
-        evaluate.main([
-            "--model_name_or_path", tiny_gpt2, "--adapters", str(finished_run), str(second), "--tasks", "perplexity",
-            "--perplexity_dataset", str(texts), "--load_in_4bit", "true", "--output_dir", str(out),
-        ])  # fmt: skip
+    with pytest.raises(MedsftError, match=rf"evaluating second failed: {said}; .*\(base, run\).*{out}"):
+        try:
+            evaluate.main([
+                "--model_name_or_path", tiny_gpt2, "--adapters", str(finished_run), str(second), "--tasks",
+                "perplexity", "--perplexity_dataset", str(texts), "--load_in_4bit", "true", "--output_dir", str(out),
+            ])  # fmt: skip
+        except KeyboardInterrupt:  # would end the whole test session
+            pytest.fail("the Ctrl-C escaped the evaluation: the finished models were not written")
     report = json.loads((out / "report.json").read_text())
     assert set(report["results"]) == {"base", "run"} and report["incomplete"]["model"] == "second"
 

@@ -245,7 +245,7 @@ def mergeable(model, model_args) -> bool:
 
 def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokenizer, args) -> Evaluation:
     """The base model, then each adapter on a fresh copy of it (a full fine-tune: its own weights, loaded as the base
-    is); if one fails, the finished ones are kept."""
+    is); if one fails or Ctrl-C interrupts it, the finished ones are kept."""
     state, done = PartialState(), Evaluation()
     new_evaluation()
     for label, adapter in zip(labels, [None, *adapters]):
@@ -275,6 +275,9 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
                 done.choice_outputs.setdefault(task, {})[label] = choice_output
         except (MedsftError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: out of memory, for one
             done.failure = {"model": label, "error": _first_line(e)}
+            break
+        except KeyboardInterrupt:  # Ctrl-C an hour into a CPU suite: the models that finished are still written
+            done.failure = {"model": label, "error": "interrupted (Ctrl-C)"}
             break
         if output:
             done.outputs[label] = output
