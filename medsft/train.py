@@ -334,8 +334,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         if stop.path.exists():  # touched at the last step or during the final save: nothing left to stop
             stop.clear()
             logger.info("removed %s: the run finished before a step could stop on it", stop.path)
-        curve = Path(training_args.output_dir) / LOSS_CURVE_FILE
-        plot_loss_curve(trainer.state.log_history, curve, _curve_title(training_args.output_dir, source, data))
+        curve = _draw_loss_curve(trainer, training_args, source, data)
         logger.info("saved to %s; loss curve %s%s", training_args.output_dir, curve, _tensorboard_hint(training_args))
         if push_to:
             push(
@@ -355,11 +354,7 @@ def _record_stop(trainer, stop: StopOnRequest, manifest: dict, training_args, so
         stops = [*(manifest.get("stops") or []), {"step": step, "time": now()}]
         stopped = {**manifest, "status": "stopped", "global_step": step, "stops": stops}
         write_manifest(training_args.output_dir, stopped)
-        plot_loss_curve(
-            trainer.state.log_history,
-            Path(training_args.output_dir) / LOSS_CURVE_FILE,
-            _curve_title(training_args.output_dir, source, data),
-        )
+        _draw_loss_curve(trainer, training_args, source, data)
         stop.clear()
     trainer.accelerator.wait_for_everyone()
     checkpoint = Path(training_args.output_dir) / f"checkpoint-{step}"
@@ -416,9 +411,14 @@ def _publishing(training_args, source, state, token: str | None) -> str | None:
     return repo_id
 
 
-def _curve_title(output_dir: str, source, data) -> str:
+def _draw_loss_curve(trainer, training_args, source, data) -> Path:
+    """``loss_curve.png`` of the run so far, titled with the run's name, base model and data."""
     datasets = ", ".join(r.source if is_hub_id(r.source) else Path(r.source).name for r in data.reports)
-    return f"{Path(output_dir).name}: {source.name} on {datasets}"
+    curve = Path(training_args.output_dir) / LOSS_CURVE_FILE
+    plot_loss_curve(
+        trainer.state.log_history, curve, f"{Path(training_args.output_dir).name}: {source.name} on {datasets}"
+    )
+    return curve
 
 
 def _tensorboard_hint(training_args) -> str:

@@ -120,6 +120,14 @@ def texts(tmp_path) -> Path:
     return path
 
 
+def assert_same_adapter(expected: Path, run: Path, atol: float = 0.0) -> None:
+    """The run's adapter weights are ``expected``'s, tensor by tensor (exactly, or within ``atol``)."""
+    a, b = load_file(expected / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=atol, rtol=0, msg=key)
+
+
 def copy_of(run: Path, tmp_path: Path, name: str = "run") -> Path:
     shutil.copytree(run, tmp_path / name)
     return tmp_path / name
@@ -168,10 +176,7 @@ def test_resume_after_kill_finishes_evaluates_and_pushes(
     # the checkpoint it resumed from was rotated away by save_total_limit: 2 while the resumed run saved
     assert not (run / f"checkpoint-{resumed_at}").exists()
     # the resumed adapter is the uninterrupted run's
-    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+    assert_same_adapter(finished_run, run, atol=1e-6)
 
     # the token given as --hub_token is in no file of the run or its checkpoints (training_args.bin included)
     for file in [*killed_run.rglob("*"), *run.rglob("*")]:
@@ -241,8 +246,7 @@ def test_run_stopped_after_its_last_checkpoint_is_not_trained_further(
     proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "run_manifest.json").read_text())["global_step"] == STEPS  # not STEPS + 1
-    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_adapter(finished_run, run)
 
 
 # 8. an output_dir that is a file is refused before anything is loaded
@@ -397,10 +401,7 @@ def test_stop_file_saves_a_checkpoint_and_the_run_resumes_to_the_same_adapter(
     manifest = json.loads((run / "run_manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["global_step"] == STEPS
     assert manifest["resumed_from"] == "checkpoint-5" and [s["step"] for s in manifest["stops"]] == [5]
-    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+    assert_same_adapter(finished_run, run, atol=1e-6)
 
 
 def test_stop_file_on_the_command_line_exits_3_with_one_line(killed_run, tiny_gpt2, wikidoc_small, tmp_path):
@@ -423,5 +424,4 @@ def test_stop_file_at_the_last_step_lets_the_run_finish(finished_run, tiny_gpt2,
     manifest = json.loads((run / "run_manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["global_step"] == STEPS and "stops" not in manifest
     assert not (run / "STOP").exists()
-    a, b = load_file(finished_run / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_adapter(finished_run, run)
