@@ -293,14 +293,16 @@ medquad-r64:
 # perplexity on all 767 validation answers. Target, fixed before the run (2026-12-05): perplexity at least 25% below
 # the base's 10.39 (<= 7.79). On CPU it runs in pieces: `touch runs/medquad_smollm2_full/STOP` ends a piece with a
 # checkpoint of the step it is on (make stops there), `make medquad-full RESUME=1` continues from the newest
-# checkpoint (and, once the run has finished, goes straight to the evaluation).
+# checkpoint (and, once the run has finished, goes straight to the evaluation, which it also resumes: the models
+# its report already holds are kept).
 MEDQUAD_FULL_RUN = runs/medquad_smollm2_full
 medquad-full:
 	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
 		--pubmedqa_reference $(PUBMEDQA) --output_dir $(MEDQUAD_FULL_RUN) $(if $(RESUME),--resume_from_checkpoint true)
 	$(EVAL) --tasks pubmedqa,medqa,mmlu,perplexity --pubmedqa_dataset $(PUBMEDQA) --pubmedqa_mode loglikelihood \
 		--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
-		--adapters $(MEDQUAD_FULL_RUN) --output_dir runs/suite_$(notdir $(MEDQUAD_FULL_RUN))
+		--adapters $(MEDQUAD_FULL_RUN) --output_dir runs/suite_$(notdir $(MEDQUAD_FULL_RUN)) \
+		$$([ -n "$(RESUME)" ] && [ -f runs/suite_$(notdir $(MEDQUAD_FULL_RUN))/report.json ] && echo --resume true)
 
 # Generated answers, base vs fine-tuned (greedy), for fixed prompts; each adapter on the base it was trained on.
 METFORMIN = $$(printf 'Abstract:\nPatients with type 2 diabetes were randomised to metformin or placebo; HbA1c fell by \

@@ -26,6 +26,9 @@ accelerate launch --num_processes 4 -m medsft.evaluate ...
 
 # a YAML file of these arguments, like a training recipe (flags override it)
 python -m medsft.evaluate --config recipes/eval_medical.yaml
+
+# an evaluation that stopped (a failure, Ctrl-C, kill): the same command with --resume true scores only the rest
+python -m medsft.evaluate ... --resume true
 ```
 
 The base model is always evaluated, then each adapter on it (a full fine-tune's run directory, ``use_peft: false``,
@@ -36,7 +39,9 @@ bootstrap interval of the accuracy difference, fixed/broken answers, McNemar's e
 (default ``<first adapter>/eval``, or ``evals/<model>``) gets ``report.json``, ``pubmedqa_predictions_<model>.json``
 (``{PMID: label}``, the format PubMedQA's official ``evaluation.py`` scores), ``<task>_predictions_<model>.json`` for
 MedQA/MedMCQA/MMLU (``{row index in the official file, or SUBJECT/index: letter}``), ``pubmedqa_confusion_<model>.png``
-and ``comparison.png`` (every task, base vs each adapter, with intervals). An existing report is never overwritten.
+and ``comparison.png`` (every task, base vs each adapter, with intervals). An existing report is never overwritten
+by another evaluation. The report is written after each model, so a command that stops (a failure, Ctrl-C, SIGTERM,
+a kill) keeps the models that finished; ``--resume true`` checks that it is the same evaluation and scores the rest.
 """
 
 from __future__ import annotations
@@ -51,10 +56,10 @@ from transformers import set_seed
 from medsft.configs import EvalArguments, parse_args
 from medsft.configs.commands import EvalModelArguments
 from medsft.core.environment import now, warn_if_one_cpu_thread
-from medsft.core.errors import MedsftError, run_cli
+from medsft.core.errors import MedsftError, run_cli, sigterm_as_interrupt
 from medsft.core.hub_access import require_hub_for
 from medsft.core.memory import return_freed_memory
-from medsft.evaluation import runner
+from medsft.evaluation import resume, runner
 from medsft.evaluation.report import REPORT_FILE, choose_output_dir
 from medsft.evaluation.task_multiple_choice import BENCHMARKS
 from medsft.modeling.loading import load_tokenizer
@@ -84,7 +89,13 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     require_hub_for([model_args.model_name_or_path, *args.adapters, *args.task_datasets()])
     source = resolve_model_source(model_args.model_name_or_path, args.gguf_cache_dir)
     adapters, labels = runner.check_adapters(args, source, model_args)
-    out = choose_output_dir(args.output_dir, runner.default_output_dir(args, source))
+    default_out = runner.default_output_dir(args, source)
+    out = (
+        resume.resume_dir(args.output_dir, default_out)
+        if args.resume
+        else choose_output_dir(args.output_dir, default_out)
+    )
+    previous = resume.read_report(out) if args.resume else None
 
     ###############
     # Load tokenizer and data
@@ -102,20 +113,42 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     )  # fmt: skip
 
     ###############
-    # Evaluate the base model, then each adapter on a fresh copy of it; each adapter paired with the base
+    # Resume: the same evaluation's finished models, checked and kept
     ###############
-    done = runner.evaluate_models(source, model_args, adapters, labels, data, tokenizer, args)
+    done, earlier = runner.Evaluation(), None
+    if previous is not None:
+        resume.reuse(previous, out, data, args.pubmedqa_mode, done)
+        current = runner.build_report(args, model_args, source, adapters, labels, data, done, started)
+        resume.check_same(previous, current, out)
+        if previous.incomplete is None:
+            logger.info("%s is complete: nothing to resume", out / REPORT_FILE)
+            return {**previous.to_dict(), "output_dir": str(out)}
+        earlier = resume.earlier_commands(previous, current)
+        logger.info("resuming %s: %s kept from it", out / REPORT_FILE, ", ".join(done.results))
+
+    ###############
+    # Evaluate the base model, then each adapter on a fresh copy of it; each adapter paired with the base; the report
+    # written after each model, so a kill keeps the finished ones
+    ###############
+    def write_finished(done: runner.Evaluation) -> None:
+        runner.compare_with_base(done, data, args)
+        if state.is_main_process:
+            report = runner.build_report(args, model_args, source, adapters, labels, data, done, started, earlier)
+            runner.write_outputs(out, report, data, done, console=None)
+
+    with sigterm_as_interrupt():
+        runner.evaluate_models(source, model_args, adapters, labels, data, tokenizer, args, done, write_finished)
     runner.compare_with_base(done, data, args)
 
     ###############
     # Report: table, JSON, predictions, plots (main process only)
     ###############
-    report = runner.build_report(args, model_args, source, adapters, labels, data, done, started)
+    report = runner.build_report(args, model_args, source, adapters, labels, data, done, started, earlier)
     if state.is_main_process and done.results:
         runner.write_outputs(out, report, data, done, console or Console())
     state.wait_for_everyone()
     if done.failure:
-        kept = f"the models that finished ({', '.join(done.results)}) are in {out / REPORT_FILE}"
+        kept = f"the models that finished ({', '.join(done.results)}) are in {out / REPORT_FILE}; {resume.RESUME_HINT}"
         raise MedsftError(
             f"evaluating {done.failure['model']} failed: {done.failure['error']}; "
             + (kept if done.results else "no model finished, nothing was written")

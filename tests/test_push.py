@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -260,3 +261,28 @@ def test_card_counts_repeated_training_rows():
     assert "96 no questions repeated to balance labels, 198 maybe questions repeated" in text
     source.pop("repeated")
     assert "copies" not in _data_section([{"type": "pubmedqa", "name": "x", "hub_id": None}], run)
+
+
+def test_a_newer_report_that_stopped_before_the_run_is_passed_over(evaluated_run, tmp_path, token, caplog):
+    """An evaluation stopped before reaching this run (or still running) leaves a newer eval-2/report.json without
+    its results: the card keeps the numbers of the report that scored it."""
+    import shutil
+
+    run = tmp_path / "pubmedqa_lora"
+    shutil.copytree(evaluated_run, run)
+    stopped = json.loads((run / "eval/report.json").read_text())
+    del stopped["results"]["pubmedqa_lora"]
+    stopped["incomplete"] = {"model": "pubmedqa_lora", "error": "not scored yet"}
+    (run / "eval-2").mkdir()
+    (run / "eval-2/report.json").write_text(json.dumps(stopped))
+    result = _dry_run(run, tmp_path / "out")
+    card = ModelCard.load(tmp_path / "out/README.md")
+    ours = json.loads((run / "eval/report.json").read_text())["results"]["pubmedqa_lora"]
+    metrics = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert metrics[("qiaojin/PubMedQA", "accuracy")] == round(ours["pubmedqa"]["accuracy"], 4)
+    assert "eval/report.json" in result["files"]
+    # given explicitly, the stopped report is used, and the log says why the card has no numbers
+    with caplog.at_level(logging.WARNING, logger="medsft"):
+        _dry_run(run, tmp_path / "out2", "--eval_report", str(run / "eval-2/report.json"))
+    assert "stopped before scoring this run" in caplog.text
+    assert not ModelCard.load(tmp_path / "out2/README.md").data.eval_results

@@ -276,8 +276,12 @@ def test_corrupt_adapter_is_found_before_any_model_is_evaluated(finished_run, ti
 
 @pytest.mark.parametrize(
     "failure, said",
-    [(OSError("disk read error"), "disk read error"), (KeyboardInterrupt(), r"interrupted \(Ctrl-C\)")],
-    ids=["disk", "ctrl-c"],
+    [
+        (OSError("disk read error"), "disk read error"),
+        (KeyboardInterrupt(), r"interrupted \(Ctrl-C\)"),
+        (KeyboardInterrupt("SIGTERM"), r"interrupted \(SIGTERM\)"),  # what sigterm_as_interrupt raises
+    ],
+    ids=["disk", "ctrl-c", "sigterm"],
 )
 def test_results_of_finished_models_are_kept_when_one_fails(
     finished_run, tiny_gpt2, tmp_path, texts, monkeypatch, failure, said

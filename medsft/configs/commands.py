@@ -49,6 +49,9 @@ class EvalArguments:
         batch_size / limit / bootstrap_samples / seed / output_dir: as named; ``limit`` keeps the first N examples
             of each task.
         allow_base_mismatch: evaluate an adapter on a base model other than the one it was trained on.
+        resume: finish the evaluation in ``output_dir`` (default: the newest default report folder) that stopped
+            before every model was scored: its finished models are kept, the rest scored; refused if the command
+            differs from the one that wrote it (base, adapters, their weights, tasks, questions, settings).
         merge_adapters: merge each adapter into a float32 base before scoring it (an unmerged LoRA on every linear
             layer scores 1.3-1.5x slower on CPU); the same answers, log-likelihoods equal to float32 rounding. Never
             for a 4-bit or 16-bit base (merging would round the adapter into the base's precision).
@@ -102,6 +105,9 @@ class EvalArguments:
     allow_base_mismatch: bool = field(default=False, metadata={"help": "Allow adapters trained on another base."})
     merge_adapters: bool = field(
         default=True, metadata={"help": "Merge each adapter into a float32 base before scoring (faster)."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Finish the stopped evaluation in output_dir; its finished models are kept."}
     )
 
     def __post_init__(self):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -48,6 +49,24 @@ def hub_errors(what: str, name: str) -> Iterator[None]:
     except (OSError, ValueError, ConnectionError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MedsftError(f"could not load {what} '{name}': {reason} (offline? pass a local path instead)") from e
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a job scheduler, the end of a machine's session) raises
+    ``KeyboardInterrupt("SIGTERM")`` as Ctrl-C does, so what catches Ctrl-C keeps finished work for it too."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    if threading.current_thread() is not threading.main_thread():  # signals are handled in the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_cli(main: Callable[[], object], prog: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from medsft.core.errors import MedsftError
@@ -74,6 +75,16 @@ def read_records(path: str | Path, json_lines: bool | str | None = None) -> list
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise MedsftError(f"{path}: expected a JSON list of objects")
     return check_unicode(data, path)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write through a temporary file and rename: a crash or kill never leaves a half-written file (run records,
+    evaluation reports)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
 
 
 def read_json(path: str | Path, expect: type | None = dict, what: str = "JSON file"):

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from medsft.core.errors import MedsftError
 from medsft.core.figures import fitted_title
+from medsft.data.io import write_text_atomic
 from medsft.evaluation.schema import (
     CHOICE_TASKS,
     EvalReport,
@@ -40,7 +41,10 @@ def choose_output_dir(output_dir: str | None, default: Path) -> Path:
     if output_dir:
         out = Path(output_dir)
         if (out / REPORT_FILE).exists():
-            raise MedsftError(f"{out} already holds an evaluation report ({REPORT_FILE}); choose another --output_dir")
+            raise MedsftError(
+                f"{out} already holds an evaluation report ({REPORT_FILE}); choose another --output_dir (or pass "
+                "--resume true to finish it, if it stopped before every model was scored)"
+            )
         if _in_use(out):
             names = sorted(p.name for p in out.iterdir())[:3] if out.is_dir() else []
             held = "it holds " + ", ".join(names) if names else "it is a file"
@@ -60,15 +64,13 @@ def predictions_file(out: Path, model: str, task: str = "pubmedqa") -> Path:
 def write_predictions(out: Path, model: str, ids: list[str], labels: list[str], task: str = "pubmedqa") -> Path:
     """``{question id: predicted label}``: PMIDs for PubMedQA; the row index in the official file (``SUBJECT/index``
     for MMLU) for the letter-choice benchmarks, so anyone can rescore them."""
-    path = predictions_file(out, model, task)
-    path.write_text(json.dumps(dict(zip(ids, labels, strict=True)), indent=1) + "\n")
-    return path
+    return write_text_atomic(
+        predictions_file(out, model, task), json.dumps(dict(zip(ids, labels, strict=True)), indent=1) + "\n"
+    )
 
 
 def write_report(out: Path, report: EvalReport) -> Path:
-    path = out / REPORT_FILE
-    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    return path
+    return write_text_atomic(out / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -243,12 +244,21 @@ def mergeable(model, model_args) -> bool:
     )
 
 
-def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokenizer, args) -> Evaluation:
+def evaluate_models(
+    source, model_args, adapters, labels, data: EvalData, tokenizer, args,
+    done: Evaluation | None = None, after_each: Callable[[Evaluation], None] | None = None,
+) -> Evaluation:  # fmt: skip
     """The base model, then each adapter on a fresh copy of it (a full fine-tune: its own weights, loaded as the base
-    is); if one fails or Ctrl-C interrupts it, the finished ones are kept."""
-    state, done = PartialState(), Evaluation()
+    is); if one fails or Ctrl-C interrupts it, the finished ones are kept.
+
+    Parameters:
+        done: the models a resumed report already holds (``resume.reuse``); they are not scored again.
+        after_each: called after each model but the last (``medsft.evaluate`` writes the report, so a kill keeps it).
+    """
+    state, done = PartialState(), done or Evaluation()
     new_evaluation()
-    for label, adapter in zip(labels, [None, *adapters]):
+    pending = [(label, adapter) for label, adapter in zip(labels, [None, *adapters]) if label not in done.results]
+    for i, (label, adapter) in enumerate(pending):
         try:
             full_model = adapter is not None and adapter.full_model  # its own weights, held as the base is
             model = load_model(
@@ -256,7 +266,13 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
             )
             if adapter is not None and not full_model:
                 model = load_adapter(model, adapter.path)
-                done.adapters_merged = args.merge_adapters and mergeable(model, model_args)
+                merged = args.merge_adapters and mergeable(model, model_args)
+                if done.adapters_merged is not None and merged != done.adapters_merged:  # only when resuming
+                    flag = "false" if merged else "true"
+                    raise MedsftError(
+                        f"the report's adapters were scored {'un' * merged}merged: --merge_adapters {flag}"
+                    )
+                done.adapters_merged = merged
                 if done.adapters_merged:
                     # the same model at float32 rounding, without the adapter's extra matmuls in every layer
                     model = model.merge_and_unload()
@@ -266,7 +282,10 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
             if not model_args.load_in_4bit:
                 model = model.to(state.device)
             model.eval()
-            done.max_length = _max_length(model, args.max_length)
+            max_length = _max_length(model, args.max_length)
+            if done.max_length is not None and max_length != done.max_length:  # only when resuming
+                raise MedsftError(f"{label} scores at most {max_length} tokens, the report's models {done.max_length}")
+            done.max_length = max_length
             with scoring_model(rep.display_name(label, source.name)):
                 done.results[label], done.timings[label], output, choices = _evaluate_model(
                     model, tokenizer, data, done.max_length, args
@@ -276,15 +295,21 @@ def evaluate_models(source, model_args, adapters, labels, data: EvalData, tokeni
         except (MedsftError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: out of memory, for one
             done.failure = {"model": label, "error": _first_line(e)}
             break
-        except KeyboardInterrupt:  # Ctrl-C an hour into a CPU suite: the models that finished are still written
-            done.failure = {"model": label, "error": "interrupted (Ctrl-C)"}
+        except KeyboardInterrupt as e:  # Ctrl-C (or SIGTERM) an hour into a CPU suite: the finished models are kept
+            done.failure = {"model": label, "error": f"interrupted ({str(e) or 'Ctrl-C'})"}
             break
         if output:
             done.outputs[label] = output
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        if after_each and i + 1 < len(pending):
+            after_each(done)
     return done
+
+
+def next_model(labels: list[str], done: Evaluation) -> str | None:
+    return next((label for label in labels if label not in done.results), None)
 
 
 def compare_with_base(done: Evaluation, data: EvalData, args: EvalArguments) -> None:
@@ -311,7 +336,18 @@ def compare_with_base(done: Evaluation, data: EvalData, args: EvalArguments) -> 
             result.vs_base = paired(truth, outputs["base"]["predicted"], outputs[label]["predicted"])
 
 
-def build_report(args, model_args, source, adapters, labels, data: EvalData, done: Evaluation, started: str):
+def build_report(
+    args, model_args, source, adapters, labels, data: EvalData, done: Evaluation, started: str,
+    resumed: list[dict] | None = None,
+) -> EvalReport:  # fmt: skip
+    """The report of what ``done`` holds; while models remain to be scored (the report written after each model),
+    ``incomplete`` names the next one."""
+    incomplete = done.failure
+    if incomplete is None and (waiting := next_model(labels, done)):
+        incomplete = {
+            "model": waiting,
+            "error": "not scored yet: the evaluation was still running, or was stopped, when this report was written",
+        }
     return EvalReport(
         created=started,
         finished=now(),
@@ -335,12 +371,13 @@ def build_report(args, model_args, source, adapters, labels, data: EvalData, don
         settings=_settings(args, data, done.max_length, done.adapters_merged),
         results=done.results,
         timings=done.timings,
-        incomplete=done.failure,
+        incomplete=incomplete,
+        resumed=resumed,
     )
 
 
-def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluation, console: Console) -> None:
-    """report.json, the official scorer's prediction files, the plots, and the table on the console."""
+def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluation, console: Console | None) -> None:
+    """report.json, the official scorer's prediction files, the plots, and (with a console) the table."""
     out.mkdir(parents=True, exist_ok=True)
     pmids = [r["pmid"] for r in data.rows]
     for label, output in done.outputs.items():
@@ -363,8 +400,9 @@ def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluatio
         }
     rep.plot_comparison(out, report)
     rep.write_report(out, report)
-    rep.print_report(report, console)
-    console.print(f"report: {out / rep.REPORT_FILE}")
+    if console:
+        rep.print_report(report, console)
+        console.print(f"report: {out / rep.REPORT_FILE}")
 
 
 def _max_length(model, requested: int | None) -> int:

@@ -252,10 +252,14 @@ class EvalReport:
         adapters: each adapter's column label -> what ``read_adapter`` recorded (``path``, ``name``, base ...).
         results: column label (``base``, then each adapter) -> its results.
         timings: column label -> task -> seconds and throughput.
-        incomplete: set when a model failed (``model``, ``error``); the models before it are in ``results``.
+        incomplete: set when a model failed or was not reached (``model``, ``error``; while the evaluation runs, the
+            report written after each model says so); the models before it are in ``results``.
         pubmedqa_outputs: column label -> PMID -> that question's choice log-likelihoods (or generated text).
         choice_outputs: task -> column label -> question id -> the four letters' log-likelihoods (MedQA, MedMCQA,
             MMLU), so a report can be rescored or recalibrated without the model.
+        resumed: when ``--resume`` finished an interrupted evaluation, the earlier commands' own record (``models``
+            they scored, ``created``, ``finished``, ``medsft_git_commit``, ``versions``, ``hardware``,
+            ``world_size``), oldest first; the top-level fields describe the command that finished the report.
     """
 
     created: str
@@ -272,6 +276,7 @@ class EvalReport:
     incomplete: dict | None = None
     pubmedqa_outputs: dict[str, dict] | None = field(default=None, metadata=_OMIT_NONE)
     choice_outputs: dict[str, dict[str, dict]] | None = field(default=None, metadata=_OMIT_NONE)
+    resumed: list[dict] | None = field(default=None, metadata=_OMIT_NONE)
 
     def to_dict(self) -> dict:
         return _to_dict(self)

@@ -106,7 +106,12 @@ def predict(model, tokenizer, benchmark: Benchmark, mode: str, max_length: int, 
     """Predicted letters and each question's four letter log-likelihoods."""
     requests = build_requests(benchmark.contexts, tokenizer, mode)
     scores = score_choices(model, tokenizer, requests, max_length, batch_size, what=benchmark.name)
-    return [LETTERS[max(range(len(LETTERS)), key=s.__getitem__)] for s in scores], scores
+    return letters(scores), scores
+
+
+def letters(scores: list[list[float]]) -> list[str]:
+    """The predicted letter of each question: the highest of its four log-likelihoods (the first on a tie)."""
+    return [LETTERS[max(range(len(LETTERS)), key=s.__getitem__)] for s in scores]
 
 
 def scores(

@@ -83,4 +83,12 @@ def predict(
         return generate_answers(model, tokenizer, rows, max_length - max_new_tokens, batch_size, max_new_tokens)
     requests = build_requests(rows, tokenizer, mode)
     scores = score_choices(model, tokenizer, requests, max_length, batch_size, what="pubmedqa")
-    return [LABELS[max(range(len(LABELS)), key=s.__getitem__)] for s in scores], scores
+    return answers(scores, mode), scores
+
+
+def answers(details: list, mode: str) -> list[str]:
+    """The predicted labels from what ``predict`` returned beside them (a report's saved outputs): the highest choice
+    log-likelihood (the first on a tie), or the label parsed from the generated text."""
+    if mode == "generate":
+        return [parse_answer(text) for text in details]
+    return [LABELS[max(range(len(LABELS)), key=s.__getitem__)] for s in details]

@@ -14,7 +14,7 @@ from medsft.core.errors import MedsftError, hub_errors
 from medsft.core.paths import looks_local
 from medsft.data.io import read_json
 from medsft.modeling.loading import fit_embeddings
-from medsft.modeling.source import ModelSource
+from medsft.modeling.source import ModelSource, weights_fingerprint
 from medsft.run_dir.record import RECIPE_FILE, check_finished, read_manifest, read_run
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class AdapterInfo:
     use_bnb_nested_quant: bool | None = None
     full_model: bool = False  # a full fine-tune's run directory: the whole model, not an adapter on the base
     fine_tuned_from: str | None = None  # a second-stage full fine-tune: the run given beside it that it started from
+    fingerprint: str | None = None  # a local adapter's (or full fine-tune's) weights: a resumed report checks it
 
 
 def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
@@ -95,11 +96,12 @@ def read_adapter(adapter: str, full_model_ok: bool = False) -> AdapterInfo:
             run.get("bnb_4bit_quant_type") if run else None,
             run.get("use_bnb_nested_quant") if run else None,
             full_model=not is_adapter,
+            fingerprint=weights_fingerprint(local),
         )
     base = config.get("base_model_name_or_path")
     if base and Path(base).is_absolute():
         base = Path(base).name  # the base is compared by its last component anyway; reports hold no local paths
-    return AdapterInfo(adapter, name, base, full_model=not is_adapter)
+    return AdapterInfo(adapter, name, base, full_model=not is_adapter, fingerprint=weights_fingerprint(local))
 
 
 def base_precision(load_in_4bit: bool, quant_type: str | None, nested: bool | None, dtype: str | None) -> str:

@@ -51,13 +51,19 @@ def scrub_paths(value):
 
 
 def find_report(run_dir: Path, explicit: str | None) -> Path | None:
-    """The evaluation report to publish: the one given, else the newest ``eval*/report.json`` in the run."""
+    """The evaluation report to publish: the one given, else the newest ``eval*/report.json`` in the run that scored
+    it (an evaluation stopped before reaching it, or still running, leaves a newer report without it)."""
     if explicit:
         if not Path(explicit).is_file():
             raise MedsftError(f"evaluation report not found: {explicit}")
         return Path(explicit)
-    found = sorted(run_dir.glob("eval*/report.json"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    found = sorted(run_dir.glob("eval*/report.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    name = run_dir.resolve().name
+    for path in found:
+        report = EvalReport.from_dict(read_json(path, what="evaluation report"))
+        if report.results.get(report.label_of(name) or "") is not None:
+            return path
+    return found[0] if found else None
 
 
 def _public_base(run: Run, explicit: str | None) -> str:
@@ -144,6 +150,12 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
     label = EvalReport.from_dict(report).label_of(run_dir.resolve().name) if report else None
     if report and label is None:
         logger.warning("%s has no results for this run; the card will have no evaluation numbers", report_path)
+    elif report and label not in (report.get("results") or {}):
+        logger.warning(
+            "%s stopped before scoring this run; the card will have no evaluation numbers (medsft.evaluate's command "
+            "with --resume true finishes it)",
+            report_path,
+        )
 
     folder.mkdir(parents=True, exist_ok=True)
     adapter_config = read_json(run_dir / "adapter_config.json", what="adapter config") if is_adapter else None
