@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         write_run_config(training_args.output_dir, explicit_keys, *configs)
         write_manifest(training_args.output_dir, manifest)
     if stop.path.exists():
-        logger.warning("%s is already there (a stop request): the run stops after its first step", stop.path)
+        if trainer.is_world_process_zero():  # one warning, not one per rank
+            logger.warning("%s is already there (a stop request): the run stops after its first step", stop.path)
     else:
         logger.info("to stop cleanly, with a checkpoint of the step it is on: touch %s", stop.path)
     length_changed = {"max_steps", "num_train_epochs"} & set(resume_changes)

@@ -109,6 +109,11 @@ def test_a_killed_evaluation_keeps_its_finished_models_and_resumes(tiny_gpt2, ad
     with pytest.raises(MedsftError, match="already holds an evaluation report.*--resume true"):
         _evaluate(_args(tiny_gpt2, adapters, out))
 
+    # a resume that fails again keeps what it had and says how to go on
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(MedsftError, match="second failed: disk.*--resume true"):
+        _fail_at(patch, adapters[1], OSError("disk"))
+        _evaluate(_args(tiny_gpt2, adapters, out, "--resume", "true"))
+    assert json.loads((out / "report.json").read_text())["results"] == stopped["results"]
     loads.clear()
     resumed = _evaluate(_args(tiny_gpt2, adapters, out, "--resume", "true"))
     assert loads == [Path(tiny_gpt2).name]  # the second adapter's copy of the base: base and first not scored again

@@ -96,12 +96,13 @@ def earlier_commands(previous: EvalReport, current: EvalReport) -> list[dict]:
     the code or libraries changed in between (the report keeps both, so a reader sees it too)."""
     parts = list(previous.resumed or [])
     before = {model for part in parts for model in part.get("models", [])}
-    parts.append({
-        "models": [label for label in previous.results if label not in before],
-        "created": previous.created, "finished": previous.finished,
-        "medsft_git_commit": previous.medsft_git_commit, "versions": previous.versions,
-        "hardware": previous.hardware, "world_size": previous.world_size,
-    })  # fmt: skip
+    scored = [label for label in previous.results if label not in before]
+    if scored:  # a resumed command that failed again before scoring anything adds nothing to the record
+        parts.append({
+            "models": scored, "created": previous.created, "finished": previous.finished,
+            "medsft_git_commit": previous.medsft_git_commit, "versions": previous.versions,
+            "hardware": previous.hardware, "world_size": previous.world_size,
+        })  # fmt: skip
     changed = [
         f"{name} {previous.versions.get(name)} then, {version} now"
         for name, version in current.versions.items()
