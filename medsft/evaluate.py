@@ -59,6 +59,7 @@ from medsft.core.environment import now, warn_if_one_cpu_thread
 from medsft.core.errors import MedsftError, run_cli, sigterm_as_interrupt
 from medsft.core.hub_access import require_hub_for
 from medsft.core.memory import return_freed_memory
+from medsft.data.io import check_writable_dir
 from medsft.evaluation import resume, runner
 from medsft.evaluation.report import REPORT_FILE, choose_output_dir
 from medsft.evaluation.task_multiple_choice import BENCHMARKS
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         else choose_output_dir(args.output_dir, default_out)
     )
     previous = resume.read_report(out) if args.resume else None
+    check_writable_dir(out, "--output_dir")  # not after an hour of scoring
 
     ###############
     # Load tokenizer and data
@@ -134,7 +136,12 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         runner.compare_with_base(done, data, args)
         if state.is_main_process:
             report = runner.build_report(args, model_args, source, adapters, labels, data, done, started, earlier)
-            runner.write_outputs(out, report, data, done, console=None)
+            try:
+                runner.write_outputs(out, report, data, done, console=None)
+            except (
+                MedsftError
+            ) as e:  # scoring goes on: the report is written again after the next model, and at the end
+                logger.warning("%s", e)
 
     with sigterm_as_interrupt():
         runner.evaluate_models(source, model_args, adapters, labels, data, tokenizer, args, done, write_finished)
@@ -144,9 +151,15 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
     # Report: table, JSON, predictions, plots (main process only)
     ###############
     report = runner.build_report(args, model_args, source, adapters, labels, data, done, started, earlier)
+    unwritten = None
     if state.is_main_process and done.results:
-        runner.write_outputs(out, report, data, done, console or Console())
+        try:
+            runner.write_outputs(out, report, data, done, console or Console())
+        except MedsftError as e:
+            unwritten = e  # raised after the other ranks are released
     state.wait_for_everyone()
+    if unwritten:
+        raise unwritten
     if done.failure:
         kept = f"the models that finished ({', '.join(done.results)}) are in {out / REPORT_FILE}; {resume.RESUME_HINT}"
         raise MedsftError(

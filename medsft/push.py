@@ -32,6 +32,7 @@ from pathlib import Path
 from medsft.configs import PushArguments, parse_args
 from medsft.core.errors import MedsftError, run_cli
 from medsft.core.paths import is_hub_id
+from medsft.data.io import check_writable_dir
 from medsft.publishing.folder import build_folder
 from medsft.publishing.hub import check_repo_id, check_token, network_errors
 
@@ -56,6 +57,7 @@ def push(args: PushArguments, token: str | None = None) -> dict:
             raise MedsftError(f"--dry_run {out} is a file: give a new (or empty) directory")
         if out.exists() and any(out.iterdir()):
             raise MedsftError(f"--dry_run directory {out} is not empty; choose a new one")
+        check_writable_dir(out, "--dry_run")
         result = build_folder(args, out)
         logger.info("dry run: wrote %d files to %s; nothing uploaded", len(result["files"]), out)
         return {**result, "uploaded": False, "folder": str(out)}

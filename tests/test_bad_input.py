@@ -267,6 +267,12 @@ CASES = [
     ("gguf-missing", "train", lambda f: train(f, "--model_name_or_path", f["dir"] + "/m.gguf"), ["m.gguf"]),
     ("output-dir-file", "train", lambda f: train(f, "--output_dir", f["a_file"]), ["a_file.txt", "file"]),
     ("output-dir-foreign", "train", lambda f: train(f, "--output_dir", f["not_medsft"]), ["not_medsft", "notes.txt"]),
+    (
+        "output-dir-unwritable",
+        "train",
+        lambda f: train(f, "--output_dir", "/proc/medsft-run"),
+        ["--output_dir /proc/medsft-run cannot be written"],
+    ),
     ("resume-missing", "train", lambda f: train(f, "--resume_from_checkpoint", f["dir"] + "/ckpt"), ["ckpt"]),
     (
         "push-to-hub-local-base",
@@ -340,6 +346,25 @@ CASES = [
         ["not_medsft", "notes.txt"],
     ),
     ("eval-output-dir-a-file", "evaluate", lambda f: evaluate(f, "--output_dir", f["a_file"]), ["a_file.txt"]),
+    # a folder that cannot be created is refused before scoring, not after it (a traceback once all was scored)
+    (
+        "eval-output-dir-under-a-file",
+        "evaluate",
+        lambda f: evaluate(f, "--output_dir", f["a_file"] + "/report"),
+        ["--output_dir", "a_file.txt/report", "is a file"],
+    ),
+    (
+        "eval-output-dir-unwritable",  # /proc: os.access says writable to root, creating a folder there fails
+        "evaluate",
+        lambda f: evaluate(f, "--output_dir", "/proc/medsft-report"),
+        ["--output_dir /proc/medsft-report cannot be written"],
+    ),
+    (
+        "eval-resume-nothing",
+        "evaluate",
+        lambda f: evaluate(f, "--output_dir", f["dir"] + "/no-report", "--resume", "true"),
+        ["no-report", "nothing to resume"],
+    ),
     # push
     (
         "push-run-missing",
@@ -370,6 +395,12 @@ CASES = [
         "push",
         lambda f: [f["not_medsft"], "--repo_id", "me/x", "--base_model", f["tiny"], "--dry_run", "x"],
         ["--base_model", "not a Hub id"],
+    ),
+    (
+        "push-dry-run-unwritable",
+        "push",
+        lambda f: [f["not_medsft"], "--repo_id", "me/x", "--dry_run", "/proc/medsft-card"],
+        ["--dry_run /proc/medsft-card cannot be written"],
     ),
     ("push-repo-id-dots", "push", lambda f: [f["not_medsft"], "--repo_id", "../etc", "--dry_run", "x"], ["../etc"]),
     ("push-repo-id-missing", "push", lambda f: [f["not_medsft"], "--dry_run", "x"], ["--repo_id"]),

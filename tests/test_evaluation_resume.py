@@ -215,3 +215,29 @@ def test_sigterm_is_an_interrupt_within_the_block_only():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler interrupts it
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_full_disk_loses_no_scores_silently(tiny_gpt2, adapters, tmp_path, monkeypatch, caplog):
+    """A report write that fails (disk full) after a model is a warning and scoring goes on; at the end it is one
+    error naming the folder, after the table with every score was printed."""
+    import medsft.evaluation.report as rep
+
+    real, calls = rep.write_report, []
+
+    def no_space(out, report):
+        raise OSError(28, "No space left on device")
+
+    def freed_later(out, report):
+        calls.append(len(report.results))
+        return no_space(out, report) if len(calls) == 1 else real(out, report)  # the write after the base fails
+
+    monkeypatch.setattr(rep, "write_report", freed_later)
+    with caplog.at_level(logging.WARNING, logger="medsft"):
+        report = _evaluate(_args(tiny_gpt2, adapters[:1], tmp_path / "freed"))
+    assert "No space left on device" in caplog.text and calls == [1, 2]
+    assert list(report["results"]) == ["base", "first"] and (tmp_path / "freed" / "report.json").is_file()
+    monkeypatch.setattr(rep, "write_report", no_space)
+    printed = io.StringIO()
+    with pytest.raises(MedsftError, match=r"could not write the report to .*full \(No space left.*the table above"):
+        evaluate_main(_args(tiny_gpt2, adapters[:1], tmp_path / "full"), console=Console(file=printed, width=150))
+    assert "MedQA accuracy" in printed.getvalue() and "first" in printed.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from medsft.core.errors import MedsftError
@@ -85,6 +86,26 @@ def write_text_atomic(path: Path, text: str) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def check_writable_dir(path: str | Path, flag: str) -> None:
+    """Refuse, before anything is loaded, a folder that cannot be created or written (a file on its way, a read-only
+    mount, /proc): the nearest existing folder gets a temporary folder, removed at once, so nothing is left behind.
+    Permission bits alone cannot say it (root passes ``os.access`` everywhere)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MedsftError(f"{flag} {path} is a file, not a folder: choose another {flag}")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MedsftError(f"{flag} {path} cannot be created: {parent} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".medsft-write-check-", dir=parent))
+    except OSError as e:
+        raise MedsftError(
+            f"{flag} {path} cannot be written ({e.strerror or e} in {parent}): choose another {flag}"
+        ) from None
 
 
 def read_json(path: str | Path, expect: type | None = dict, what: str = "JSON file"):

@@ -377,7 +377,22 @@ def build_report(
 
 
 def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluation, console: Console | None) -> None:
-    """report.json, the official scorer's prediction files, the plots, and (with a console) the table."""
+    """report.json, the official scorer's prediction files, the plots, and (with a console) the table, printed first:
+    a disk that fills during an hour of scoring still leaves the numbers on screen, and one error naming the folder."""
+    if console:
+        rep.print_report(report, console)
+    try:
+        _write_files(out, report, data, done)
+    except OSError as e:
+        raise MedsftError(
+            f"could not write the report to {out} ({e.strerror or e})"
+            + ("; the table above has the scores" if console else "")
+        ) from None
+    if console:
+        console.print(f"report: {out / rep.REPORT_FILE}")
+
+
+def _write_files(out: Path, report: EvalReport, data: EvalData, done: Evaluation) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pmids = [r["pmid"] for r in data.rows]
     for label, output in done.outputs.items():
@@ -400,9 +415,6 @@ def write_outputs(out: Path, report: EvalReport, data: EvalData, done: Evaluatio
         }
     rep.plot_comparison(out, report)
     rep.write_report(out, report)
-    if console:
-        rep.print_report(report, console)
-        console.print(f"report: {out / rep.REPORT_FILE}")
 
 
 def _max_length(model, requested: int | None) -> int:

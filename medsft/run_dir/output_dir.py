@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsft.core.errors import MedsftError
+from medsft.data.io import check_writable_dir
 from medsft.run_dir.checkpoints import (
     CHECKPOINT_DIR,
     TRAINER_STATE_FILE,
@@ -61,19 +61,6 @@ def _parse_resume(value) -> str | bool:
     return False if str(value).lower() in ("false", "none", "") else str(value)
 
 
-def _check_writable(out: Path) -> None:
-    """Refuse an output directory that is a file or cannot be created, before anything is loaded."""
-    if out.exists() and not out.is_dir():
-        raise MedsftError(f"output_dir {out} is a file, not a directory: choose another --output_dir")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise MedsftError(f"output_dir {out} cannot be created: {parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise MedsftError(f"output_dir {out} cannot be written: no write permission on {parent}")
-
-
 def _resume_plan(out: Path, checkpoint: Path, run: Path) -> OutputPlan:
     """Resume ``checkpoint``, a checkpoint of the run in ``run``, into ``out``."""
     state = checkpoint_state(checkpoint)
@@ -102,7 +89,7 @@ def plan_output_dir(
     - otherwise a non-empty directory is refused, saying how to resume or overwrite.
     """
     out = Path(output_dir)
-    _check_writable(out)
+    check_writable_dir(out, "--output_dir")
     resume = _parse_resume(resume_from_checkpoint)
     non_empty = out.is_dir() and any(out.iterdir())
     manifest = read_manifest(out) if non_empty else None
