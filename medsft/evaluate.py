@@ -136,11 +136,11 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> dict:
         runner.compare_with_base(done, data, args)
         if state.is_main_process:
             report = runner.build_report(args, model_args, source, adapters, labels, data, done, started, earlier)
+            # a failed write (disk full) does not stop the scoring: the report is written again after the next
+            # model, and at the end
             try:
                 runner.write_outputs(out, report, data, done, console=None)
-            except (
-                MedsftError
-            ) as e:  # scoring goes on: the report is written again after the next model, and at the end
+            except MedsftError as e:
                 logger.warning("%s", e)
 
     with sigterm_as_interrupt():
