@@ -51,7 +51,7 @@ from medsft.modeling.adapters import (
     read_adapter,
 )
 from medsft.modeling.loading import load_model
-from medsft.modeling.source import ModelSource, weights_fingerprint
+from medsft.modeling.source import ModelSource
 
 logger = logging.getLogger("medsft.evaluate")
 
@@ -101,7 +101,7 @@ def first_stage(run: AdapterInfo, adapters: list[AdapterInfo]) -> AdapterInfo | 
         (
             other
             for other in adapters
-            if other is not run and other.full_model and weights_fingerprint(other.path) == run.base_fingerprint
+            if other is not run and other.full_model and other.fingerprint == run.base_fingerprint
         ),
         None,
     )
