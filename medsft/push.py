@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from medsft.configs import PushArguments, parse_args
-from medsft.core.errors import MedsftError, run_cli
+from medsft.core.errors import MedsftError, disk_full_errors, run_cli
 from medsft.core.paths import is_hub_id
 from medsft.data.io import check_writable_dir
 from medsft.publishing.folder import build_folder
@@ -58,14 +58,17 @@ def push(args: PushArguments, token: str | None = None) -> dict:
         if out.exists() and any(out.iterdir()):
             raise MedsftError(f"--dry_run directory {out} is not empty; choose a new one")
         check_writable_dir(out, "--dry_run")
-        result = build_folder(args, out)
+        with disk_full_errors(out, f"empty {out} and run the same command again"):
+            result = build_folder(args, out)
         logger.info("dry run: wrote %d files to %s; nothing uploaded", len(result["files"]), out)
         return {**result, "uploaded": False, "folder": str(out)}
     token = check_token(token)  # before anything heavy
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    with tempfile.TemporaryDirectory(prefix="medsft-push-") as tmp:
+    # the folder is built where TMPDIR says, and removed at the end, uploaded or not
+    room = "run the same command again (or set TMPDIR to a disk with room); nothing was published"
+    with disk_full_errors(tempfile.gettempdir(), room), tempfile.TemporaryDirectory(prefix="medsft-push-") as tmp:
         result = build_folder(args, Path(tmp))
         api = HfApi(token=token)
         try:

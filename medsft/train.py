@@ -32,6 +32,7 @@ accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --overwrite_output_
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import torch
@@ -43,7 +44,7 @@ from medsft.configs import PushArguments
 from medsft.configs.parser import parse_args
 from medsft.configs.training import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
 from medsft.core.environment import describe_device, git_commit, library_versions, now, warn_if_one_cpu_thread
-from medsft.core.errors import MedsftError, RunStopped, run_cli
+from medsft.core.errors import MedsftError, RunStopped, disk_full_errors, run_cli, sigterm_as_interrupt
 from medsft.core.hub_access import require_hub_for
 from medsft.core.memory import return_freed_memory
 from medsft.core.noise import silence_packed_attention_mask_notice
@@ -77,7 +78,7 @@ from medsft.modeling.source import check_max_length, resolve_model_source
 from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, choose_loss_head
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
-from medsft.run_dir.checkpoints import checkpoint_state
+from medsft.run_dir.checkpoints import best_checkpoint, checkpoint_state, last_complete_checkpoint
 from medsft.run_dir.loss_curve import LOSS_CURVE_FILE, plot_loss_curve
 from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
 from medsft.run_dir.record import write_manifest, write_recipe, write_run_config
@@ -201,6 +202,11 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     logger.info("loss head: %s (%s)", loss_head, why_loss_head)
     trainer_class = FullLogitsSFTTrainer if loss_head == "full_logits" else SFTTrainer
     stop = StopOnRequest(training_args.output_dir)
+    early_stopping = None
+    if training_args.early_stopping_patience:
+        early_stopping = EarlyStoppingCallback(training_args.early_stopping_patience)
+        # The Trainer does not carry this count across a resume: each resume would restart the patience
+        early_stopping.early_stopping_patience_counter = plan.resume_early_stopping_counter
     with fsdp_on_cpu(training_args):
         trainer = trainer_class(
             model=model,
@@ -212,11 +218,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             callbacks=[
                 LogFinalStep(),
                 *(callbacks or []),
-                *(
-                    [EarlyStoppingCallback(training_args.early_stopping_patience)]
-                    if training_args.early_stopping_patience
-                    else []
-                ),
+                *([early_stopping] if early_stopping else []),
                 stop,
             ],
         )
@@ -247,6 +249,11 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     if state.is_main_process and peft_config is not None:
         trainer.model.print_trainable_parameters()
 
+    # A checkpoint of the run's last step (it stopped before its final save) is the result: the Trainer would train
+    # one step more at learning rate 0 (transformers 5.24), or on past where early stopping stopped it
+    last_step = _last_step(plan, resume_changes, early_stopping)
+    best = best_checkpoint(plan.resume_from) if last_step and training_args.load_best_model_at_end else None
+
     ###############
     # Every check passed: only now is an overwritten run deleted; the run directory starts with its recipe and a
     # manifest that says it is training (so an interrupted run is recognisable and resumable)
@@ -275,76 +282,110 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     }
     if trainer.is_world_process_zero():
         configs = (script_args, model_args, training_args, mixture)
-        write_recipe(training_args.output_dir, explicit_keys, *configs)
-        write_run_config(training_args.output_dir, explicit_keys, *configs)
-        write_manifest(training_args.output_dir, manifest)
+        with disk_full_errors(training_args.output_dir, _after_disk_full):
+            write_recipe(training_args.output_dir, explicit_keys, *configs)
+            write_run_config(training_args.output_dir, explicit_keys, *configs)
+            write_manifest(training_args.output_dir, manifest)
     if stop.path.exists():
         if trainer.is_world_process_zero():  # one warning, not one per rank
             logger.warning("%s is already there (a stop request): the run stops after its first step", stop.path)
     else:
         logger.info("to stop cleanly, with a checkpoint of the step it is on: touch %s", stop.path)
-    length_changed = {"max_steps", "num_train_epochs"} & set(resume_changes)
-    if plan.resume_from and plan.resume_step >= (plan.resume_max_steps or 0) > 0 and not length_changed:
-        # The checkpoint is the run's last step (the run stopped before its final save). The Trainer would train one
-        # step more at learning rate 0 (transformers 5.24); load the checkpoint's weights and state instead.
-        logger.info(
-            "%s is the run's last step (%d): saving it as the run's result", plan.resume_from, plan.resume_step
-        )
-        trainer._load_from_checkpoint(plan.resume_from)
-        trainer.state = checkpoint_state(plan.resume_from)
-        result = None
-    else:
-        result = trainer.train(resume_from_checkpoint=plan.resume_from)
-    if attention_after_training:
-        set_attention(trainer.model, attention_after_training)  # the saved model and any later use get the usual one
-    if stop.stopped_early(trainer.state):
-        _record_stop(trainer, stop, manifest, training_args, source, data)
+    with disk_full_errors(training_args.output_dir, _after_disk_full):
+        if last_step:
+            logger.info("%s is %s (%d): saving it as the run's result", plan.resume_from, last_step, plan.resume_step)
+            trainer._load_from_checkpoint(plan.resume_from)
+            trainer.state = checkpoint_state(plan.resume_from)
+            if best:
+                trainer.state.best_model_checkpoint = str(best)
+                trainer._load_best_model()  # as train() does at its end (load_best_model_at_end)
+            result = None
+        else:
+            try:
+                with sigterm_as_interrupt():
+                    result = trainer.train(resume_from_checkpoint=plan.resume_from)
+            except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM without accelerate's launcher: one line, no traceback
+                raise _record_interrupt(trainer, stop, manifest, training_args, str(e) or "Ctrl-C") from None
+        if attention_after_training:  # the saved model and any later use get the usual one
+            set_attention(trainer.model, attention_after_training)
+        if stop.stopped_early(trainer.state):
+            _record_stop(trainer, stop, manifest, training_args, source, data)
 
     ###############
     # Save adapter/model, tokenizer and the finished run manifest
     ###############
-    gather_for_final_save(trainer)
-    trainer.save_model(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-        write_manifest(
-            training_args.output_dir,
-            {
-                **manifest,
-                "status": "finished",
-                "finished": now(),
-                "dataset": {
-                    "sources": [report.to_dict() for report in data.reports],
-                    "licenses": data.licenses,
-                    "special_tokens": list(data.special_tokens),
-                    "format": script_args.dataset_format,
-                    "train_examples": len(train_dataset),
-                    "longer_than_max_length": cut.longer,
-                    "answer_partly_cut_by_max_length": cut.completion_cut,
-                    "answer_cut_away_dropped": len(cut.completion_lost),
+    with disk_full_errors(training_args.output_dir, _after_disk_full):
+        gather_for_final_save(trainer)
+        trainer.save_model(training_args.output_dir)
+        if trainer.is_world_process_zero():
+            logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+            write_manifest(
+                training_args.output_dir,
+                {
+                    **manifest,
+                    "status": "finished",
+                    "finished": now(),
+                    "dataset": {
+                        "sources": [report.to_dict() for report in data.reports],
+                        "licenses": data.licenses,
+                        "special_tokens": list(data.special_tokens),
+                        "format": script_args.dataset_format,
+                        "train_examples": len(train_dataset),
+                        "longer_than_max_length": cut.longer,
+                        "answer_partly_cut_by_max_length": cut.completion_cut,
+                        "answer_cut_away_dropped": len(cut.completion_lost),
+                    },
+                    "global_step": trainer.state.global_step,
+                    "epochs": trainer.state.epoch,
+                    "train_loss_mean": result.training_loss if result else None,
+                    # The Trainer averages the loss over this session's steps only: after a resume, those since the
+                    # checkpoint (read when the run started: the checkpoint itself may have been rotated away since)
+                    "train_loss_mean_steps": [1 + (plan.resume_step or 0), trainer.state.global_step]
+                    if result
+                    else None,
+                    "final_train_loss": logged[-1] if logged else None,
                 },
-                "global_step": trainer.state.global_step,
-                "epochs": trainer.state.epoch,
-                "train_loss_mean": result.training_loss if result else None,
-                # The Trainer averages the loss over this session's steps only: after a resume, those since the
-                # checkpoint (read when the run started: the checkpoint itself may have been rotated away since)
-                "train_loss_mean_steps": [1 + (plan.resume_step or 0), trainer.state.global_step] if result else None,
-                "final_train_loss": logged[-1] if logged else None,
-            },
-        )
-        if stop.path.exists():  # touched at the last step or during the final save: nothing left to stop
-            stop.clear()
-            logger.info("removed %s: the run finished before a step could stop on it", stop.path)
-        curve = _draw_loss_curve(trainer, training_args, source, data)
-        logger.info("saved to %s; loss curve %s%s", training_args.output_dir, curve, _tensorboard_hint(training_args))
-        if push_to:
-            push(
-                PushArguments(
-                    run_dir=training_args.output_dir, repo_id=push_to, private=bool(training_args.hub_private_repo)
-                ),
-                token=hub_token,
             )
+            if stop.path.exists():  # touched at the last step or during the final save: nothing left to stop
+                stop.clear()
+                logger.info("removed %s: the run finished before a step could stop on it", stop.path)
+            curve = _draw_loss_curve(trainer, training_args, source, data)
+            logger.info(
+                "saved to %s; loss curve %s%s", training_args.output_dir, curve, _tensorboard_hint(training_args)
+            )
+            if push_to:
+                push(
+                    PushArguments(
+                        run_dir=training_args.output_dir, repo_id=push_to, private=bool(training_args.hub_private_repo)
+                    ),
+                    token=hub_token,
+                )
     return trainer
+
+
+def _after_disk_full(output_dir: str) -> str:
+    """What to do once a full disk has room again: resume from the last complete checkpoint (the one the disk cut
+    short is skipped; after a failed final save, the last step's is saved as the result), or start over."""
+    if last_complete_checkpoint(output_dir):
+        return (
+            "continue with the same command and --resume_from_checkpoint true (from the last complete checkpoint; "
+            "a half-written one is skipped)"
+        )
+    return "run the same command with --overwrite_output_dir true (no checkpoint was complete: it starts over)"
+
+
+def _last_step(plan, resume_changes: dict, early_stopping: EarlyStoppingCallback | None) -> str | None:
+    """Why the checkpoint to resume is the run's last step ("its last step", "where early stopping stopped it"), or
+    None when training goes on from it (also when the command changes the run's length)."""
+    if not plan.resume_from:
+        return None
+    if plan.resume_step >= (plan.resume_max_steps or 0) > 0 and not {"max_steps", "num_train_epochs"} & set(
+        resume_changes
+    ):
+        return "its last step"
+    if early_stopping and plan.resume_early_stopping_counter >= early_stopping.early_stopping_patience:
+        return "where early stopping stopped it"
+    return None
 
 
 def _record_stop(trainer, stop: StopOnRequest, manifest: dict, training_args, source, data) -> None:
@@ -363,6 +404,29 @@ def _record_stop(trainer, stop: StopOnRequest, manifest: dict, training_args, so
         f"stopped at step {step} of {trainer.state.max_steps} as {stop.path} asked (removed): saved {checkpoint}; "
         "continue with the same command and --resume_from_checkpoint true",
         STOPPED_EXIT,
+    )
+
+
+def _record_interrupt(trainer, stop: StopOnRequest, manifest: dict, training_args, by: str) -> RunStopped:
+    """A run interrupted mid-step (Ctrl-C, SIGTERM): its manifest says so; the line to print says which checkpoint a
+    resume continues from (the steps since are trained again) and how to stop with a checkpoint next time."""
+    step = trainer.state.global_step
+    if trainer.is_world_process_zero():
+        interruptions = [*(manifest.get("interruptions") or []), {"step": step, "by": by, "time": now()}]
+        write_manifest(
+            training_args.output_dir,
+            {**manifest, "status": "interrupted", "global_step": step, "interruptions": interruptions},
+        )
+    last = last_complete_checkpoint(training_args.output_dir)
+    then = (
+        f"continue from {last} with the same command and --resume_from_checkpoint true"
+        if last
+        else "nothing was saved yet: start over with the same command and --overwrite_output_dir true"
+    )
+    return RunStopped(
+        f"interrupted by {by} after step {step} of {trainer.state.max_steps}: {then} (to stop with a checkpoint of "
+        f"the step it is on, touch {stop.path} instead)",
+        128 + (signal.SIGTERM if by == "SIGTERM" else signal.SIGINT),
     )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,17 @@ def ddp_reference(tmp_path_factory, tiny_gpt2, tiny_llama, wikidoc_small):
         return made[kind]
 
     return get
+
+
+@contextmanager
+def small_disk(path: Path, size: str):
+    """A ``size`` tmpfs mounted at ``path`` (a new folder), for writes that fill a real disk; the test is skipped
+    where mounting is not allowed (it needs root)."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"a {size} tmpfs cannot be mounted here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)  # lazy: a writer may hold a file open

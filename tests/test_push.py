@@ -22,7 +22,7 @@ from medsft.evaluate import main as evaluate_main
 from medsft.modeling.adapters import load_adapter
 from medsft.push import main as push_main
 from medsft.train import main as train
-from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, train_quickly
+from tests.conftest import PUBMEDQA_DIR, WIKIDOC_JSON, small_disk, train_quickly
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_medsftTestToken0123456789abcdefXYZ"
@@ -286,3 +286,22 @@ def test_a_newer_report_that_stopped_before_the_run_is_passed_over(evaluated_run
         _dry_run(run, tmp_path / "out2", "--eval_report", str(run / "eval-2/report.json"))
     assert "stopped before scoring this run" in caplog.text
     assert not ModelCard.load(tmp_path / "out2/README.md").data.eval_results
+
+
+def test_full_disk_while_building_the_folder_is_one_error(evaluated_run, tmp_path, token, monkeypatch):
+    with small_disk(tmp_path / "small", "60k") as disk:
+        with pytest.raises(MedsftError) as dry:
+            _dry_run(evaluated_run, disk / "card")
+        message = str(dry.value)
+        assert f"writing to {disk / 'card'} failed: " in message and "No space left on device" in message
+        assert f"empty {disk / 'card'} and run the same command again" in message
+
+        # the upload builds its folder in a temporary directory: full, nothing is uploaded
+        monkeypatch.setattr(HfApi, "whoami", lambda self, token=None: {"name": "someone"})
+        monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("nothing may be uploaded"))
+        monkeypatch.setattr("tempfile.tempdir", str(disk))
+        with pytest.raises(MedsftError) as upload:
+            push_main([str(evaluated_run), "--repo_id", "my-org/tiny", "--base_model", BASE])
+        message = str(upload.value)
+        assert f"writing to {disk} failed: " in message and "set TMPDIR to a disk with room" in message
+        assert "nothing was published" in message

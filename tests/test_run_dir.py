@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from tests.conftest import ROOT, recipe_argv
+from tests.conftest import ROOT, recipe_argv, small_disk
 
 FAKE_TOKEN = "hf_medsftFakeToken0123456789abcdefXYZ"
 STEPS = 12
@@ -429,3 +430,144 @@ def test_stop_file_at_the_last_step_lets_the_run_finish(finished_run, tiny_gpt2,
     assert manifest["status"] == "finished" and manifest["global_step"] == STEPS and "stops" not in manifest
     assert not (run / "STOP").exists()
     assert_same_adapter(finished_run, run)
+
+
+# 11. early stopping across a resume: the count of evaluations without improvement is carried on, so a resumed run
+# stops where the uninterrupted one does; a run early-stopped before its final save is saved (its best checkpoint),
+# not trained further. greater_is_better on the loss makes every evaluation after the first "no improvement": the
+# run stops early at a known step, with its best checkpoint (the first) not its last.
+def early_stopping_args(model: str, data: str, out: Path, *extra: str) -> list[str]:
+    return train_args(
+        model, data, out, "--eval_strategy", "steps", "--eval_steps", "2", "--load_best_model_at_end", "true",
+        "--metric_for_best_model", "eval_loss", "--greater_is_better", "true", "--early_stopping_patience", "2",
+        *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def early_stopped_run(tmp_path_factory, tiny_gpt2, wikidoc_small) -> Path:
+    from medsft.train import main as train
+
+    out = tmp_path_factory.mktemp("early") / "run"
+    train(early_stopping_args(tiny_gpt2, wikidoc_small, out))
+    return out
+
+
+def test_early_stopping_counts_across_a_resume(early_stopped_run, tiny_gpt2, wikidoc_small, tmp_path):
+    from medsft.core.errors import RunStopped
+    from medsft.train import main as train
+
+    finished = json.loads((early_stopped_run / "run_manifest.json").read_text())
+    assert finished["status"] == "finished" and finished["global_step"] == 6 < STEPS  # evaluations at 2, 4, 6
+    run = tmp_path / "run"
+    with pytest.raises(RunStopped):
+        train(early_stopping_args(tiny_gpt2, wikidoc_small, run), callbacks=[TouchStopAt(run, 4)])
+    state = json.loads((run / "checkpoint-4/trainer_state.json").read_text())
+    assert state["stateful_callbacks"]["EarlyStoppingCallback"]["attributes"]["early_stopping_patience_counter"] == 1
+
+    train(early_stopping_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == 6  # not 8: the count went on from 1
+    assert_same_adapter(early_stopped_run, run, atol=1e-6)
+
+
+def test_early_stopped_run_cut_before_its_final_save_saves_its_best_checkpoint(
+    early_stopped_run, tiny_gpt2, wikidoc_small, tmp_path
+):
+    run = copy_of(early_stopped_run, tmp_path)
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-6"]
+    last = load_file(run / "checkpoint-6/adapter_model.safetensors")
+    assert any(not torch.equal(t, last[k]) for k, t in load_file(run / "adapter_model.safetensors").items())
+    for name in ("adapter_model.safetensors", "adapter_config.json", "run_manifest.json"):
+        (run / name).unlink()  # stopped between its last checkpoint and its final save
+    proc = cli("train", *early_stopping_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checkpoint-6 is where early stopping stopped it (6): saving it as the run's result" in proc.stderr
+    assert json.loads((run / "run_manifest.json").read_text())["global_step"] == 6  # not trained further
+    assert_same_adapter(early_stopped_run, run)  # the best checkpoint's weights (the first), as uninterrupted
+
+    shutil.rmtree(run / "checkpoint-2")  # the best checkpoint gone: refused, not saved from another
+    for name in ("adapter_model.safetensors", "adapter_config.json", "run_manifest.json"):
+        (run / name).unlink()
+    line = refused("train", *early_stopping_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert "records checkpoint-2 as the run's best checkpoint" in line and "is missing" in line
+
+
+# 12. the disk fills while the run writes: one line naming the folder and its free space, no traceback, whichever
+# library was writing (tokenizers' tokenizer.json, torch's optimizer.pt); nothing complete is lost, and once there
+# is room the run resumes to the uninterrupted run's adapter
+@pytest.mark.parametrize(
+    ("size", "writer"), [("5m", "tokenizers"), ("3660k", "torch")], ids=["tokenizer-json", "optimizer-pt"]
+)
+def test_full_disk_while_training_is_one_line_and_the_run_resumes(
+    finished_run, tiny_gpt2, wikidoc_small, tmp_path, caplog, size, writer
+):
+    from medsft.train import main as train
+
+    with small_disk(tmp_path / "small", size) as disk:
+        line = refused("train", *train_args(tiny_gpt2, wikidoc_small, disk / "run"))
+        assert f"writing to {disk / 'run'} failed: " in line and "MiB free on its disk now" in line, line
+        assert ("No space left on device" in line) == (writer == "tokenizers"), line
+        run = copy_of(disk / "run", tmp_path)  # the user frees space: here, the run moves to a larger disk
+    assert not list(run.rglob(".*.tmp"))  # no half-written record left behind
+    if writer == "torch":  # the first checkpoint was the one cut short: nothing to resume, so the line says start over
+        assert "--overwrite_output_dir true (no checkpoint was complete" in line
+        train(train_args(tiny_gpt2, wikidoc_small, run, "--overwrite_output_dir", "true"))
+        assert_same_adapter(finished_run, run)
+        return
+    assert "--resume_from_checkpoint true (from the last complete checkpoint" in line
+    with caplog.at_level(logging.WARNING, logger="medsft.train"):
+        train(train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert f"skipping incomplete checkpoint {run / 'checkpoint-4'}" in caplog.text
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["resumed_from"] == "checkpoint-2"
+    assert_same_adapter(finished_run, run, atol=1e-6)
+
+
+# 13. Ctrl-C or SIGTERM without accelerate's launcher (python -m medsft.train): one line saying which checkpoint a
+# resume continues from, exit 128 + the signal, the manifest says "interrupted"; the resume ends as uninterrupted
+class InterruptAt(TrainerCallback):
+    """Ctrl-C while step ``step`` trains."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 == self.step:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_and_sigterm_end_in_one_line_and_the_run_resumes(finished_run, tiny_gpt2, wikidoc_small, tmp_path):
+    from medsft.core.errors import RunStopped
+    from medsft.train import main as train
+
+    run = tmp_path / "run"
+    with pytest.raises(RunStopped) as interrupted:
+        train(train_args(tiny_gpt2, wikidoc_small, run), callbacks=[InterruptAt(6)])
+    assert interrupted.value.exit_code == 130
+    assert str(interrupted.value).startswith(f"interrupted by Ctrl-C after step 5 of {STEPS}: continue from ")
+    assert str(run / "checkpoint-4") in str(interrupted.value) and f"touch {run / 'STOP'}" in str(interrupted.value)
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["interruptions"][0]["step"] == 5
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    args = train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medsft.train", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not (run / "checkpoint-6").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr and "medsft.train: interrupted by SIGTERM after step" in stderr.splitlines()[-1]
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and [i["by"] for i in manifest["interruptions"]] == [
+        "Ctrl-C",
+        "SIGTERM",
+    ]
+
+    train(args)
+    assert json.loads((run / "run_manifest.json").read_text())["status"] == "finished"
+    assert_same_adapter(finished_run, run, atol=1e-6)

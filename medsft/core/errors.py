@@ -7,7 +7,9 @@ the ranks of a distributed run safely).
 from __future__ import annotations
 
 import atexit
+import errno
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -67,6 +69,61 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# A write refused for want of room, as each writer says it: Python (OSError.errno), Rust's std::io (tokenizers,
+# safetensors: "... (os error 28)"). torch's zip writer (optimizer.pt, rng_state.pth) names no cause ("[enforce fail
+# at inline_container.cc] unexpected pos", from "basic_ios::clear: iostream error"): its failure counts as no room
+# only when the disk is then all but full (the file it cut short holds whatever room there was).
+_NO_ROOM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NO_ROOM_WORDS = ("no space left on device", "disk quota exceeded", "file too large", "os error 28", "os error 122")
+_TORCH_WRITER_WORDS = ("inline_container.cc", "pytorchstreamwriter", "iostream error")
+_ALL_BUT_FULL = 16 * 2**20
+
+
+def _free_bytes(folder: str | os.PathLike) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def no_room_reason(error: BaseException, folder: str | os.PathLike) -> str | None:
+    """Why ``error`` (or an exception it was raised from) is a write into ``folder`` that found no room, or None."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in _NO_ROOM_ERRNOS:
+            return os.strerror(e.errno)
+        if any(words in str(e).lower() for words in _NO_ROOM_WORDS):
+            return str(e).strip().splitlines()[-1][:200]
+    if any(words in str(e).lower() for e in chain for words in _TORCH_WRITER_WORDS):
+        free = _free_bytes(folder)
+        if free is not None and free < _ALL_BUT_FULL:
+            return "torch could not write a file (its disk is full)"
+    return None
+
+
+@contextmanager
+def disk_full_errors(folder: str | os.PathLike, then: str | Callable[[str], str]) -> Iterator[None]:
+    """Within the block, a write into ``folder`` that finds no room (disk full, quota, file size limit) becomes one
+    ``MedsftError`` naming the folder, the room left on its disk and ``then`` (what to do after freeing space; a
+    callable is asked, with the folder, once the write has failed), not a traceback from the library writing."""
+    try:
+        yield
+    except (MedsftError, RunStopped):
+        raise
+    except Exception as e:
+        reason = no_room_reason(e, folder)
+        if reason is None:
+            raise
+        free = _free_bytes(folder)
+        room = "free space unknown" if free is None else f"{free / 2**20:.1f} MiB free on its disk now"
+        then = then(str(folder)) if callable(then) else then
+        raise MedsftError(f"writing to {folder} failed: {reason} ({room}); free some space, then {then}") from e
 
 
 def run_cli(main: Callable[[], object], prog: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from medsft.core.errors import MedsftError, run_cli
+from medsft.core.errors import MedsftError, disk_full_errors, run_cli
 
 USAGE = """usage: medsft-data COMMAND [arguments]
 
@@ -27,13 +27,15 @@ def _pubmedqa_index(argv: list[str]) -> None:
 
     from medsft.data import pubmedqa
     from medsft.data.decontam import INDEX_FILES, SHIPPED, TestSetIndex
+    from medsft.data.io import check_writable_dir
 
     if not argv or len(argv) > 2:
         raise MedsftError("pubmedqa-index needs PUBMEDQA_DIR (the release with ori_pqal.json) and optionally OUT_DIR")
     out = Path(argv[1]) if len(argv) > 1 else SHIPPED
     # Only the shipped index is rebuilt in place; another folder's files (e.g. the release's own
     # test_ground_truth.json, when OUT_DIR is PUBMEDQA_DIR) are the user's and are not overwritten.
-    if out.resolve() != SHIPPED.resolve():
+    in_place = out.resolve() == SHIPPED.resolve()
+    if not in_place:
         if out.exists() and not out.is_dir():
             raise MedsftError(f"OUT_DIR {out} is a file; pass a folder (new or without the index's files)")
         there = [name for name in INDEX_FILES if (out / name).exists()]
@@ -42,8 +44,13 @@ def _pubmedqa_index(argv: list[str]) -> None:
                 f"OUT_DIR {out} already has {', '.join(there)}; pubmedqa-index does not overwrite files it did not "
                 "just write: pass a new or empty folder, or delete them first"
             )
+    check_writable_dir(out, "OUT_DIR")
     index = TestSetIndex.from_pubmedqa(argv[0])
-    index.save(out, pubmedqa.official_test_labels(argv[0]))
+    again = "run the same command again" + (
+        "" if in_place else f" into a new folder (or once the files it wrote in {out} are deleted)"
+    )
+    with disk_full_errors(out, again):
+        index.save(out, pubmedqa.official_test_labels(argv[0]))
     print(f"{len(index.pmids)} PMIDs, {len(index.questions)} questions, {len(index.ngrams)} 13-grams")
 
 

@@ -39,7 +39,7 @@ from datasets import Dataset
 
 from medsft.core.errors import MedsftError
 from medsft.data import pubmedqa
-from medsft.data.io import read_json
+from medsft.data.io import read_json, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +115,13 @@ class TestSetIndex:
 
     def save(self, folder: Path, labels: dict[str, str]) -> None:
         """Write the index in the shipped layout (``labels``: the official ``{PMID: label}``)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / _LABELS_FILE).write_text(json.dumps(dict(sorted(labels.items())), indent=0) + "\n")
-        (folder / _QUESTIONS_FILE).write_text(json.dumps(sorted(self.questions), indent=0) + "\n")
         grams = array("Q", sorted(self.ngrams))
         if sys.byteorder != "little":
             grams.byteswap()
-        (folder / _NGRAMS_FILE).write_bytes(grams.tobytes())
+        # each file whole or not at all: the shipped index is rebuilt in place
+        write_text_atomic(folder / _LABELS_FILE, json.dumps(dict(sorted(labels.items())), indent=0) + "\n")
+        write_text_atomic(folder / _QUESTIONS_FILE, json.dumps(sorted(self.questions), indent=0) + "\n")
+        write_text_atomic(folder / _NGRAMS_FILE, grams.tobytes())
 
 
 @dataclass

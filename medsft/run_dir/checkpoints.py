@@ -11,6 +11,8 @@ from pathlib import Path
 
 from transformers.trainer_callback import TrainerState
 
+from medsft.core.errors import MedsftError
+
 TRAINER_STATE_FILE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME (that module is slow to import)
 
 
@@ -31,6 +33,33 @@ _TORCH_ZIP_FILES = ("scheduler.pt", "rng_state.pth", "scaler.pt")
 def checkpoint_state(checkpoint: str | Path) -> TrainerState:
     """The Trainer state a checkpoint was saved with (``global_step``, ``max_steps``, the log)."""
     return TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_FILE))
+
+
+def early_stopping_counter(state: TrainerState) -> int:
+    """How many evaluations in a row had not improved the metric when the checkpoint was saved (the state
+    ``EarlyStoppingCallback`` records in it; 0 without early stopping). The Trainer restores it only with
+    ``restore_callback_states_from_checkpoint``, and then with the checkpoint's patience, not the command's."""
+    saved = (state.stateful_callbacks or {}).get("EarlyStoppingCallback") or {}
+    saved = saved[0] if isinstance(saved, list) and saved else saved
+    return int(((saved or {}).get("attributes") or {}).get("early_stopping_patience_counter") or 0)
+
+
+def best_checkpoint(checkpoint: str | Path) -> Path | None:
+    """The best checkpoint ``checkpoint``'s state records (``load_best_model_at_end``), found beside it (the recorded
+    path is relative to where training was launched), or None when it records none. Refused when that checkpoint is
+    gone or incomplete, rather than saving another as the run's result."""
+    recorded = checkpoint_state(checkpoint).best_model_checkpoint
+    if not recorded:
+        return None
+    best = Path(checkpoint).parent / Path(recorded).name
+    problem = "missing" if not best.is_dir() else checkpoint_problem(best, needs_optimizer=False)
+    if problem:
+        raise MedsftError(
+            f"{checkpoint} records {Path(recorded).name} as the run's best checkpoint (load_best_model_at_end), but "
+            f"{best} is {problem if problem == 'missing' else f'incomplete ({problem})'}: restore it from a copy, "
+            f"or evaluate {checkpoint} itself (a checkpoint's weights evaluate and generate as they are)"
+        )
+    return best
 
 
 def _safetensors_problem(path: Path) -> str | None:

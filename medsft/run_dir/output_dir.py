@@ -15,6 +15,7 @@ from medsft.run_dir.checkpoints import (
     checkpoint_problem,
     checkpoint_state,
     checkpoints,
+    early_stopping_counter,
     last_complete_checkpoint,
 )
 from medsft.run_dir.record import MANIFEST_FILE, RECIPE_FILE, read_manifest, read_recipe, run_finished
@@ -38,6 +39,8 @@ class OutputPlan:
         resume_from: the checkpoint to resume from, or None for a new run.
         resume_step: the optimizer step of that checkpoint.
         resume_max_steps: the run's last step, as that checkpoint's Trainer state records it.
+        resume_early_stopping_counter: evaluations in a row without improvement up to that checkpoint (carried on,
+            so a resumed run stops early where the uninterrupted one would).
         delete: entries of ``output_dir`` that ``--overwrite_output_dir`` deletes, right before training starts.
         finished_step: set when there is nothing to resume: the run already finished at this step.
         previous_recipe / previous_manifest: the settings and manifest of the run the checkpoint belongs to.
@@ -47,6 +50,7 @@ class OutputPlan:
     resume_from: str | None = None
     resume_step: int | None = None
     resume_max_steps: int | None = None
+    resume_early_stopping_counter: int = 0
     delete: list[Path] = field(default_factory=list)
     finished_step: int | None = None
     previous_recipe: dict | None = None
@@ -69,6 +73,7 @@ def _resume_plan(out: Path, checkpoint: Path, run: Path) -> OutputPlan:
         str(checkpoint),
         state.global_step,
         state.max_steps,
+        early_stopping_counter(state),
         previous_recipe=read_recipe(run),
         previous_manifest=read_manifest(run),
     )
@@ -106,7 +111,10 @@ def plan_output_dir(
         if last is None:
             found = checkpoints(out)
             why = f" complete (incomplete: {', '.join(p.name for p in found)})" if found else ""
-            raise MedsftError(f"--resume_from_checkpoint true, but {output_dir} holds no{why} checkpoint-* directory")
+            raise MedsftError(
+                f"--resume_from_checkpoint true, but {output_dir} holds no{why} checkpoint-* directory: start over "
+                "with --overwrite_output_dir true instead"
+            )
         return _resume_plan(out, last, out)
     if resume:
         checkpoint = Path(resume)
