@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     }
     if trainer.is_world_process_zero():
         configs = (script_args, model_args, training_args, mixture)
-        with disk_full_errors(training_args.output_dir, _after_disk_full):
+        with disk_full_errors(training_args.output_dir, _how_to_continue):
             write_recipe(training_args.output_dir, explicit_keys, *configs)
             write_run_config(training_args.output_dir, explicit_keys, *configs)
             write_manifest(training_args.output_dir, manifest)
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             logger.warning("%s is already there (a stop request): the run stops after its first step", stop.path)
     else:
         logger.info("to stop cleanly, with a checkpoint of the step it is on: touch %s", stop.path)
-    with disk_full_errors(training_args.output_dir, _after_disk_full):
+    with disk_full_errors(training_args.output_dir, _how_to_continue):
         if last_step:
             logger.info("%s is %s (%d): saving it as the run's result", plan.resume_from, last_step, plan.resume_step)
             trainer._load_from_checkpoint(plan.resume_from)
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Save adapter/model, tokenizer and the finished run manifest
     ###############
-    with disk_full_errors(training_args.output_dir, _after_disk_full):
+    with disk_full_errors(training_args.output_dir, _how_to_continue):
         gather_for_final_save(trainer)
         trainer.save_model(training_args.output_dir)
         if trainer.is_world_process_zero():
@@ -363,15 +363,16 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     return trainer
 
 
-def _after_disk_full(output_dir: str) -> str:
-    """What to do once a full disk has room again: resume from the last complete checkpoint (the one the disk cut
-    short is skipped; after a failed final save, the last step's is saved as the result), or start over."""
-    if last_complete_checkpoint(output_dir):
+def _how_to_continue(output_dir: str) -> str:
+    """How a run that ended before its end (a full disk, Ctrl-C) goes on: from its last complete checkpoint (one cut
+    short is skipped; after a failed final save, the last step's is saved as the result), or over from the start."""
+    last = last_complete_checkpoint(output_dir)
+    if last:
         return (
-            "continue with the same command and --resume_from_checkpoint true (from the last complete checkpoint; "
-            "a half-written one is skipped)"
+            f"continue from {last} with the same command and --resume_from_checkpoint true (from the last complete "
+            "checkpoint; a half-written one is skipped)"
         )
-    return "run the same command with --overwrite_output_dir true (no checkpoint was complete: it starts over)"
+    return "start over with the same command and --overwrite_output_dir true (no checkpoint was complete)"
 
 
 def _last_step(plan, resume_changes: dict, early_stopping: EarlyStoppingCallback | None) -> str | None:
@@ -417,14 +418,9 @@ def _record_interrupt(trainer, stop: StopOnRequest, manifest: dict, training_arg
             training_args.output_dir,
             {**manifest, "status": "interrupted", "global_step": step, "interruptions": interruptions},
         )
-    last = last_complete_checkpoint(training_args.output_dir)
-    then = (
-        f"continue from {last} with the same command and --resume_from_checkpoint true"
-        if last
-        else "nothing was saved yet: start over with the same command and --overwrite_output_dir true"
-    )
     return RunStopped(
-        f"interrupted by {by} after step {step} of {trainer.state.max_steps}: {then} (to stop with a checkpoint of "
+        f"interrupted by {by} after step {step} of {trainer.state.max_steps}: "
+        f"{_how_to_continue(training_args.output_dir)} (to stop with a checkpoint of "
         f"the step it is on, touch {stop.path} instead)",
         128 + (signal.SIGTERM if by == "SIGTERM" else signal.SIGINT),
     )
