@@ -32,6 +32,7 @@ accelerate launch -m medsft.train recipes/wikidoc_qlora.yaml --overwrite_output_
 from __future__ import annotations
 
 import logging
+import math
 import signal
 from pathlib import Path
 
@@ -75,7 +76,7 @@ from medsft.modeling.sharding import (
     launch_checkpoint_layout,
 )
 from medsft.modeling.source import check_max_length, resolve_model_source
-from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, choose_loss_head
+from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, ResumeWithTheseSettings, choose_loss_head
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
 from medsft.run_dir.checkpoints import best_checkpoint, checkpoint_state, last_complete_checkpoint
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         early_stopping = EarlyStoppingCallback(training_args.early_stopping_patience)
         # The Trainer does not carry this count across a resume: each resume would restart the patience
         early_stopping.early_stopping_patience_counter = plan.resume_early_stopping_counter
+    run_callbacks = [*(callbacks or []), *([early_stopping] if early_stopping else []), stop]
     with fsdp_on_cpu(training_args):
         trainer = trainer_class(
             model=model,
@@ -215,13 +217,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[
-                LogFinalStep(),
-                *(callbacks or []),
-                *([early_stopping] if early_stopping else []),
-                stop,
-            ],
+            callbacks=[LogFinalStep(), *run_callbacks],
         )
+    trainer.add_callback(ResumeWithTheseSettings(run_callbacks, trainer))
     check_sharding_engaged(trainer)
     keep_adapter_float32(trainer.model)
     if (
@@ -249,9 +247,10 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     if state.is_main_process and peft_config is not None:
         trainer.model.print_trainable_parameters()
 
-    # A checkpoint of the run's last step (it stopped before its final save) is the result: the Trainer would train
-    # one step more at learning rate 0 (transformers 5.24), or on past where early stopping stopped it
-    last_step = _last_step(plan, resume_changes, early_stopping)
+    # A checkpoint of the run's last step (it stopped before its final save, or the command ends the run there) is the
+    # result: the Trainer would train one step more at learning rate 0 (transformers 5.24), or on past where early
+    # stopping stopped it; a checkpoint past the last step is refused
+    last_step = _last_step(plan, _run_length(trainer, training_args, plan, resume_changes), early_stopping)
     best = best_checkpoint(plan.resume_from) if last_step and training_args.load_best_model_at_end else None
 
     ###############
@@ -375,14 +374,44 @@ def _how_to_continue(output_dir: str) -> str:
     return "start over with the same command and --overwrite_output_dir true (no checkpoint was complete)"
 
 
-def _last_step(plan, resume_changes: dict, early_stopping: EarlyStoppingCallback | None) -> str | None:
+# Settings that change how many optimizer steps an epoch-based run has
+_RUN_LENGTH_SETTINGS = {
+    "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "dataloader_drop_last",
+}  # fmt: skip
+
+
+def _run_length(trainer, args: MedSFTConfig, plan, resume_changes: dict) -> tuple[int, str]:
+    """The resumed run's last step, and where it comes from: ``--max_steps``; the checkpoint's record when nothing
+    changes the length; else the epochs' worth of optimizer steps, counted as transformers'
+    ``set_initial_training_values`` counts them (without building the dataloader: accelerate would register it twice).
+    """
+    if args.max_steps > 0:
+        return args.max_steps, f"--max_steps {args.max_steps}"
+    if plan.resume_max_steps and not _RUN_LENGTH_SETTINGS & set(resume_changes):
+        return plan.resume_max_steps, "the run's length"
+    rows, batch = len(trainer.train_dataset), args.per_device_train_batch_size
+    batches = rows // batch if args.dataloader_drop_last else math.ceil(rows / batch)
+    per_process = batches // args.world_size if args.dataloader_drop_last else math.ceil(batches / args.world_size)
+    steps_per_epoch = max(math.ceil(per_process / args.gradient_accumulation_steps), 1)
+    last = math.ceil(args.num_train_epochs * steps_per_epoch)
+    return last, f"--num_train_epochs {args.num_train_epochs} of {steps_per_epoch} steps"
+
+
+def _last_step(plan, run_length: tuple[int, str], early_stopping: EarlyStoppingCallback | None) -> str | None:
     """Why the checkpoint to resume is the run's last step ("its last step", "where early stopping stopped it"), or
-    None when training goes on from it (also when the command changes the run's length)."""
+    None when training goes on from it. A checkpoint past the run's last step is refused: the Trainer trained one
+    step more and called the run finished, longer than asked."""
     if not plan.resume_from:
         return None
-    if plan.resume_step >= (plan.resume_max_steps or 0) > 0 and not {"max_steps", "num_train_epochs"} & set(
-        resume_changes
-    ):
+    last, why = run_length
+    if plan.resume_step > last:
+        raise MedsftError(
+            f"cannot resume {plan.resume_from}: it is at step {plan.resume_step}, past this run's last step ({last}, "
+            f"from {why}); pass --max_steps {plan.resume_step} to end the run with that checkpoint's weights, or more "
+            "to train on"
+        )
+    if plan.resume_step == last:
         return "its last step"
     if early_stopping and plan.resume_early_stopping_counter >= early_stopping.early_stopping_patience:
         return "where early stopping stopped it"

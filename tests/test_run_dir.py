@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -228,6 +230,55 @@ def test_resume_with_another_lora_rank_is_refused(killed_run, tiny_gpt2, wikidoc
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("optim", ["sgd", "adafactor"])
+def test_resume_with_another_optimizer_is_refused(killed_run, tiny_gpt2, wikidoc_small, tmp_path, optim):
+    # the checkpoint's AdamW state loaded into another optimizer failed at its first step (KeyError: 'momentum',
+    # KeyError: 'beta1'); AdamW's fused and unfused forms share one state (allowed: the test below)
+    run = copy_of(killed_run, tmp_path)
+    before = snapshot(run)
+    args = train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true", "--optim", optim)
+    line = refused("train", *args)
+    assert (
+        f"optimizer state depend on differ from the run's (optim: 'adamw_torch_fused' in the run, '{optim}' now)"
+        in line
+    )
+    assert snapshot(run) == before
+
+
+def test_resume_that_ends_the_run_at_or_before_its_checkpoint(killed_run, tiny_gpt2, wikidoc_small, tmp_path):
+    # the Trainer trained one step past a --max_steps already reached (step 3 of 1) and called the run finished
+    from medsft.run_dir.checkpoints import last_complete_checkpoint
+    from medsft.train import main as train
+
+    run = copy_of(killed_run, tmp_path)
+    before, at = snapshot(run), last_complete_checkpoint(run)  # checkpoint-2, or -4 when the kill came late
+    step = int(at.name.removeprefix("checkpoint-"))
+    resume = ("--resume_from_checkpoint", "true")
+    line = refused("train", *train_args(tiny_gpt2, wikidoc_small, run, *resume, "--max_steps", "1"))
+    assert (
+        f"{at}: it is at step {step}, past this run's last step (1, from --max_steps 1); pass --max_steps {step}"
+        in line
+    )
+    fewer_epochs = ("--max_steps", "-1", "--num_train_epochs", "0.01")  # one step: epochs counted as the Trainer does
+    line = refused("train", *train_args(tiny_gpt2, wikidoc_small, run, *resume, *fewer_epochs))
+    found = re.search(r"past this run's last step \(1, from --num_train_epochs 0.01 of (\d+) steps\)", line)
+    assert found, line
+    assert snapshot(run) == before
+
+    # the epochs' step count is the Trainer's: a resume for half an epoch ends where that count says
+    steps_per_epoch, other = int(found.group(1)), copy_of(killed_run, tmp_path, "other")
+    train(train_args(tiny_gpt2, wikidoc_small, other, *resume, "--max_steps", "-1", "--num_train_epochs", "0.5"))
+    last = json.loads((other / "run_manifest.json").read_text())["global_step"]
+    assert last == math.ceil(0.5 * steps_per_epoch) > step
+
+    train(
+        train_args(tiny_gpt2, wikidoc_small, run, *resume, "--max_steps", str(step))
+    )  # ends the run there, untrained
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == step
+    assert_same_adapter(at, run)
+
+
 # 6. resuming a finished run: nothing to do, exit 0, nothing changed
 def test_resume_of_a_finished_run_changes_nothing(finished_run, tiny_gpt2, wikidoc_small, tmp_path):
     run = copy_of(finished_run, tmp_path)
@@ -379,6 +430,12 @@ class TouchStopAt(TrainerCallback):
             self.path.touch()
 
 
+def logged_tokens(run: Path) -> list[int]:
+    """The ``num_tokens`` logged with each training loss, as the last checkpoint's Trainer state records them."""
+    state = json.loads((run / f"checkpoint-{STEPS}/trainer_state.json").read_text())
+    return [entry["num_tokens"] for entry in state["log_history"] if "loss" in entry]
+
+
 def test_stop_file_saves_a_checkpoint_and_the_run_resumes_to_the_same_adapter(
     finished_run, tiny_gpt2, wikidoc_small, tmp_path
 ):
@@ -407,6 +464,8 @@ def test_stop_file_saves_a_checkpoint_and_the_run_resumes_to_the_same_adapter(
     assert manifest["status"] == "finished" and manifest["global_step"] == STEPS
     assert manifest["resumed_from"] == "checkpoint-5" and [s["step"] for s in manifest["stops"]] == [5]
     assert_same_adapter(finished_run, run, atol=1e-6)
+    # TRL's count of training tokens goes on from the checkpoint (it restarted at 0)
+    assert logged_tokens(run) == logged_tokens(finished_run) and len(logged_tokens(run)) == STEPS
 
 
 def test_stop_file_on_the_command_line_exits_3_with_one_line(killed_run, tiny_gpt2, wikidoc_small, tmp_path):
@@ -469,6 +528,25 @@ def test_early_stopping_counts_across_a_resume(early_stopped_run, tiny_gpt2, wik
     manifest = json.loads((run / "run_manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["global_step"] == 6  # not 8: the count went on from 1
     assert_same_adapter(early_stopped_run, run, atol=1e-6)
+
+
+def test_early_stopping_and_other_steps_at_a_resume_take_effect(tiny_gpt2, wikidoc_small, tmp_path):
+    # transformers resumed with the checkpoint's eval/save steps (no evaluation ran: the run went on to step 12), and
+    # its state had no entry for a callback the run started without (KeyError: 'EarlyStoppingCallback' at the next
+    # save, leaving that checkpoint incomplete). The unfused AdamW also resumes the fused one's state (the default).
+    from medsft.core.errors import RunStopped
+    from medsft.train import main as train
+
+    run = tmp_path / "run"
+    with pytest.raises(RunStopped):
+        train(train_args(tiny_gpt2, wikidoc_small, run), callbacks=[TouchStopAt(run, 3)])
+    more = ("--resume_from_checkpoint", "true", "--optim", "adamw_torch", "--save_steps", "4")
+    train(early_stopping_args(tiny_gpt2, wikidoc_small, run, *more))
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == 8  # evaluations at 4, 6, 8: stopped early
+    assert (run / "checkpoint-8").is_dir() and not (run / "checkpoint-6").exists()  # saved every 4 steps, not 2
+    state = json.loads((run / "checkpoint-8/trainer_state.json").read_text())
+    assert state["stateful_callbacks"]["EarlyStoppingCallback"]["attributes"]["early_stopping_patience_counter"] == 2
 
 
 def test_early_stopped_run_cut_before_its_final_save_saves_its_best_checkpoint(

@@ -1,10 +1,11 @@
-"""How the loss reaches the vocabulary (TRL's fused LM head, or the model's own full logits), and the callback that
-logs a run's last step."""
+"""How the loss reaches the vocabulary (TRL's fused LM head, or the model's own full logits), and the callbacks that
+log a run's last step and make a resumed run follow its command."""
 
 from __future__ import annotations
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 from trl import SFTTrainer
 
 LOSS_HEADS = ("auto", "fused", "full_logits")
@@ -93,3 +94,40 @@ class LogFinalStep(TrainerCallback):
         if state.max_steps > 0 and state.global_step >= state.max_steps:
             control.should_log = True
         return control
+
+
+class ResumeWithTheseSettings(TrainerCallback):
+    """Make a resumed run's Trainer state follow this command and go on from the checkpoint, where transformers 5.25
+    and TRL 1.16 start afresh or keep the checkpoint's.
+
+    - ``logging_steps``, ``eval_steps``, ``save_steps``: the Trainer resumes with the checkpoint's (a warning is all
+      it says), so a resume asked to save or evaluate more often silently did not: applied from this command.
+    - A stateful callback the checkpoint was saved without (early stopping added at the resume): the Trainer saves its
+      state into the resumed state's entry for it, which is missing (``KeyError: 'EarlyStoppingCallback'`` at the next
+      checkpoint, after its weights were written, leaving it incomplete and the steps since the resume lost).
+    - TRL's count of training tokens (logged as ``num_tokens``) restarted at 0 at every resume: kept in the state's
+      ``num_input_tokens_seen`` (saved with each checkpoint; the Trainer's own count of it is off unless
+      ``include_num_input_tokens_seen`` is set, and then it is left to the Trainer).
+
+    Parameters:
+        callbacks: the run's callbacks; those with a state (``ExportableState``) get an entry when it is missing.
+        trainer: the run's trainer (TRL keeps its token count on it).
+    """
+
+    def __init__(self, callbacks: list[TrainerCallback], trainer: Trainer):
+        self.callbacks = [callback for callback in callbacks if isinstance(callback, ExportableState)]
+        self.trainer = trainer
+
+    def _keeps_tokens(self, args) -> bool:
+        return args.include_num_input_tokens_seen in ("no", False) and hasattr(self.trainer, "_total_train_tokens")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.compute_steps(args, state.max_steps)
+        for callback in [*self.callbacks, control]:  # (a checkpoint of transformers < 4.41 has no control entry)
+            state.stateful_callbacks.setdefault(type(callback).__name__, callback.state())
+        if self._keeps_tokens(args):
+            self.trainer._total_train_tokens = state.num_input_tokens_seen  # 0 in a new run
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._keeps_tokens(args):  # before the step's checkpoint is saved
+            state.num_input_tokens_seen = self.trainer._total_train_tokens

@@ -27,9 +27,24 @@ WEIGHT_SETTINGS = (
 )  # fmt: skip
 
 
+# Optimizers whose state is the same (a checkpoint's optimizer.pt saved under one resumes under another). Any other
+# change of ``optim`` is refused: the Trainer loads the old state into the new optimizer, which then fails at its first
+# step deep inside (torch's SGD: ``KeyError: 'momentum'``; Adafactor: ``KeyError: 'beta1'``)
+_SAME_OPTIMIZER_STATE = (
+    {"adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused"},  # torch.optim.AdamW
+    {"adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit"},  # bitsandbytes' 8-bit AdamW (paged or not)
+)
+
+
+def _same_optimizer_state(before, now) -> bool:
+    before, now = str(before), str(now)
+    return before == now or any(before in family and now in family for family in _SAME_OPTIMIZER_STATE)
+
+
 def check_resume(plan: OutputPlan, source, peft_config, keys: set[str], *configs) -> dict[str, tuple]:
-    """Refuse a resume whose settings change what the checkpoint's weights are (model, LoRA shape, format); return
-    the other settings that differ from the run's ``recipe.yaml`` (``{name: (recorded, now)}``), to warn about.
+    """Refuse a resume whose settings change what the checkpoint's weights are (model, LoRA shape, format) or what its
+    optimizer state is (another optimizer); return the other settings that differ from the run's ``recipe.yaml``
+    (``{name: (recorded, now)}``), to warn about.
 
     The base model is compared by what it is (GGUF hash, weights fingerprint), not by the path it was given as.
     """
@@ -46,6 +61,8 @@ def check_resume(plan: OutputPlan, source, peft_config, keys: set[str], *configs
         model_differs = Path(recorded["name"]).name != Path(source.name).name
     changed.pop("model_name_or_path", None)
     weight_changes = {k: v for k, v in changed.items() if k in WEIGHT_SETTINGS}
+    if "optim" in changed and not _same_optimizer_state(*changed["optim"]):
+        weight_changes["optim"] = changed["optim"]
     if model_differs:
         weight_changes = {"model_name_or_path": (recorded.get("name"), source.name), **weight_changes}
     # The checkpoint's own adapter_config.json is the last word on the adapter's shape (also for runs whose
@@ -67,7 +84,8 @@ def check_resume(plan: OutputPlan, source, peft_config, keys: set[str], *configs
     if weight_changes:
         differences = "; ".join(f"{k}: {old!r} in the run, {new!r} now" for k, (old, new) in weight_changes.items())
         raise MedsftError(
-            f"cannot resume {checkpoint}: settings its weights depend on differ from the run's ({differences}); "
+            f"cannot resume {checkpoint}: settings its weights or optimizer state depend on differ from the run's "
+            f"({differences}); "
             "resume with the run's settings, or start a new run in another --output_dir"
         )
     return changed
