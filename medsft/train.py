@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     # manifest that says it is training (so an interrupted run is recognisable and resumable)
     ###############
     clear_output_dir(plan, logger)
+    how_to_continue = partial(_how_to_continue, resumed_from=plan.resume_from)
     manifest = {
         **((plan.previous_manifest or {}) if plan.resume_from else {}),
         "status": "training",
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     }
     if trainer.is_world_process_zero():
         configs = (script_args, model_args, training_args, mixture)
-        with disk_full_errors(training_args.output_dir, _how_to_continue):
+        with disk_full_errors(training_args.output_dir, how_to_continue):
             write_recipe(training_args.output_dir, explicit_keys, *configs)
             write_run_config(training_args.output_dir, explicit_keys, *configs)
             write_manifest(training_args.output_dir, manifest)
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             logger.warning("%s is already there (a stop request): the run stops after its first step", stop.path)
     else:
         logger.info("to stop cleanly, with a checkpoint of the step it is on: touch %s", stop.path)
-    with disk_full_errors(training_args.output_dir, _how_to_continue):
+    with disk_full_errors(training_args.output_dir, how_to_continue):
         if last_step:
             logger.info("%s is %s (%d): saving it as the run's result", plan.resume_from, last_step, plan.resume_step)
             trainer._load_from_checkpoint(plan.resume_from)
@@ -304,7 +306,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 with sigterm_as_interrupt():
                     result = trainer.train(resume_from_checkpoint=plan.resume_from)
             except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM without accelerate's launcher: one line, no traceback
-                raise _record_interrupt(trainer, stop, manifest, training_args, str(e) or "Ctrl-C") from None
+                raise _record_interrupt(
+                    trainer, stop, manifest, training_args, str(e) or "Ctrl-C", plan.resume_from
+                ) from None
         if attention_after_training:  # the saved model and any later use get the usual one
             set_attention(trainer.model, attention_after_training)
         if stop.stopped_early(trainer.state):
@@ -313,7 +317,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     ###############
     # Save adapter/model, tokenizer and the finished run manifest
     ###############
-    with disk_full_errors(training_args.output_dir, _how_to_continue):
+    with disk_full_errors(training_args.output_dir, how_to_continue):
         gather_for_final_save(trainer)
         trainer.save_model(training_args.output_dir)
         if trainer.is_world_process_zero():
@@ -362,15 +366,18 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     return trainer
 
 
-def _how_to_continue(output_dir: str) -> str:
+def _how_to_continue(output_dir: str, resumed_from: str | None = None) -> str:
     """How a run that ended before its end (a full disk, Ctrl-C) goes on: from its last complete checkpoint (one cut
-    short is skipped; after a failed final save, the last step's is saved as the result), or over from the start."""
+    short is skipped; after a failed final save, the last step's is saved as the result); from the other run's
+    checkpoint it was resuming (``resumed_from``) when it saved none; or over from the start."""
     last = last_complete_checkpoint(output_dir)
     if last:
         return (
             f"continue from {last} with the same command and --resume_from_checkpoint true (from the last complete "
             "checkpoint; a half-written one is skipped)"
         )
+    if resumed_from and Path(resumed_from).resolve().parent != Path(output_dir).resolve():
+        return f"run the same command again (--resume_from_checkpoint {resumed_from}; this run saved no checkpoint)"
     return "start over with the same command and --overwrite_output_dir true (no checkpoint was complete)"
 
 
@@ -437,7 +444,9 @@ def _record_stop(trainer, stop: StopOnRequest, manifest: dict, training_args, so
     )
 
 
-def _record_interrupt(trainer, stop: StopOnRequest, manifest: dict, training_args, by: str) -> RunStopped:
+def _record_interrupt(
+    trainer, stop: StopOnRequest, manifest: dict, training_args, by: str, resumed_from: str | None
+) -> RunStopped:
     """A run interrupted mid-step (Ctrl-C, SIGTERM): its manifest says so; the line to print says which checkpoint a
     resume continues from (the steps since are trained again) and how to stop with a checkpoint next time."""
     step = trainer.state.global_step
@@ -449,7 +458,7 @@ def _record_interrupt(trainer, stop: StopOnRequest, manifest: dict, training_arg
         )
     return RunStopped(
         f"interrupted by {by} after step {step} of {trainer.state.max_steps}: "
-        f"{_how_to_continue(training_args.output_dir)} (to stop with a checkpoint of "
+        f"{_how_to_continue(training_args.output_dir, resumed_from)} (to stop with a checkpoint of "
         f"the step it is on, touch {stop.path} instead)",
         128 + (signal.SIGTERM if by == "SIGTERM" else signal.SIGINT),
     )

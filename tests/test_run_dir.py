@@ -649,3 +649,37 @@ def test_ctrl_c_and_sigterm_end_in_one_line_and_the_run_resumes(finished_run, ti
     train(args)
     assert json.loads((run / "run_manifest.json").read_text())["status"] == "finished"
     assert_same_adapter(finished_run, run, atol=1e-6)
+
+
+def test_resume_from_another_run_cut_short_before_its_first_checkpoint_runs_again(
+    finished_run, tiny_gpt2, wikidoc_small, tmp_path
+):
+    # the new folder then held only the records of that same resume, and the line said to start over (losing the
+    # resume) while the same command was refused ("holds another run's files")
+    from medsft.core.errors import RunStopped
+    from medsft.train import main as train
+
+    run, checkpoint = tmp_path / "run", finished_run / "checkpoint-10"
+    args = train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", str(checkpoint))
+    with pytest.raises(RunStopped) as interrupted:
+        train(args, callbacks=[InterruptAt(11)])
+    assert f"run the same command again (--resume_from_checkpoint {checkpoint}; " in str(interrupted.value)
+    assert not list(run.glob("checkpoint-*"))
+    train(args)
+    manifest = json.loads((run / "run_manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["resumed_from"] == f"{finished_run.name}/checkpoint-10"
+    assert_same_adapter(finished_run, run, atol=1e-6)
+
+    other = tmp_path / "other"  # another resume's records are still not written into
+    shutil.copytree(run, other)
+    shutil.rmtree(other / "checkpoint-12")
+    shutil.rmtree(other / "checkpoint-11", ignore_errors=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        (other / name).unlink()
+    manifest["status"] = "interrupted"
+    (other / "run_manifest.json").write_text(json.dumps(manifest))
+    line = refused(
+        "train",
+        *train_args(tiny_gpt2, wikidoc_small, other, "--resume_from_checkpoint", str(finished_run / "checkpoint-12")),
+    )
+    assert "holds another run's files" in line

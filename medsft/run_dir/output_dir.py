@@ -87,8 +87,9 @@ def plan_output_dir(
     - empty or missing: a new run.
     - ``resume_from_checkpoint`` true: resume from the newest complete ``checkpoint-*`` in it (incomplete ones are
       skipped with a warning); if the run already finished, there is nothing to resume.
-    - ``resume_from_checkpoint`` a path: resume from that checkpoint, into ``output_dir`` only if that is empty or
-      the unfinished run the checkpoint belongs to (the output-directory guard applies whatever the source).
+    - ``resume_from_checkpoint`` a path: resume from that checkpoint, into ``output_dir`` only if that is empty, the
+      unfinished run the checkpoint belongs to, or this same resume cut short before its first checkpoint (the
+      output-directory guard applies whatever the source).
     - ``overwrite``: the directory is deleted right before training (``clear_output_dir``), and only if it is
       recognisably a medsft run; anything else is refused.
     - otherwise a non-empty directory is refused, saying how to resume or overwrite.
@@ -129,7 +130,9 @@ def plan_output_dir(
         if problem:
             raise MedsftError(f"checkpoint {resume} is incomplete ({problem}): resume from an earlier checkpoint")
         inside = checkpoint.resolve().parent == out.resolve()
-        if non_empty and (finished or not inside):
+        # this same resume, cut short before its first checkpoint: only medsft's records of it are there
+        retried = (manifest or {}).get("resumed_from") == f"{checkpoint.resolve().parent.name}/{checkpoint.name}"
+        if non_empty and (finished or not (inside or (retried and not checkpoints(out)))):
             what = f"a finished run (step {manifest.get('global_step')})" if finished else "another run's files"
             raise MedsftError(
                 f"output_dir {output_dir} holds {what}; resuming {resume} into it would overwrite them: "
