@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             peft_config=peft_config,
             callbacks=[LogFinalStep(), *run_callbacks],
         )
+    trainer.add_callback(ResumeWithTheseSettings(run_callbacks, trainer))
     check_sharding_engaged(trainer)
     keep_adapter_float32(trainer.model)
     if (
@@ -251,10 +252,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     # result: the Trainer would train one step more at learning rate 0 (transformers 5.24), or on past where early
     # stopping stopped it; a checkpoint past the last step is refused
     last_step = _last_step(plan, _run_length(trainer, training_args, plan, resume_changes), early_stopping)
-    # The best checkpoint so far, found beside the resumed one (the Trainer looks for it where the run was launched:
-    # a moved run lost it, and its protection from save_total_limit, and ended with its last weights, not its best)
-    best = best_checkpoint(plan.resume_from) if plan.resume_from and training_args.load_best_model_at_end else None
-    trainer.add_callback(ResumeWithTheseSettings(run_callbacks, trainer, best))
+    best = best_checkpoint(plan.resume_from) if last_step and training_args.load_best_model_at_end else None
 
     ###############
     # Every check passed: only now is an overwritten run deleted; the run directory starts with its recipe and a

@@ -530,23 +530,6 @@ def test_early_stopping_counts_across_a_resume(early_stopped_run, tiny_gpt2, wik
     assert_same_adapter(early_stopped_run, run, atol=1e-6)
 
 
-def test_moved_run_resumes_with_its_best_checkpoint(early_stopped_run, tiny_gpt2, wikidoc_small, tmp_path):
-    # the Trainer looked for the best checkpoint where the run was launched and forgot it: the moved run ended with
-    # its last weights, and save_total_limit deleted checkpoint-2, its best
-    from medsft.core.errors import RunStopped
-    from medsft.train import main as train
-
-    before = tmp_path / "before" / "run"
-    with pytest.raises(RunStopped):
-        train(early_stopping_args(tiny_gpt2, wikidoc_small, before), callbacks=[TouchStopAt(before, 4)])
-    run = tmp_path / "moved" / "run"
-    shutil.move(before.parent, run.parent)
-    train(early_stopping_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
-    assert json.loads((run / "run_manifest.json").read_text())["global_step"] == 6
-    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-6"]
-    assert_same_adapter(early_stopped_run, run, atol=1e-6)  # the best checkpoint's weights (step 2), as uninterrupted
-
-
 def test_early_stopping_and_other_steps_at_a_resume_take_effect(tiny_gpt2, wikidoc_small, tmp_path):
     # transformers resumed with the checkpoint's eval/save steps (no evaluation ran: the run went on to step 12), and
     # its state had no entry for a callback the run started without (KeyError: 'EarlyStoppingCallback' at the next

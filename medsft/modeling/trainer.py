@@ -3,8 +3,6 @@ log a run's last step and make a resumed run follow its command."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -107,10 +105,6 @@ class ResumeWithTheseSettings(TrainerCallback):
     - A stateful callback the checkpoint was saved without (early stopping added at the resume): the Trainer saves its
       state into the resumed state's entry for it, which is missing (``KeyError: 'EarlyStoppingCallback'`` at the next
       checkpoint, after its weights were written, leaving it incomplete and the steps since the resume lost).
-    - The best checkpoint so far (``load_best_model_at_end``): the Trainer looks for the path it recorded, relative to
-      where the run was launched, and forgets it when it is not there (a run moved, or launched from elsewhere): the
-      run then ended with its last weights, not its best, and ``save_total_limit`` deleted the best checkpoint (it
-      also did when the path was spelled otherwise, relative against absolute). Set from where it is now.
     - TRL's count of training tokens (logged as ``num_tokens``) restarted at 0 at every resume: kept in the state's
       ``num_input_tokens_seen`` (saved with each checkpoint; the Trainer's own count of it is off unless
       ``include_num_input_tokens_seen`` is set, and then it is left to the Trainer).
@@ -118,12 +112,11 @@ class ResumeWithTheseSettings(TrainerCallback):
     Parameters:
         callbacks: the run's callbacks; those with a state (``ExportableState``) get an entry when it is missing.
         trainer: the run's trainer (TRL keeps its token count on it).
-        best: the resumed run's best checkpoint (``medsft.run_dir.checkpoints.best_checkpoint``), if any.
     """
 
-    def __init__(self, callbacks: list[TrainerCallback], trainer: Trainer, best: Path | None = None):
+    def __init__(self, callbacks: list[TrainerCallback], trainer: Trainer):
         self.callbacks = [callback for callback in callbacks if isinstance(callback, ExportableState)]
-        self.trainer, self.best = trainer, best
+        self.trainer = trainer
 
     def _keeps_tokens(self, args) -> bool:
         return args.include_num_input_tokens_seen in ("no", False) and hasattr(self.trainer, "_total_train_tokens")
@@ -134,9 +127,6 @@ class ResumeWithTheseSettings(TrainerCallback):
             state.stateful_callbacks.setdefault(type(callback).__name__, callback.state())
         if self._keeps_tokens(args):
             self.trainer._total_train_tokens = state.num_input_tokens_seen  # 0 in a new run
-        if self.best:  # spelled as the Trainer spells its checkpoints, which save_total_limit compares as strings
-            inside = self.best.parent.resolve() == Path(args.output_dir).resolve()
-            state.best_model_checkpoint = str(Path(args.output_dir) / self.best.name if inside else self.best)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._keeps_tokens(args):  # before the step's checkpoint is saved

@@ -57,8 +57,7 @@ def best_checkpoint(checkpoint: str | Path) -> Path | None:
         raise MedsftError(
             f"{checkpoint} records {Path(recorded).name} as the run's best checkpoint (load_best_model_at_end), but "
             f"{best} is {problem if problem == 'missing' else f'incomplete ({problem})'}: restore it from a copy, "
-            "resume with --load_best_model_at_end false (the run's result is then its last step), or evaluate "
-            f"{checkpoint} itself (a checkpoint's weights evaluate and generate as they are)"
+            f"or evaluate {checkpoint} itself (a checkpoint's weights evaluate and generate as they are)"
         )
     return best
 
