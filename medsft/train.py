@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -80,7 +81,12 @@ from medsft.modeling.source import check_max_length, resolve_model_source
 from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, ResumeWithTheseSettings, choose_loss_head
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
-from medsft.run_dir.checkpoints import best_checkpoint, checkpoint_state, last_complete_checkpoint
+from medsft.run_dir.checkpoints import (
+    best_checkpoint,
+    checkpoint_state,
+    last_complete_checkpoint,
+    resumed_from_label,
+)
 from medsft.run_dir.loss_curve import LOSS_CURVE_FILE, plot_loss_curve
 from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
 from medsft.run_dir.record import write_manifest, write_recipe, write_run_config
@@ -267,7 +273,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         "versions": library_versions(),
         "seed": training_args.seed,
         "started": (plan.previous_manifest or {}).get("started", started) if plan.resume_from else started,
-        "resumed_from": plan.resume_from and _checkpoint_name(plan),
+        "resumed_from": plan.resume_from and resumed_from_label(plan.resume_from, plan.output_dir),
         "resumed_at_step": plan.resume_step,
         "resume_changed_settings": {k: list(v) for k, v in resume_changes.items()} or None,
         "model": {
@@ -307,7 +313,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                     result = trainer.train(resume_from_checkpoint=plan.resume_from)
             except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM without accelerate's launcher: one line, no traceback
                 raise _record_interrupt(
-                    trainer, stop, manifest, training_args, str(e) or "Ctrl-C", plan.resume_from
+                    trainer, stop, manifest, training_args, str(e) or "Ctrl-C", how_to_continue
                 ) from None
         if attention_after_training:  # the saved model and any later use get the usual one
             set_attention(trainer.model, attention_after_training)
@@ -445,7 +451,7 @@ def _record_stop(trainer, stop: StopOnRequest, manifest: dict, training_args, so
 
 
 def _record_interrupt(
-    trainer, stop: StopOnRequest, manifest: dict, training_args, by: str, resumed_from: str | None
+    trainer, stop: StopOnRequest, manifest: dict, training_args, by: str, how_to_continue: Callable[[str], str]
 ) -> RunStopped:
     """A run interrupted mid-step (Ctrl-C, SIGTERM): its manifest says so; the line to print says which checkpoint a
     resume continues from (the steps since are trained again) and how to stop with a checkpoint next time."""
@@ -458,7 +464,7 @@ def _record_interrupt(
         )
     return RunStopped(
         f"interrupted by {by} after step {step} of {trainer.state.max_steps}: "
-        f"{_how_to_continue(training_args.output_dir, resumed_from)} (to stop with a checkpoint of "
+        f"{how_to_continue(training_args.output_dir)} (to stop with a checkpoint of "
         f"the step it is on, touch {stop.path} instead)",
         128 + (signal.SIGTERM if by == "SIGTERM" else signal.SIGINT),
     )
@@ -524,13 +530,6 @@ def _tensorboard_hint(training_args) -> str:
     if "tensorboard" not in (training_args.report_to or []):
         return ""
     return f"; TensorBoard: tensorboard --logdir {Path(training_args.output_dir) / 'runs'}"
-
-
-def _checkpoint_name(plan) -> str:
-    """``checkpoint-N``, or ``run/checkpoint-N`` for a checkpoint of another run (never an absolute path)."""
-    checkpoint = Path(plan.resume_from).resolve()
-    inside = checkpoint.parent == plan.output_dir.resolve()
-    return checkpoint.name if inside else f"{checkpoint.parent.name}/{checkpoint.name}"
 
 
 def cli() -> None:

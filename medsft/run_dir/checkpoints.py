@@ -44,6 +44,17 @@ def early_stopping_counter(state: TrainerState) -> int:
     return int(((saved or {}).get("attributes") or {}).get("early_stopping_patience_counter") or 0)
 
 
+def resumed_from_label(checkpoint: str | Path, output_dir: str | Path) -> str:
+    """How a run's manifest names the checkpoint it resumed from: ``checkpoint-N``, or ``run/checkpoint-N`` for a
+    checkpoint of another run (never an absolute path: manifests are published with the model)."""
+    checkpoint = Path(checkpoint).resolve()
+    return (
+        checkpoint.name
+        if checkpoint.parent == Path(output_dir).resolve()
+        else f"{checkpoint.parent.name}/{checkpoint.name}"
+    )
+
+
 def best_checkpoint(checkpoint: str | Path) -> Path | None:
     """The best checkpoint ``checkpoint``'s state records (``load_best_model_at_end``), found beside it (the recorded
     path is relative to where training was launched), or None when it records none. Refused when that checkpoint is

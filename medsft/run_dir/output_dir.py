@@ -17,6 +17,7 @@ from medsft.run_dir.checkpoints import (
     checkpoints,
     early_stopping_counter,
     last_complete_checkpoint,
+    resumed_from_label,
 )
 from medsft.run_dir.record import MANIFEST_FILE, RECIPE_FILE, read_manifest, read_recipe, run_finished
 
@@ -131,7 +132,7 @@ def plan_output_dir(
             raise MedsftError(f"checkpoint {resume} is incomplete ({problem}): resume from an earlier checkpoint")
         inside = checkpoint.resolve().parent == out.resolve()
         # this same resume, cut short before its first checkpoint: only medsft's records of it are there
-        retried = (manifest or {}).get("resumed_from") == f"{checkpoint.resolve().parent.name}/{checkpoint.name}"
+        retried = (manifest or {}).get("resumed_from") == resumed_from_label(checkpoint, out)
         if non_empty and (finished or not (inside or (retried and not checkpoints(out)))):
             what = f"a finished run (step {manifest.get('global_step')})" if finished else "another run's files"
             raise MedsftError(
