@@ -46,7 +46,14 @@ from trl import SFTTrainer, is_conversational
 from medsft.configs import PushArguments
 from medsft.configs.parser import parse_args
 from medsft.configs.training import MedDatasetMixtureConfig, MedModelConfig, MedScriptArguments, MedSFTConfig
-from medsft.core.environment import describe_device, git_commit, library_versions, now, warn_if_one_cpu_thread
+from medsft.core.environment import (
+    describe_device,
+    git_commit,
+    library_versions,
+    now,
+    warn_if_one_cpu_thread,
+    warn_if_slow_cpu_bf16,
+)
 from medsft.core.errors import MedsftError, RunStopped, disk_full_errors, run_cli, sigterm_as_interrupt
 from medsft.core.hub_access import require_hub_for
 from medsft.core.memory import return_freed_memory
@@ -108,7 +115,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if state.is_main_process else logging.WARNING
     )
     warn_if_one_cpu_thread(state.num_processes, logger)
-    return_freed_memory()  # freed tensor memory back to the system (glibc on Linux): half the CPU peak
+    warn_if_slow_cpu_bf16(training_args.bf16, training_args.use_cpu, logger)
+    if training_args.return_freed_memory:
+        return_freed_memory()  # freed tensor memory back to the system (glibc on Linux): half the CPU peak
     started = now()
     set_seed(training_args.seed)
 

@@ -258,7 +258,15 @@ class MedSFTConfig(SFTConfig):
         overwrite_output_dir: delete a non-empty ``output_dir`` and start over; only a directory that is a medsft run
             (manifest, recipe.yaml or checkpoint-*), and only once every other check has passed. Without it (or
             ``resume_from_checkpoint``) a non-empty output directory is an error, never overwritten.
-        bf16: ``None`` (default) means bf16 mixed precision where the GPU supports it, float32 elsewhere.
+        bf16: ``None`` (default) means bf16 mixed precision where the GPU supports it, float32 elsewhere. ``true``
+            on a machine without a GPU trains in bf16 mixed precision on the CPU (medsft sets ``use_cpu``, which
+            transformers asks for): 1.5x faster per step where the CPU has AMX or AVX512-BF16 (docs/RESULTS.md,
+            section 4), slower where it has neither (medsft.train warns).
+        return_freed_memory: give freed tensor memory back to the system at once (Linux, glibc: every block of 1 MB
+            or more mapped on its own; ``medsft.core.memory``), so a CPU run's resident memory follows what it holds.
+            ``false`` leaves glibc's default, which keeps freed blocks of up to 32 MB in the process for reuse:
+            faster on CPU (fewer page faults; docs/RESULTS.md, section 4) at a resident peak near the most the run
+            ever held.
         dataloader_pin_memory: turned off on machines without an accelerator, where it does nothing.
         logging_first_step: True by default (transformers: False), so a run shows its loss after one step; the last
             step is always logged too (``medsft.modeling.trainer.LogFinalStep``), whatever ``logging_steps`` is.
@@ -297,6 +305,13 @@ class MedSFTConfig(SFTConfig):
         default="tensorboard",
         metadata={"help": "Where to log: tensorboard (medsft's default: output_dir/runs), none, wandb …"},
     )
+    return_freed_memory: bool = field(
+        default=True,
+        metadata={
+            "help": "Give freed tensor memory back to the system at once (Linux/glibc; resident memory follows what "
+            "the run holds); false keeps it for reuse: faster on CPU, higher resident peak."
+        },
+    )
     packed_layout: str = field(
         default="auto",
         metadata={
@@ -328,6 +343,10 @@ class MedSFTConfig(SFTConfig):
             # TRL defaults bf16 to True everywhere; on a CPU without bf16 kernels that is slow and on old GPUs it
             # fails, so medsft turns it on only where the hardware supports it.
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if self.bf16 and not torch.accelerator.is_available():
+            # bf16 mixed precision asked for on a machine without a GPU: transformers refuses it unless use_cpu is
+            # set ("Your setup doesn't support bf16/gpu"); on such a machine use_cpu changes nothing else.
+            self.use_cpu = True
         if not torch.accelerator.is_available():
             # Pinned memory only speeds host-to-device copies; without an accelerator torch's DataLoader warns on
             # every run that it is ignored, so medsft does not ask for it there.

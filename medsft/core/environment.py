@@ -1,5 +1,5 @@
 """What a run computes on and with: device, library versions, commit, time (recorded in manifests and reports),
-and the one CPU pitfall worth a warning."""
+and the CPU pitfalls worth a warning."""
 
 from __future__ import annotations
 
@@ -44,6 +44,25 @@ def warn_if_one_cpu_thread(num_processes: int, logger: logging.Logger) -> None:
         per_process,
         per_process,
     )
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX; oneDNN's own check)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def warn_if_slow_cpu_bf16(bf16: bool, use_cpu: bool, logger: logging.Logger) -> None:
+    """Say so when bf16 mixed precision is asked for on a CPU without bf16 instructions, where torch emulates it
+    and a step is slower than in float32 (with them, measured 1.5x faster: docs/RESULTS.md, section 4)."""
+    on_cpu = use_cpu or not torch.accelerator.is_available()
+    if bf16 and on_cpu and not cpu_has_bf16():
+        logger.warning(
+            "bf16 mixed precision on a CPU without bf16 instructions (AVX512-BF16 or AMX): torch emulates it, slower "
+            "than float32; pass --bf16 false"
+        )
 
 
 def git_commit() -> str | None:
