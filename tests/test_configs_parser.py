@@ -39,6 +39,16 @@ def test_recipe_positional_or_config_and_cli_overrides(recipe, form):
     assert train.dataloader_pin_memory is torch.accelerator.is_available()
 
 
+def test_bf16_on_a_machine_without_a_gpu_trains_on_the_cpu(recipe, monkeypatch):
+    """transformers refuses bf16 without a GPU unless use_cpu is set; medsft sets it (CPU mixed precision)."""
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    _, train, _, _ = parse_args(TYPES, [recipe, "--bf16", "true"])
+    assert train.bf16 is True and train.use_cpu is True
+    _, train, _, _ = parse_args(TYPES, [recipe])
+    assert train.bf16 is False and train.use_cpu is False  # float32 by default: nothing changed
+    assert train.return_freed_memory is True  # and freed memory goes back to the system unless a recipe says
+
+
 def test_unknown_recipe_key_is_named(recipe):
     with open(recipe, "a") as f:
         f.write("lora_rank: 8\n")

@@ -227,3 +227,16 @@ def test_tensorboard_is_the_default_and_its_absence_is_one_line(tmp_path, monkey
     )
     with pytest.raises(MedsftError, match="pip install tensorboard"):
         MedSFTConfig(output_dir=str(tmp_path))
+
+
+def test_return_freed_memory_false_leaves_the_allocator_alone(tiny_gpt2, wikidoc_small, tmp_path, monkeypatch):
+    """The recipes' memory setting reaches the allocator call (checked before anything about the run is read)."""
+    calls = []
+    monkeypatch.setattr("medsft.train.return_freed_memory", lambda: calls.append(1))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run")  # refused before anything is trained
+    for setting, expected in (("false", []), ("true", [1])):
+        with pytest.raises(MedsftError, match="not a medsft run"):
+            main(recipe_args(tiny_gpt2, wikidoc_small, out, "--return_freed_memory", setting))
+        assert calls == expected

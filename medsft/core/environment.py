@@ -47,11 +47,12 @@ def warn_if_one_cpu_thread(num_processes: int, logger: logging.Logger) -> None:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX; oneDNN's own check)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX), as torch's CPU dispatch reads them. (oneDNN's
+    ``_is_mkldnn_bf16_supported`` is no test: it also says yes for plain AVX512, where bf16 is emulated.)"""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(check is None for check in checks):  # a torch without them: do not warn on a guess
+        return True
+    return any(check() for check in checks if check is not None)
 
 
 def warn_if_slow_cpu_bf16(bf16: bool, use_cpu: bool, logger: logging.Logger) -> None:
