@@ -38,6 +38,17 @@ python bench/train_throughput.py --recipe recipes/wikidoc_qlora.yaml --model gpt
     --batch_size 16 --override="--load_in_4bit false --dtype bfloat16 --bf16 true" \\
     --out bench/results/gpu_throughput_gpt2_lora_bf16.json      # what `make gpu-bench` runs, with local paths
 ```
+Each variant runs in a fresh process (the allocator setting holds for a whole process); the table divides every
+variant by ``--baseline`` (default: the first). CPU precision and host memory, e.g. the MedQuAD recipe before and
+after 2026-12-06 (``packed_fp32_return`` is the float32 recipe that returned freed memory):
+
+```bash
+python bench/train_throughput.py --recipe recipes/medquad_smollm2.yaml \\
+    --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --data ../shared/data/medquad \\
+    --steps 3 --warmup 1 --max_length 1024 --batch_size 4 \\
+    --variants packed_fp32_return,packed_fp32_keep,packed_bf16_return,packed_bf16_keep \\
+    --out bench/results/cpu_bf16_medquad.json
+```
 Writes ``bench/results/train_throughput.json`` unless ``--out`` says otherwise.
 """
 
@@ -45,10 +56,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
+import resource
 import shlex
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -67,6 +81,11 @@ VARIANTS = {
     "packed_fused": ["--loss_head", "fused"],
     "padded": ["--packing", "false", "--padding_free", "false", "--pad_to_multiple_of", "{max_length}"],
     "dynamic": ["--packing", "false", "--padding_free", "false"],
+    # compute precision and what happens to freed host memory, each way whatever the recipe says (CPU speed)
+    "packed_fp32_return": ["--bf16", "false", "--return_freed_memory", "true"],
+    "packed_fp32_keep": ["--bf16", "false", "--return_freed_memory", "false"],
+    "packed_bf16_return": ["--bf16", "true", "--return_freed_memory", "true"],
+    "packed_bf16_keep": ["--bf16", "true", "--return_freed_memory", "false"],
 }
 
 
@@ -135,7 +154,8 @@ def sequence_lengths(inputs) -> list[int]:
     return lengths
 
 
-def run_variant(name: str, args, meter: TokenMeter) -> dict:
+def run_variant(name: str, args) -> dict:
+    """One variant's short run, in the process that calls it (``main`` gives each its own)."""
     from trl import SFTTrainer
 
     from medsft.train import main as train
@@ -146,6 +166,7 @@ def run_variant(name: str, args, meter: TokenMeter) -> dict:
         meter.count(inputs)
         return original(self, model, inputs, *a, **kw)
 
+    meter = TokenMeter()
     SFTTrainer.training_step = counting_step
     try:
         with tempfile.TemporaryDirectory() as out:
@@ -170,6 +191,8 @@ def run_variant(name: str, args, meter: TokenMeter) -> dict:
     batch = sum(s["batch_tokens"] for s in measured)
     flops = sum(s["model_flops"] for s in measured)
     return {
+        "compute_dtype": meter.dtype,
+        "peak_resident_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # Linux: KiB
         "steps": len(measured),
         "seconds": seconds,
         "real_tokens": real,
@@ -192,7 +215,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from medsft.core.environment import library_versions
+    from medsft.core.environment import cpu_has_bf16, library_versions
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="recipes/wikidoc_qlora_smollm2.yaml")
@@ -204,22 +227,34 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--variants", default="packed,padded,dynamic")
     parser.add_argument("--override", default="", help='more medsft.train flags: --override="--load_in_4bit false"')
+    parser.add_argument("--baseline", default=None, help="the variant the 'vs' column divides by (default: the first)")
     parser.add_argument("--out", default="bench/results/train_throughput.json")
     args = parser.parse_args()
 
-    meters = {name: TokenMeter() for name in args.variants.split(",")}
-    results = {name: run_variant(name, args, meter) for name, meter in meters.items()}
+    names = args.variants.split(",")
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    baseline_name = args.baseline or names[0]
+    if baseline_name not in names:
+        parser.error(f"--baseline {baseline_name} is not one of --variants")
+    # Each variant in a fresh process: the allocator setting (return_freed_memory) holds for a whole process, and
+    # a variant should not start with the heap, caches or peak memory the one before it left.
+    results = {}
+    for name in names:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results[name] = pool.submit(run_variant, name, args).result()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    dtype = next(iter(meters.values())).dtype
-    peak = peak_tflops(dtype)
     for r in results.values():
+        peak = peak_tflops(r["compute_dtype"])
         r["mfu"] = r["model_tflops_per_second"] / peak if peak else None
+        r["vs_baseline"] = r["real_tokens_per_second"] / results[baseline_name]["real_tokens_per_second"]
     report = {
         "machine": f"{platform.machine()}, {device}",
+        "cpu_bf16_instructions": cpu_has_bf16() if not torch.cuda.is_available() else None,
         "versions": library_versions(),
         "command_settings": vars(args),
-        "compute_dtype": dtype,
-        "peak_tflops": peak,
+        "baseline": baseline_name,
         "results": results,
     }
     for baseline in ("padded", "dynamic"):
@@ -237,8 +272,8 @@ def main() -> None:
         # Time per position the model computed (pads included): the per-token cost of a layout's attention
         r["seconds_per_1k_positions"] = 1000 * r["seconds"] / r["batch_tokens"]
     table = Table(title=f"Training real tokens/s, {Path(args.recipe).stem}, {report['machine']}")
-    columns = ("variant", "real tokens/s", "real-token share", "steps", "seconds", "s/1k positions", "vs padded",
-               "vs dynamic", "TFLOP/s", "MFU")  # fmt: skip
+    columns = ("variant", "dtype", "real tokens/s", "real-token share", "steps", "seconds", "s/1k positions",
+               f"vs {baseline_name}", "vs padded", "vs dynamic", "TFLOP/s", "MFU", "peak RSS GiB")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
 
@@ -247,10 +282,10 @@ def main() -> None:
 
     for name, r in results.items():
         table.add_row(
-            name, f"{r['real_tokens_per_second']:.1f}", f"{r['real_token_share']:.2f}", str(r["steps"]),
-            f"{r['seconds']:.1f}", f"{r['seconds_per_1k_positions']:.2f}", ratio(r["vs_padded"]),
-            ratio(r["vs_dynamic"]), f"{r['model_tflops_per_second']:.2f}",
-            f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a",
+            name, r["compute_dtype"], f"{r['real_tokens_per_second']:.1f}", f"{r['real_token_share']:.2f}",
+            str(r["steps"]), f"{r['seconds']:.1f}", f"{r['seconds_per_1k_positions']:.2f}", ratio(r["vs_baseline"]),
+            ratio(r["vs_padded"]), ratio(r["vs_dynamic"]), f"{r['model_tflops_per_second']:.2f}",
+            f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a", f"{r['peak_resident_gib']:.2f}",
         )  # fmt: skip
     Console().print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
