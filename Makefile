@@ -40,7 +40,7 @@ R16 = --lora_r 16 --lora_alpha 32
 	pubmedqa-rationale-full-3ep-lr1e-4 pubmedqa-rationale-full-3ep-balanced pubmedqa-pqaa-then-pqal wikidoc wikidoc-full \
 	medquad medquad-full medquad-all-linear-r64 medquad-all-linear-r16 medquad-r64 \
 	pubmedqa-rationale-full-3ep-mixture \
-	generated lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
+	generated lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
 quickstart: setup
@@ -55,7 +55,7 @@ results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \
 	pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-3ep \
 	pubmedqa-rationale-full-3ep wikidoc wikidoc-full medquad medquad-all-linear-r64 medquad-all-linear-r16 medquad-r64 generated
-bench: lm-eval benchmark-overlap throughput memory eval-speed pubmedqa-ceiling
+bench: lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling
 
 # Section 1: PubMedQA, official 500-question test set.
 pubmedqa-zero-shot:
@@ -337,6 +337,15 @@ THROUGHPUT = python bench/train_throughput.py --recipe recipes/wikidoc_qlora_smo
 throughput:
 	$(THROUGHPUT) --max_length 1024 --steps 5 \
 		--variants packed,packed_rows,packed_padding_free,dynamic,padded --out bench/results/train_throughput_1024.json
+
+# CPU precision and host memory (2026-12-06): the MedQuAD recipe in float32 / bf16 mixed precision, freed memory
+# returned to the system / kept by glibc for reuse; each in a fresh process, ratios against the float32 recipe
+# that returned memory (the MedQuAD recipe before that date)
+cpu-precision:
+	python bench/train_throughput.py --recipe recipes/medquad_smollm2.yaml --model $(MODEL) --data $(MEDQUAD) \
+		--steps 3 --warmup 1 --max_length 1024 --batch_size 4 \
+		--variants packed_fp32_return,packed_fp32_keep,packed_bf16_return,packed_bf16_keep \
+		--out bench/results/cpu_precision_medquad.json
 
 # Where weights dominate: a randomly initialised 1.1B Llama (TinyLlama's shape), QLoRA vs LoRA fp32 / bf16
 memory:
