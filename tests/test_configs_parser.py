@@ -49,6 +49,14 @@ def test_bf16_on_a_machine_without_a_gpu_trains_on_the_cpu(recipe, monkeypatch):
     assert train.return_freed_memory is True  # and freed memory goes back to the system unless a recipe says
 
 
+def test_bf16_on_a_gpu_without_it_is_one_line(recipe, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    with pytest.raises(MedsftError, match=r"this GPU \(Tesla T4\) has no bf16: add --bf16 false"):
+        parse_args(TYPES, [recipe, "--bf16", "true"])
+
+
 def test_unknown_recipe_key_is_named(recipe):
     with open(recipe, "a") as f:
         f.write("lora_rank: 8\n")

@@ -343,6 +343,11 @@ class MedSFTConfig(SFTConfig):
             # TRL defaults bf16 to True everywhere; on a CPU without bf16 kernels that is slow and on old GPUs it
             # fails, so medsft turns it on only where the hardware supports it.
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if self.bf16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            raise MedsftError(
+                f"bf16 is set (a recipe's bf16: true, or --bf16 true) but this GPU ({torch.cuda.get_device_name()}) "
+                "has no bf16: add --bf16 false (float32), or --bf16 false --fp16 true"
+            )
         if self.bf16 and not torch.accelerator.is_available():
             # bf16 mixed precision asked for on a machine without a GPU: transformers refuses it unless use_cpu is
             # set ("Your setup doesn't support bf16/gpu"); on such a machine use_cpu changes nothing else.
