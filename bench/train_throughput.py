@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import shlex
@@ -254,6 +255,11 @@ def main() -> None:
         "cpu_bf16_instructions": cpu_has_bf16() if not torch.cuda.is_available() else None,
         "versions": library_versions(),
         "command_settings": vars(args),
+        # what the variants' processes inherit that changes CPU speed (threads, allocator, huge pages)
+        "environment": {
+            name: os.environ.get(name)
+            for name in ("OMP_NUM_THREADS", "THP_MEM_ALLOC_ENABLE", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+        },
         "baseline": baseline_name,
         "results": results,
     }

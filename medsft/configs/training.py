@@ -260,13 +260,14 @@ class MedSFTConfig(SFTConfig):
             ``resume_from_checkpoint``) a non-empty output directory is an error, never overwritten.
         bf16: ``None`` (default) means bf16 mixed precision where the GPU supports it, float32 elsewhere. ``true``
             on a machine without a GPU trains in bf16 mixed precision on the CPU (medsft sets ``use_cpu``, which
-            transformers asks for): 1.5x faster per step where the CPU has AMX or AVX512-BF16 (docs/RESULTS.md,
-            section 4), slower where it has neither (medsft.train warns).
+            transformers asks for): faster where the CPU has AMX or AVX512-BF16 (1.10x float32's tokens/s on the
+            MedQuAD recipe, 1.57x with ``return_freed_memory`` false; docs/RESULTS.md, section 4), slower where it
+            has neither (medsft.train warns).
         return_freed_memory: give freed tensor memory back to the system at once (Linux, glibc: every block of 1 MB
             or more mapped on its own; ``medsft.core.memory``), so a CPU run's resident memory follows what it holds.
             ``false`` leaves glibc's default, which keeps freed blocks of up to 32 MB in the process for reuse:
-            faster on CPU (fewer page faults; docs/RESULTS.md, section 4) at a resident peak near the most the run
-            ever held.
+            fewer page faults, faster at first (1.43x in bf16 on the MedQuAD recipe's first micro-batches), but over
+            a long CPU run slower again and about twice the resident peak (docs/RESULTS.md, section 4).
         dataloader_pin_memory: turned off on machines without an accelerator, where it does nothing.
         logging_first_step: True by default (transformers: False), so a run shows its loss after one step; the last
             step is always logged too (``medsft.modeling.trainer.LogFinalStep``), whatever ``logging_steps`` is.
