@@ -289,12 +289,12 @@ medquad-r64:
 	$(call medquad_variant,$(MEDQUAD_R64),$(MEDQUAD_R64_RUN))
 
 # Issue 28's MedQuAD target: the shipped recipe's full 2 epochs (514 steps; early stopping on the per-focus
-# validation loss; ~13 h on 2 CPU cores, under 45 min on one H100 (estimate)), then the suite beside the base with
-# perplexity on all 767 validation answers. Target, fixed before the run (2026-12-05): perplexity at least 25% below
-# the base's 10.39 (<= 7.79). On CPU it runs in pieces: `touch runs/medquad_smollm2_full/STOP` ends a piece with a
-# checkpoint of the step it is on (make stops there), `make medquad-full RESUME=1` continues from the newest
-# checkpoint (and, once the run has finished, goes straight to the evaluation, which it also resumes: the models
-# its report already holds are kept).
+# validation loss; ~11 h in bf16 on 2 AMX CPU cores, ~13 h in float32, under 45 min on one H100 (estimate)), then
+# the suite beside the base with perplexity on all 767 validation answers. Target, fixed before the run
+# (2026-12-05): perplexity at least 25% below the base's 10.39 (<= 7.79). On CPU it runs in pieces:
+# `touch runs/medquad_smollm2_full/STOP` ends a piece with a checkpoint of the step it is on (make stops there),
+# `make medquad-full RESUME=1` continues from the newest checkpoint (and, once the run has finished, goes straight
+# to the evaluation, which it also resumes: the models its report already holds are kept).
 MEDQUAD_FULL_RUN = runs/medquad_smollm2_full
 medquad-full:
 	$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
