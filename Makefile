@@ -343,7 +343,7 @@ throughput:
 # that returned memory (the MedQuAD recipe before that date)
 cpu-precision:
 	python bench/train_throughput.py --recipe recipes/medquad_smollm2.yaml --model $(MODEL) --data $(MEDQUAD) \
-		--steps 3 --warmup 1 --max_length 1024 --batch_size 4 \
+		--steps 4 --warmup 1 --max_length 1024 --batch_size 4 \
 		--variants packed_fp32_return,packed_fp32_keep,packed_bf16_return,packed_bf16_keep \
 		--out bench/results/cpu_precision_medquad.json
 

@@ -45,7 +45,7 @@ after 2026-12-06 (``packed_fp32_return`` is the float32 recipe that returned fre
 ```bash
 python bench/train_throughput.py --recipe recipes/medquad_smollm2.yaml \\
     --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --data ../shared/data/medquad \\
-    --steps 3 --warmup 1 --max_length 1024 --batch_size 4 \\
+    --steps 4 --warmup 1 --max_length 1024 --batch_size 4 \\
     --variants packed_fp32_return,packed_fp32_keep,packed_bf16_return,packed_bf16_keep \\
     --out bench/results/cpu_precision_medquad.json   # `make cpu-precision`
 ```

@@ -58,8 +58,7 @@ def cpu_has_bf16() -> bool:
 def warn_if_slow_cpu_bf16(bf16: bool, use_cpu: bool, logger: logging.Logger) -> None:
     """Say so when bf16 mixed precision is asked for on a CPU without bf16 instructions, where torch emulates it
     and a step is slower than in float32 (with them it is faster: docs/RESULTS.md, section 4)."""
-    on_cpu = use_cpu or not torch.accelerator.is_available()
-    if bf16 and on_cpu and not cpu_has_bf16():
+    if bf16 and use_cpu and not cpu_has_bf16():  # MedSFTConfig sets use_cpu for bf16 without a GPU
         logger.warning(
             "bf16 mixed precision on a CPU without bf16 instructions (AVX512-BF16 or AMX): torch emulates it, slower "
             "than float32; pass --bf16 false"
