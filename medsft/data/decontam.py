@@ -39,7 +39,7 @@ from datasets import Dataset
 
 from medsft.core.errors import MedsftError
 from medsft.data import pubmedqa
-from medsft.data.io import read_json, write_text_atomic
+from medsft.data.io import read_json, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +119,9 @@ class TestSetIndex:
         if sys.byteorder != "little":
             grams.byteswap()
         # each file whole or not at all: the shipped index is rebuilt in place
-        write_text_atomic(folder / _LABELS_FILE, json.dumps(dict(sorted(labels.items())), indent=0) + "\n")
-        write_text_atomic(folder / _QUESTIONS_FILE, json.dumps(sorted(self.questions), indent=0) + "\n")
-        write_text_atomic(folder / _NGRAMS_FILE, grams.tobytes())
+        write_atomic(folder / _LABELS_FILE, json.dumps(dict(sorted(labels.items())), indent=0) + "\n")
+        write_atomic(folder / _QUESTIONS_FILE, json.dumps(sorted(self.questions), indent=0) + "\n")
+        write_atomic(folder / _NGRAMS_FILE, grams.tobytes())
 
 
 @dataclass

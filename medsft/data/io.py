@@ -78,13 +78,13 @@ def read_records(path: str | Path, json_lines: bool | str | None = None) -> list
     return check_unicode(data, path)
 
 
-def write_text_atomic(path: Path, text: str | bytes) -> Path:
-    """Write through a temporary file and rename: a crash, kill or full disk never leaves a half-written file (run
-    records, evaluation reports, the test-set index)."""
+def write_atomic(path: Path, content: str | bytes) -> Path:
+    """Write text or bytes through a temporary file and rename: a crash, kill or full disk never leaves a
+    half-written file (run records, evaluation reports, the test-set index)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(text) if isinstance(text, bytes) else tmp.write_text(text)
+        tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temporary file behind

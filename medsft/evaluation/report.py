@@ -13,7 +13,7 @@ from rich.table import Table
 
 from medsft.core.errors import MedsftError
 from medsft.core.figures import fitted_title
-from medsft.data.io import write_text_atomic
+from medsft.data.io import write_atomic
 from medsft.evaluation.schema import (
     CHOICE_TASKS,
     EvalReport,
@@ -64,13 +64,13 @@ def predictions_file(out: Path, model: str, task: str = "pubmedqa") -> Path:
 def write_predictions(out: Path, model: str, ids: list[str], labels: list[str], task: str = "pubmedqa") -> Path:
     """``{question id: predicted label}``: PMIDs for PubMedQA; the row index in the official file (``SUBJECT/index``
     for MMLU) for the letter-choice benchmarks, so anyone can rescore them."""
-    return write_text_atomic(
+    return write_atomic(
         predictions_file(out, model, task), json.dumps(dict(zip(ids, labels, strict=True)), indent=1) + "\n"
     )
 
 
 def write_report(out: Path, report: EvalReport) -> Path:
-    return write_text_atomic(out / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
+    return write_atomic(out / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from medsft.core.errors import MedsftError
-from medsft.data.io import read_json, write_text_atomic
+from medsft.data.io import read_json, write_atomic
 
 RECIPE_FILE = "recipe.yaml"
 CONFIG_FILE = "run_config.json"  # not config.json: a full fine-tune saves its model config under that name
@@ -86,7 +86,7 @@ def resolved_recipe(keys: set[str], *configs) -> dict:
 
 
 def write_recipe(output_dir: str, keys: set[str], *configs) -> Path:
-    return write_text_atomic(
+    return write_atomic(
         Path(output_dir) / RECIPE_FILE,
         "# Resolved medsft recipe: the recipe's settings with the command line's overrides applied.\n"
         "# Rerun with: accelerate launch -m medsft.train recipe.yaml\n"
@@ -108,13 +108,13 @@ def all_arguments(*configs) -> dict:
 def write_run_config(output_dir: str, keys: set[str], *configs) -> Path:
     """``run_config.json``: every argument's effective value, and which of them the user set (``recipe.yaml``)."""
     record = {"arguments": all_arguments(*configs), "set_by_user": sorted(keys - SECRET_FIELDS - INVOCATION_FIELDS)}
-    return write_text_atomic(Path(output_dir) / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return write_atomic(Path(output_dir) / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def write_manifest(output_dir: str, manifest: dict) -> Path:
     """Write ``run_manifest.json``: at the start with ``status: training``, at the end with ``status: finished`` (or
     ``stopped``, by a ``STOP`` file)."""
-    return write_text_atomic(Path(output_dir) / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return write_atomic(Path(output_dir) / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def _training_defaults() -> dict:
