@@ -297,7 +297,8 @@ medquad-r64:
 # to the evaluation, which it also resumes: the models its report already holds are kept).
 # Its pieces from step 62 on (2026-12-06) ran with torch's huge-page allocations (THP_MEM_ALLOC_ENABLE=1, read by
 # torch before its first tensor, so set in the environment): the bench's 1.12x (bf16, memory returned; RESULTS,
-# section 4), the same peak memory; numerically nothing changes. THP_MEM_ALLOC_ENABLE=0 turns it off.
+# section 4), the same peak memory (the run's own drifting step times neither confirm nor refute it: section 2);
+# numerically nothing changes. THP_MEM_ALLOC_ENABLE=0 turns it off.
 MEDQUAD_FULL_RUN = runs/medquad_smollm2_full
 medquad-full: export THP_MEM_ALLOC_ENABLE ?= 1
 medquad-full:
