@@ -289,7 +289,8 @@ medquad-r64:
 	$(call medquad_variant,$(MEDQUAD_R64),$(MEDQUAD_R64_RUN))
 
 # Issue 28's MedQuAD target: the shipped recipe's full 2 epochs (514 steps; early stopping on the per-focus
-# validation loss; ~11 h in bf16 on 2 AMX CPU cores, ~13 h in float32, under 45 min on one H100 (estimate)), then
+# validation loss; ~13.5 h on 2 CPU cores in float32 or bf16 (~90 s per step measured for each, on different
+# machines), under 45 min on one H100 (estimate)), then
 # the suite beside the base with perplexity on all 767 validation answers. Target, fixed before the run
 # (2026-12-05): perplexity at least 25% below the base's 10.39 (<= 7.79). On CPU it runs in pieces:
 # `touch runs/medquad_smollm2_full/STOP` ends a piece with a checkpoint of the step it is on (make stops there),
