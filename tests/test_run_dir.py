@@ -1,8 +1,10 @@
-"""The run directory is never lost or left broken: each case replayed from the command line, as a user would.
+"""The run directory is never lost or left broken: each case replayed with a user's command line.
 
 Every refusal is checked for exit code 2, one line naming the file or setting, no traceback, and, where an earlier
 run was at stake, every one of its files byte-for-byte unchanged. Tiny GPT-2 (the real tokenizer), the shipped
-QLoRA recipe (``save_total_limit: 2``), a few steps.
+QLoRA recipe (``save_total_limit: 2``), a few steps. A fresh ``python -m medsft.<command>`` (seconds of imports
+each) runs where the process itself is the point: the first run, the kill -9 and its resume, evaluation and dry-run
+publishing, the STOP file's exit status 3 and SIGTERM; the other cases call the same entry points in this process.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from tests.conftest import ROOT, recipe_argv, small_disk
+from tests.test_bad_input import run_entry
 
 FAKE_TOKEN = "hf_medsftFakeToken0123456789abcdefXYZ"
 STEPS = 12
@@ -57,8 +60,6 @@ def refused(module: str, *args: str) -> str:
     """The one-line error of a refused ``medsft.<module>`` command, run through its console entry point in this
     process (as tests/test_bad_input.py runs its matrix: seconds instead of a fresh interpreter's imports; the real
     subprocess path is covered there and by the runs in this file that finish)."""
-    from tests.test_bad_input import run_entry
-
     code, err = run_entry(module, list(args))
     return error_line(subprocess.CompletedProcess([module, *args], code, "", err), module)
 
@@ -200,7 +201,9 @@ def test_resume_after_kill_finishes_evaluates_and_pushes(
 
 
 # 4. a half-written checkpoint is skipped (named), the newest complete one is used; named explicitly, it is refused
-def test_half_written_checkpoint_is_skipped(finished_run, tiny_gpt2, wikidoc_small, tmp_path):
+def test_half_written_checkpoint_is_skipped(finished_run, tiny_gpt2, wikidoc_small, tmp_path, caplog):
+    from medsft.train import main as train
+
     run = copy_of(finished_run, tmp_path)
     for name in ("adapter_model.safetensors", "adapter_config.json", "run_manifest.json"):
         (run / name).unlink()  # as if it stopped while writing its last checkpoint
@@ -209,12 +212,12 @@ def test_half_written_checkpoint_is_skipped(finished_run, tiny_gpt2, wikidoc_sma
     optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])  # what a full disk leaves
     (newest / "trainer_state.json").unlink()
 
-    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", str(newest)))
-    assert f"checkpoint {newest} is incomplete" in error_line(proc, "train")
+    line = refused("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", str(newest)))
+    assert f"checkpoint {newest} is incomplete" in line
 
-    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"skipping incomplete checkpoint {newest}" in proc.stderr
+    with caplog.at_level(logging.WARNING, logger="medsft.train"):
+        train(train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert f"skipping incomplete checkpoint {newest}" in caplog.text
     manifest = json.loads((run / "run_manifest.json").read_text())
     assert manifest["resumed_from"] == f"checkpoint-{STEPS - 2}" and manifest["global_step"] == STEPS
 
@@ -280,12 +283,13 @@ def test_resume_that_ends_the_run_at_or_before_its_checkpoint(killed_run, tiny_g
 
 
 # 6. resuming a finished run: nothing to do, exit 0, nothing changed
-def test_resume_of_a_finished_run_changes_nothing(finished_run, tiny_gpt2, wikidoc_small, tmp_path):
+def test_resume_of_a_finished_run_changes_nothing(finished_run, tiny_gpt2, wikidoc_small, tmp_path, caplog):
     run = copy_of(finished_run, tmp_path)
     before = snapshot(run)
-    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"nothing to resume: the run in {run} finished at step {STEPS}" in proc.stderr
+    with caplog.at_level(logging.WARNING, logger="medsft.train"):
+        code, err = run_entry("train", train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert code == 0, err[-3000:]
+    assert f"nothing to resume: the run in {run} finished at step {STEPS}" in caplog.text
     assert snapshot(run) == before
 
 
@@ -295,8 +299,8 @@ def test_run_stopped_after_its_last_checkpoint_is_not_trained_further(
     run = copy_of(finished_run, tmp_path)
     for name in ("adapter_model.safetensors", "adapter_config.json", "run_manifest.json"):
         (run / name).unlink()  # stopped between its last checkpoint and its final save
-    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, err = run_entry("train", train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
+    assert code == 0, err[-3000:]
     assert json.loads((run / "run_manifest.json").read_text())["global_step"] == STEPS  # not STEPS + 1
     assert_same_adapter(finished_run, run)
 
@@ -311,18 +315,17 @@ def test_output_dir_that_is_a_file_is_refused(tiny_gpt2, wikidoc_small, tmp_path
 
 
 # 9. evaluate checks every adapter before evaluating any model
-def test_corrupt_adapter_is_found_before_any_model_is_evaluated(finished_run, tiny_gpt2, tmp_path, texts):
+def test_corrupt_adapter_is_found_before_any_model_is_evaluated(finished_run, tiny_gpt2, tmp_path, texts, caplog):
     corrupt = tmp_path / "corrupt"
     shutil.copytree(finished_run, corrupt, ignore=shutil.ignore_patterns("checkpoint-*"))
     weights = corrupt / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:3000])
-    proc = cli(
-        "evaluate", "--model_name_or_path", tiny_gpt2, "--adapters", str(finished_run), str(corrupt),
-        "--tasks", "perplexity", "--perplexity_dataset", str(texts), "--output_dir", str(tmp_path / "ev"),
-    )  # fmt: skip
-    line = error_line(proc, "evaluate")
+    argv = ["--model_name_or_path", tiny_gpt2, "--adapters", str(finished_run), str(corrupt), "--tasks", "perplexity",
+            "--perplexity_dataset", str(texts), "--output_dir", str(tmp_path / "ev")]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="medsft.evaluate"):
+        line = refused("evaluate", *argv)
     assert f"adapter {corrupt} does not load onto" in line
-    assert "(+2 adapters)" not in proc.stderr  # the log line that starts the evaluation
+    assert "evaluating" not in caplog.text  # the log line that starts the evaluation
     assert not (tmp_path / "ev").exists()
 
 
@@ -458,8 +461,7 @@ def test_stop_file_saves_a_checkpoint_and_the_run_resumes_to_the_same_adapter(
     with pytest.raises(MedsftError, match="has not finished"):
         check_finished(run)
 
-    proc = cli("train", *train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(train_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
     manifest = json.loads((run / "run_manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["global_step"] == STEPS
     assert manifest["resumed_from"] == "checkpoint-5" and [s["step"] for s in manifest["stops"]] == [5]
@@ -550,7 +552,7 @@ def test_early_stopping_and_other_steps_at_a_resume_take_effect(tiny_gpt2, wikid
 
 
 def test_early_stopped_run_cut_before_its_final_save_saves_its_best_checkpoint(
-    early_stopped_run, tiny_gpt2, wikidoc_small, tmp_path
+    early_stopped_run, tiny_gpt2, wikidoc_small, tmp_path, caplog
 ):
     run = copy_of(early_stopped_run, tmp_path)
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-6"]
@@ -558,9 +560,12 @@ def test_early_stopped_run_cut_before_its_final_save_saves_its_best_checkpoint(
     assert any(not torch.equal(t, last[k]) for k, t in load_file(run / "adapter_model.safetensors").items())
     for name in ("adapter_model.safetensors", "adapter_config.json", "run_manifest.json"):
         (run / name).unlink()  # stopped between its last checkpoint and its final save
-    proc = cli("train", *early_stopping_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "checkpoint-6 is where early stopping stopped it (6): saving it as the run's result" in proc.stderr
+    with caplog.at_level(logging.INFO, logger="medsft.train"):
+        code, err = run_entry(
+            "train", early_stopping_args(tiny_gpt2, wikidoc_small, run, "--resume_from_checkpoint", "true")
+        )
+    assert code == 0, err[-3000:]
+    assert "checkpoint-6 is where early stopping stopped it (6): saving it as the run's result" in caplog.text
     assert json.loads((run / "run_manifest.json").read_text())["global_step"] == 6  # not trained further
     assert_same_adapter(early_stopped_run, run)  # the best checkpoint's weights (the first), as uninterrupted
 

@@ -23,7 +23,6 @@ from medsft.data import medmcqa, medqa, mmlu
 from medsft.data.load_report import LoadReport
 from medsft.data.multiple_choice import LETTERS, chat_prompt
 from medsft.evaluation.loglikelihood import Request, encode_pair, score_choices
-from medsft.evaluation.metrics import bootstrap_accuracy_ci
 
 MODES = ("loglikelihood", "chat")
 BENCHMARKS = ("medqa", "medmcqa", "mmlu")
@@ -125,6 +124,10 @@ def scores(
     """Accuracy (with its bootstrap 95% interval), acc_norm, the predicted-letter distribution and, with
     ``per_subject`` (MMLU), each subject's accuracy with their micro (all questions) and macro (mean of subjects)
     averages."""
+    # imported here: the evaluate library behind medsft's metrics costs ~1 s at import, and medsft.train imports this
+    # module (for the evaluation's modes) through medsft.configs
+    from medsft.evaluation.metrics import bootstrap_accuracy_ci
+
     truth = [LETTERS[r["answer"]] for r in rows]
     hits = [t == p for t, p in zip(truth, predicted)]
     # acc_norm: log-likelihood per character of the choice text, as the harness computes it

@@ -16,9 +16,8 @@ from __future__ import annotations
 import re
 
 from medsft.core.errors import MedsftError
-from medsft.data.pubmedqa import chat_prompt, lm_eval_prompt
+from medsft.data.pubmedqa import LABELS, chat_prompt, lm_eval_prompt
 from medsft.evaluation.loglikelihood import Request, encode_pair, score_choices, warn_truncated
-from medsft.evaluation.metrics import LABELS
 from medsft.evaluation.scoring import greedy_generate, make_batches, pad_token_id, run_sharded
 
 MODES = ("loglikelihood", "chat", "generate")
