@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medsft.core.errors import MedsftError
 from medsft.run_dir.loss_curve import plot_loss_curve, read_log_history
 
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
@@ -27,7 +28,10 @@ def main() -> None:
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES or out.is_dir():
         raise SystemExit(f"--out {out}: not an image file name ({', '.join(IMAGE_SUFFIXES)}); nothing was written")
-    history = read_log_history(Path(args.run_dir))
+    try:
+        history = read_log_history(Path(args.run_dir))
+    except MedsftError as e:  # a malformed or unreadable trainer_state.json: the line names it
+        raise SystemExit(str(e)) from None
     if not history:
         raise SystemExit(f"{args.run_dir}: no trainer_state.json (was a checkpoint saved?)")
     train, evals = plot_loss_curve(history, out, Path(args.run_dir).name)

@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
@@ -51,12 +52,13 @@ def test_anonymous_peak_sees_a_freed_allocation():
     assert AnonymousPeak.now() < peak.peak
 
 
-def test_plot_training_redraws_a_figure_but_never_writes_over_anything_else(tmp_path):
+def test_plot_training_redraws_a_figure_but_never_writes_over_anything_else(tmp_path, monkeypatch):
     """bench/plot_training.py --out: an image file name only; an adapter given by mistake stays as it was."""
     import json
     import subprocess
     import sys
 
+    from bench.plot_training import main as plot_training
     from tests.conftest import ROOT
 
     run = tmp_path / "run"
@@ -66,9 +68,16 @@ def test_plot_training_redraws_a_figure_but_never_writes_over_anything_else(tmp_
     adapter = run / "adapter_model.safetensors"
     adapter.write_bytes(b"weights")
     script = [sys.executable, str(ROOT / "bench/plot_training.py"), str(run), "--out"]
-    refused = subprocess.run([*script, str(adapter)], capture_output=True, text=True, cwd=ROOT)
-    assert refused.returncode == 1 and "not an image file name" in refused.stderr
+    monkeypatch.setattr(sys, "argv", script[1:] + [str(adapter)])  # the refusal, in this process
+    with pytest.raises(SystemExit, match="not an image file name"):
+        plot_training()
     assert adapter.read_bytes() == b"weights"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "trainer_state.json").write_text('{"log_history": [')  # cut short: one line naming it
+    monkeypatch.setattr(sys, "argv", [script[1], str(broken), "--out", str(tmp_path / "broken.png")])
+    with pytest.raises(SystemExit, match=r"broken/trainer_state.json, line 1 .*malformed JSON"):
+        plot_training()
     drawn = subprocess.run([*script, str(tmp_path / "loss.png")], capture_output=True, text=True, cwd=ROOT)
     assert drawn.returncode == 0, drawn.stderr
     assert "3 training and 1 validation points" in drawn.stdout and (tmp_path / "loss.png").stat().st_size > 1000

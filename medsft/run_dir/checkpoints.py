@@ -8,10 +8,12 @@ import re
 import struct
 import zipfile
 from pathlib import Path
-
-from transformers.trainer_callback import TrainerState
+from typing import TYPE_CHECKING
 
 from medsft.core.errors import MedsftError
+
+if TYPE_CHECKING:
+    from transformers.trainer_callback import TrainerState
 
 TRAINER_STATE_FILE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME (that module is slow to import)
 
@@ -32,6 +34,10 @@ _TORCH_ZIP_FILES = ("scheduler.pt", "rng_state.pth", "scaler.pt")
 
 def checkpoint_state(checkpoint: str | Path) -> TrainerState:
     """The Trainer state a checkpoint was saved with (``global_step``, ``max_steps``, the log)."""
+    # imported here: transformers' Trainer modules bring peft and bitsandbytes (seconds), and reading which
+    # checkpoints a run has (bench/plot_training.py, publishing) needs none of them
+    from transformers.trainer_callback import TrainerState
+
     return TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_FILE))
 
 

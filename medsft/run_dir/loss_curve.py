@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from medsft.core.figures import fitted_title
-from medsft.run_dir.checkpoints import TRAINER_STATE_FILE, checkpoint_state, checkpoints
+from medsft.data.io import read_json
+from medsft.run_dir.checkpoints import TRAINER_STATE_FILE, checkpoints
 
 LOSS_CURVE_FILE = "loss_curve.png"
 
@@ -18,7 +19,7 @@ def read_log_history(run_dir: Path) -> list[dict]:
     """The Trainer's ``log_history`` of a run: its own ``trainer_state.json``, else its newest checkpoint's."""
     for where in (Path(run_dir), *checkpoints(run_dir)):
         if (where / TRAINER_STATE_FILE).is_file():
-            return checkpoint_state(where).log_history
+            return read_json(where / TRAINER_STATE_FILE, what="Trainer state").get("log_history", [])
     return []
 
 
