@@ -90,6 +90,18 @@ def tiny_llama(tmp_path_factory, gpt2_tokenizer) -> str:
 
 
 @pytest.fixture(scope="session")
+def medsft_cache(tmp_path_factory) -> Path:
+    """A ``MEDSFT_CACHE`` for the tests that use the real SmolLM2 GGUF, instead of the user's ~/.cache/medsft: the
+    file is dequantized into its ``gguf`` folder once per session, by whichever of them runs first."""
+    return tmp_path_factory.mktemp("medsft-cache")
+
+
+@pytest.fixture(scope="session")
+def gguf_cache(medsft_cache) -> str:
+    return str(medsft_cache / "gguf")
+
+
+@pytest.fixture(scope="session")
 def wikidoc_small(tmp_path_factory) -> str:
     """The first 80 rows of the real WikiDoc file, for quick training runs."""
     rows = json.loads(_require(WIKIDOC_JSON).read_text())[:80]

@@ -14,13 +14,14 @@ from tests.conftest import ROOT, SHARED, SMOLLM2_GGUF
 
 
 @pytest.mark.slow
-def test_quickstart_trains_evaluates_and_prepares_the_card(tmp_path):
+def test_quickstart_trains_evaluates_and_prepares_the_card(tmp_path, medsft_cache):
     if not SMOLLM2_GGUF.is_file():
         pytest.skip(f"needs {SMOLLM2_GGUF}")
     run = tmp_path / "quickstart"
     env = {
         **os.environ, "MEDSFT_PYTHON": sys.executable, "MEDSFT_SHARED": str(SHARED), "HF_HUB_OFFLINE": "1",
         "QUICKSTART_DIR": str(run), "QUICKSTART_STEPS": "1", "QUICKSTART_LIMIT": "2",
+        "MEDSFT_CACHE": str(medsft_cache),  # the GGUF dequantized once per test session, not into ~/.cache
     }  # fmt: skip
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "quickstart.sh")], env=env, capture_output=True, text=True, timeout=900

@@ -16,11 +16,6 @@ from medsft.train import main
 from tests.conftest import SMOLLM2_GGUF, recipe_argv
 
 
-@pytest.fixture(scope="module")
-def gguf_cache(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("gguf-cache"))
-
-
 @pytest.mark.slow
 def test_gguf_is_converted_once_and_reused(gguf_cache, monkeypatch):
     first = resolve_model_source(str(SMOLLM2_GGUF), gguf_cache)
