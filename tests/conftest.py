@@ -25,10 +25,31 @@ GPT2_TOKENIZER = SHARED / "models/gpt2-tokenizer"
 SMOLLM2_GGUF = SHARED / "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+# The files whose tests start `accelerate launch` (several processes each): they share accelerate's default port
+# (29500) and the session's DDP reference runs, so under pytest-xdist they run on one worker, one after another
+LAUNCH_FILES = ("test_modeling_sharding.py", "test_multiprocess.py")
+
+
 def pytest_configure(config):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        # the README's `-n 2`: the cores shared among the workers (torch here, and every process a test starts), so
+        # one worker's single-threaded work (imports, tokenizing, launches starting) overlaps the other's training
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """For ``-n 2 --dist loadgroup`` (the README's command): each file's tests go to one worker, so a module's
+    fixtures (trained runs) are made once; the launch files go together, and first (the longest group: the other
+    worker takes the rest meanwhile)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("launches" if item.path.name in LAUNCH_FILES else item.path.stem))
+    items.sort(key=lambda item: item.path.name not in LAUNCH_FILES)  # stable: the order within each file is kept
 
 
 def _require(path: Path) -> Path:
