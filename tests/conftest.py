@@ -5,6 +5,7 @@ Nothing here touches the network. ``MEDSFT_SHARED`` points at another copy of th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -43,13 +44,34 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
 
 
+def _test_group(nodeid: str) -> str:
+    """The pytest-xdist work unit of a test: its file (a module's fixtures, trained runs, are made once), the launch
+    files together."""
+    path = nodeid.split("::", 1)[0]
+    return "accelerate launches" if Path(path).name in LAUNCH_FILES else path
+
+
 def pytest_collection_modifyitems(config, items):
-    """For ``-n 2 --dist loadgroup`` (the README's command): each file's tests go to one worker, so a module's
-    fixtures (trained runs) are made once; the launch files go together, and first (the longest group: the other
-    worker takes the rest meanwhile)."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("launches" if item.path.name in LAUNCH_FILES else item.path.stem))
-    items.sort(key=lambda item: item.path.name not in LAUNCH_FILES)  # stable: the order within each file is kept
+    """The longest work first (the other worker takes the rest meanwhile): the launch files, then files with real-model
+    (``slow``) tests, then the rest; stable, so the order within each file is kept."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.path.name not in LAUNCH_FILES, item.path not in slow_files))
+
+
+if importlib.util.find_spec("xdist"):  # a dev extra; without it the hook below would be an unknown one
+
+    def pytest_xdist_make_scheduler(config, log):
+        """``-n 2``: whole groups (``_test_group``) to a worker, in the order above. pytest-xdist's own ``--dist
+        loadgroup`` reads marks into test ids that pytest 9 no longer takes from ``_nodeid`` (each test went
+        anywhere)."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return _test_group(nodeid)
+
+        config.option.loadscopereorder = False  # keep the order above, not "most tests first"
+        return GroupScheduling(config, log)
 
 
 def _require(path: Path) -> Path:
