@@ -141,7 +141,12 @@ def medsft_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def gguf_cache(medsft_cache) -> str:
-    return str(medsft_cache / "gguf")
+    """The folder a command run with ``MEDSFT_CACHE=medsft_cache`` (the quickstart) dequantizes into."""
+    from medsft.modeling.source import default_gguf_cache_dir
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDSFT_CACHE", str(medsft_cache))
+        return str(default_gguf_cache_dir())
 
 
 @pytest.fixture(scope="session")

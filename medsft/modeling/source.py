@@ -43,6 +43,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MEDSFT_CACHE", Path.home() / ".cache" / "medsft"))
 
 
+def default_gguf_cache_dir() -> Path:
+    """Where GGUF files are dequantized when no ``--gguf_cache_dir`` is given."""
+    return default_cache_dir() / "gguf"
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -111,7 +116,7 @@ def resolve_model_source(model_name_or_path: str | None, gguf_cache_dir: str | N
         if not path.is_file():
             raise MedsftError(f"GGUF model file not found: {model_name_or_path}")
         sha = _sha256(path)
-        cache = Path(gguf_cache_dir) if gguf_cache_dir else default_cache_dir() / "gguf"
+        cache = Path(gguf_cache_dir) if gguf_cache_dir else default_gguf_cache_dir()
         target = cache / f"{path.stem}-{sha[:16]}"
         with PartialState().local_main_process_first():
             if not (target / "config.json").is_file():
