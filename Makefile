@@ -40,7 +40,8 @@ R16 = --lora_r 16 --lora_alpha 32
 	pubmedqa-rationale-full-3ep-lr1e-4 pubmedqa-rationale-full-3ep-balanced pubmedqa-pqaa-then-pqal wikidoc wikidoc-full \
 	medquad medquad-full medquad-all-linear-r64 medquad-all-linear-r16 medquad-r64 \
 	pubmedqa-rationale-full-3ep-mixture \
-	generated lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling plots gpu-bench gpu-eval-speed
+	generated lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling choice-prior plots gpu-bench \
+	gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
 quickstart: setup
@@ -55,7 +56,7 @@ results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \
 	pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-3ep \
 	pubmedqa-rationale-full-3ep wikidoc wikidoc-full medquad medquad-all-linear-r64 medquad-all-linear-r16 medquad-r64 generated
-bench: lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling
+bench: lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling choice-prior
 
 # Section 1: PubMedQA, official 500-question test set.
 pubmedqa-zero-shot:
@@ -408,6 +409,11 @@ pubmedqa-ceiling:
 		--validation_reports runs/pubmedqa_validation_loglikelihood/report.json \
 		runs/pubmedqa_validation_chat/report.json runs/pubmedqa_validation_rationale_3ep/report.json \
 		runs/pubmedqa_validation_rationale_5ep/report.json runs/pubmedqa_validation_instruction_lr5e-5/report.json
+
+# Letter-choice tasks: accuracy as evaluated vs each model's answer-letter prior, for every suite report kept in
+# bench/results (seconds: it reads their letter log-likelihoods; the suites come from the targets above)
+choice-prior:
+	python bench/choice_prior.py bench/results/suite_*_eval/report.json --medqa $(MEDQA) --mmlu $(MMLU)
 
 # Loss curves of the runs above (the confusion matrices are written by each evaluation, beside its report).
 plots:

@@ -81,3 +81,65 @@ def test_plot_training_redraws_a_figure_but_never_writes_over_anything_else(tmp_
     drawn = subprocess.run([*script, str(tmp_path / "loss.png")], capture_output=True, text=True, cwd=ROOT)
     assert drawn.returncode == 0, drawn.stderr
     assert "3 training and 1 validation points" in drawn.stdout and (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_choice_prior_tells_a_letter_prior_from_knowledge():
+    import numpy as np
+
+    from bench.choice_prior import analyse, prior_chance
+
+    # by hand: predicted A once, B three times; A is the answer of half the questions, B of a quarter
+    one = np.zeros(4, dtype=int)
+    assert prior_chance(np.array([0, 0, 1, 3]), np.array([0, 1, 1, 1]), one) == (1 * 0.5 + 3 * 0.25) / 4
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 800)
+    strata = np.array(["a", "b"] * 400)
+    noise = rng.normal(size=(800, 4))
+    prior = noise.copy()
+    prior[:, 3] += 20  # answers "D" to everything, whatever the question
+    knows = prior.copy()
+    knows[np.arange(800), truth] += 3  # and also scores the right letter higher
+    guesser = analyse(truth, prior, strata)
+    assert guesser["predicted"] == {"D": 800} and guesser["accuracy"] == (truth == 3).mean()
+    assert abs(guesser["above_prior"]) < 1e-12  # its accuracy is exactly its letter prior's chance
+    assert abs(guesser["centred_accuracy"] - 0.25) < 0.05 and abs(guesser["letter_auc"] - 0.5) < 0.05
+    expert = analyse(truth, knows, strata)
+    assert expert["accuracy"] == guesser["accuracy"]  # the same accuracy as evaluated...
+    assert expert["centred_accuracy"] > 0.8 and expert["letter_auc"] > 0.9  # ...but it knows the answers
+
+
+def test_choice_prior_reads_a_report_pairs_with_the_base_and_names_bad_input(tmp_path):
+    import json
+
+    from bench.choice_prior import main
+    from medsft.data.medqa import load_medqa
+    from tests.conftest import MEDQA_DIR
+
+    rows, _ = load_medqa(str(MEDQA_DIR))
+    rows = rows[:120]
+    settings = {"dataset": "medqa", "hub_id": "GBaker/MedQA-USMLE-4-options", "split": "test", "mode": "loglikelihood",
+                "num_fewshot": 0, "harness_task": "medqa_4options", "questions": 120}  # fmt: skip
+    base = {r["id"]: [0.0, -1.0, -2.0, -3.0] for r in rows}  # always "A"
+    right = {r["id"]: [-5.0 + 4 * (k == r["answer"]) for k in range(4)] for r in rows}  # always right
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"settings": {"tasks": ["medqa"], "medqa": settings},
+                                  "choice_outputs": {"medqa": {"base": base, "adapter": right}}}))  # fmt: skip
+    out = tmp_path / "out.json"
+    main([str(report), "--medqa", str(MEDQA_DIR), "--out", str(out)])
+    base_row, adapter_row = json.loads(out.read_text())["results"]
+    share_a = sum(r["answer"] == 0 for r in rows) / len(rows)
+    assert base_row["accuracy"] == share_a and "centred_vs_base" not in base_row
+    assert adapter_row["accuracy"] == adapter_row["centred_accuracy"] == 1.0 and adapter_row["letter_auc"] == 1.0
+    paired = adapter_row["centred_vs_base"]
+    assert paired["fixed"] == len(rows) - round(base_row["centred_accuracy"] * len(rows)) and paired["broken"] == 0
+
+    # an id the release does not have, a report without letter tasks, no report: one line naming the file
+    right["99999"] = [0.0] * 4
+    report.write_text(json.dumps({"settings": {"medqa": settings}, "choice_outputs": {"medqa": {"base": right}}}))
+    with pytest.raises(SystemExit, match=r"report\.json: medqa: 1 question ids \(e\.g\. '99999'\)"):
+        main([str(report), "--medqa", str(MEDQA_DIR), "--out", str(out)])
+    report.write_text(json.dumps({"settings": {}}))
+    with pytest.raises(SystemExit, match=r"report\.json: no letter-choice scores"):
+        main([str(report), "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"missing\.json: no such report"):
+        main([str(tmp_path / "missing.json"), "--out", str(out)])
