@@ -40,7 +40,7 @@ from rich.table import Table
 
 from medsft.core.errors import MedsftError
 from medsft.data.multiple_choice import LETTERS
-from medsft.evaluation.metrics import bootstrap_accuracy_ci, paired_accuracy_difference
+from medsft.evaluation.metrics import bootstrap_accuracy_ci, paired_accuracy_difference, roc_auc
 from medsft.evaluation.schema import EvalReport
 from medsft.evaluation.task_multiple_choice import load_benchmark
 
@@ -85,9 +85,7 @@ def letter_auc(truth: np.ndarray, scores: np.ndarray) -> float | None:
         margin = scores[:, k] - np.delete(scores, k, axis=1).mean(axis=1)
         positive, negative = margin[truth == k], margin[truth != k]
         if len(positive) and len(negative):
-            greater = (positive[:, None] > negative[None, :]).mean()
-            ties = (positive[:, None] == negative[None, :]).mean()
-            aucs.append(greater + ties / 2)
+            aucs.append(roc_auc(positive, negative))
     return float(np.mean(aucs)) if aucs else None
 
 

@@ -49,3 +49,15 @@ def test_bad_rows_and_subjects(tmp_path):
         mmlu.load_mmlu(str(tmp_path), ("astronomy",))
     with pytest.raises(MedsftError, match="no test/college_biology_test.csv"):
         mmlu.load_mmlu(str(tmp_path), ("college_biology",))
+
+
+def test_validation_split_is_read_from_the_official_releases_val_folder(tmp_path):
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val/anatomy_val.csv").write_text("q1,a,b,c,d,C\nq2,a,b,c,d,A\n")
+    rows, (report,) = mmlu.load_mmlu(str(tmp_path), ("anatomy",), "validation")
+    assert [(r["id"], r["answer"]) for r in rows] == [("anatomy/0", 2), ("anatomy/1", 0)]
+    assert report.splits == {"validation": 2}
+    with pytest.raises(MedsftError, match=r"no val/college_medicine_val\.csv"):
+        mmlu.load_mmlu(str(tmp_path), ("college_medicine",), "validation")
+    with pytest.raises(MedsftError, match="MMLU has no 'train' split"):
+        mmlu.load_mmlu(str(tmp_path), ("anatomy",), "train")

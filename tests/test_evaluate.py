@@ -551,6 +551,37 @@ def test_medical_suite_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, tm
     assert "MMLU anatomy" in section and "**a subset**" in section and "medqa_4options" in section
 
 
+def test_letter_tasks_score_the_split_asked_for_and_say_so(tiny_gpt2, tmp_path):
+    """--mmlu_split / --medqa_split: another split than the leaderboard's test (to choose between runs without the
+    test questions), named in the report and the model card; refused where it cannot be scored honestly."""
+    from medsft.publishing.card_evaluation import eval_results, evaluation_section
+    from tests.conftest import MEDQA_DIR, MMLU_DIR
+
+    argv = [
+        "--model_name_or_path", tiny_gpt2, "--tasks", "mmlu", "--mmlu_dataset", str(MMLU_DIR), "--mmlu_split", "dev",
+        "--mmlu_subjects", "anatomy,college_medicine", "--batch_size", "4", "--bootstrap_samples", "50",
+        "--output_dir", str(tmp_path / "eval"),
+    ]  # fmt: skip
+    _quiet(argv)
+    saved = json.loads((tmp_path / "eval/report.json").read_text())
+    mmlu_settings = saved["settings"]["mmlu"]
+    assert mmlu_settings["split"] == "dev" and mmlu_settings["questions"] == mmlu_settings["questions_in_split"] == 10
+    predictions = json.loads((tmp_path / "eval/mmlu_predictions_base.json").read_text())
+    assert list(predictions) == [f"{s}/{i}" for s in ("anatomy", "college_medicine") for i in range(5)]
+    typed = EvalReport.from_dict(saved)
+    assert [r.dataset_split for r in eval_results(typed, "base")] == ["dev"]
+    assert "questions of the `dev` split" in evaluation_section(typed, "base")
+
+    # the dev rows are MMLU's few-shot exemplars: scoring them few-shot would show each its own answer
+    with pytest.raises(MedsftError, match="--mmlu_split dev: the exemplars are the dev split's first rows"):
+        _quiet([*argv[:-2], "--num_fewshot", "1", "--output_dir", str(tmp_path / "eval-2")])
+    # ../shared's MedQA release holds only the test file: the error names the missing one
+    with pytest.raises(MedsftError, match="no MedQA dev file"):
+        _quiet(["--model_name_or_path", tiny_gpt2, "--tasks", "medqa", "--medqa_dataset", str(MEDQA_DIR),
+                "--medqa_split", "dev", "--output_dir", str(tmp_path / "eval-3")])  # fmt: skip
+    assert not (tmp_path / "eval-2").exists() and not (tmp_path / "eval-3").exists()
+
+
 def test_medical_suite_bad_input(tiny_gpt2, tmp_path):
     from tests.conftest import MMLU_DIR
 

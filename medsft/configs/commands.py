@@ -41,6 +41,10 @@ class EvalArguments:
         pubmedqa_mode: ``loglikelihood`` (lm-evaluation-harness), ``chat`` or ``generate``.
         medqa_dataset / medmcqa_dataset / mmlu_dataset: Hub id or the official release's local layout
             (``data.medqa``, ``data.medmcqa``, ``data.mmlu``); ``mmlu_subjects`` narrows MMLU to some subjects.
+        medqa_split / medmcqa_split / mmlu_split: the split scored; the defaults are the leaderboard's (MedQA and
+            MMLU ``test``, MedMCQA ``validation``). MedQA's ``dev`` (in the official release; GBaker's Hub copy has
+            train and test only) and MMLU's ``validation`` are for choosing between runs without looking at the test
+            questions (the report and the model card name the split).
         choice_mode: MedQA/MedMCQA/MMLU scoring, ``loglikelihood`` (the harness's prompts) or ``chat`` (the
             question through the chat template, for chat-trained adapters).
         num_fewshot: exemplars before each question, as the harness adds them (MMLU only: its first K dev rows; an
@@ -86,6 +90,15 @@ class EvalArguments:
     medqa_dataset: str = field(default=medqa.HUB_ID, metadata={"help": "MedQA 4-option release (Hub id or local)."})
     medmcqa_dataset: str = field(default=medmcqa.HUB_ID, metadata={"help": "MedMCQA (Hub id or local release)."})
     mmlu_dataset: str = field(default=mmlu.HUB_ID, metadata={"help": "MMLU (Hub id or local release folder)."})
+    medqa_split: str = field(
+        default="test", metadata={"help": "MedQA split (dev: for choosing runs).", "choices": list(medqa.SPLITS)}
+    )
+    medmcqa_split: str = field(
+        default="validation", metadata={"help": "MedMCQA split (the leaderboard's).", "choices": list(medmcqa.SPLITS)}
+    )
+    mmlu_split: str = field(
+        default="test", metadata={"help": "MMLU split (validation: for choosing runs).", "choices": list(mmlu.SPLITS)}
+    )
     mmlu_subjects: str = field(
         default=",".join(mmlu.SUBJECTS), metadata={"help": "Comma-separated MMLU subjects (default: the six medical)."}
     )
@@ -136,6 +149,11 @@ class EvalArguments:
             )
         if self.num_fewshot and "mmlu" not in self.task_list:
             raise MedsftError(f"--num_fewshot {self.num_fewshot} applies to mmlu only, which --tasks does not ask for")
+        if self.num_fewshot and self.mmlu_split == "dev":
+            raise MedsftError(
+                f"--num_fewshot {self.num_fewshot} with --mmlu_split dev: the exemplars are the dev split's first "
+                "rows, so questions would be scored with their own answers in the prompt; score test or validation"
+            )
         if self.limit is not None and self.limit < 1:
             raise MedsftError("--limit must be a positive number of examples")
         if self.batch_size < 1:

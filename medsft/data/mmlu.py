@@ -1,8 +1,9 @@
 """MMLU's six medical subjects (the Open Medical-LLM Leaderboard's): the loader and lm-evaluation-harness's
 ``mmlu_SUBJECT`` prompts.
 
-Local: the official release's layout, ``test/SUBJECT_test.csv`` and ``dev/SUBJECT_dev.csv`` (CSV without a header:
-``question,A,B,C,D,answer-letter``; dev holds the 5 few-shot exemplars). Hub: ``cais/mmlu`` with the subject as
+Local: the official release's layout, ``test/SUBJECT_test.csv``, ``dev/SUBJECT_dev.csv`` and ``val/SUBJECT_val.csv``
+(the ``validation`` split; CSV without a header: ``question,A,B,C,D,answer-letter``; dev holds the 5 few-shot
+exemplars). Hub: ``cais/mmlu`` with the subject as
 config (``question``, ``choices``, ``answer`` 0…3).
 
 The harness's prompt: the description line ``"The following are multiple choice questions (with answers) about
@@ -33,6 +34,7 @@ SUBJECTS = (
     "professional_medicine",
 )
 SPLITS = ("test", "dev", "validation")
+LOCAL_FOLDERS = {"validation": "val"}  # the release's folder and file suffix where they differ from the Hub's name
 
 
 def _read_csv(path: Path, subject: str) -> list[dict]:
@@ -56,11 +58,12 @@ def _read_csv(path: Path, subject: str) -> list[dict]:
 def _read(source: str, subject: str, split: str) -> tuple[list[dict], str]:
     if looks_local(source):
         root = Path(source)
-        path = root / split / f"{subject}_{split}.csv"
+        folder = LOCAL_FOLDERS.get(split, split)
+        path = root / folder / f"{subject}_{folder}.csv"
         if not path.is_file():
             if not root.is_dir():
                 raise MedsftError(f"MMLU data not found: {source}")
-            raise MedsftError(f"{source}: no {split}/{subject}_{split}.csv (the official release's layout)")
+            raise MedsftError(f"{source}: no {folder}/{subject}_{folder}.csv (the official release's layout)")
         return _read_csv(path, subject), path.name
     from datasets import load_dataset
 

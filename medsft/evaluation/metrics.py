@@ -158,6 +158,12 @@ def yes_no_auc(references: list[str], scores: list[list[float]]) -> float | None
     positive, negative = margins[truth == "yes"], margins[truth == "no"]
     if not len(positive) or not len(negative):
         return None
+    return roc_auc(positive, negative)
+
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """The probability that a random ``positive`` score exceeds a random ``negative`` one (ties count half): ROC AUC,
+    0.5 = chance. Both must be non-empty."""
     greater = (positive[:, None] > negative[None, :]).mean()
     ties = (positive[:, None] == negative[None, :]).mean()
     return float(greater + ties / 2)

@@ -212,7 +212,8 @@ def load_data(args: EvalArguments, tokenizer) -> EvalData:
             raise MedsftError(f"{args.pubmedqa_dataset}: the '{args.pubmedqa_split}' split is empty")
     for task in [t for t in args.task_list if t in CHOICE_TASKS]:
         source = getattr(args, f"{task}_dataset")
-        benchmark = mc.load_benchmark(task, source, None, args.num_fewshot, args.limit, args.subject_list)
+        split = getattr(args, f"{task}_split")
+        benchmark = mc.load_benchmark(task, source, split, args.num_fewshot, args.limit, args.subject_list)
         for report in benchmark.reports:
             if report.dropped:
                 logger.warning("%s: %s", task, report.summary())
