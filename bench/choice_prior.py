@@ -40,72 +40,46 @@ from rich.table import Table
 
 from medsft.core.errors import MedsftError
 from medsft.data.multiple_choice import LETTERS
-from medsft.evaluation.metrics import bootstrap_accuracy_ci, paired_accuracy_difference, roc_auc
+from medsft.evaluation.metrics import (
+    bootstrap_accuracy_ci,
+    centred_scores,
+    letter_auc,
+    letter_prior_chance,
+    paired_accuracy_difference,
+)
 from medsft.evaluation.schema import EvalReport
 from medsft.evaluation.task_multiple_choice import load_benchmark
 
 
-def prior_chance(truth: np.ndarray, predicted: np.ndarray, strata: np.ndarray) -> float:
-    """Expected accuracy of a guesser with the model's letter frequencies (per stratum), blind to the question."""
-    hits = 0.0
-    for stratum in np.unique(strata):
-        rows = strata == stratum
-        for k in range(len(LETTERS)):
-            hits += (predicted[rows] == k).sum() * (truth[rows] == k).mean()
-    return float(hits / len(truth))
-
-
 def above_prior(truth: np.ndarray, predicted: np.ndarray, strata: np.ndarray, samples: int = 1000, seed: int = 0):
-    """Accuracy minus ``prior_chance``, and its percentile bootstrap 95% interval (questions resampled)."""
+    """Accuracy minus ``letter_prior_chance``, and its percentile bootstrap 95% interval (questions resampled)."""
     rng = np.random.default_rng(seed)
-    value = float((predicted == truth).mean()) - prior_chance(truth, predicted, strata)
+    value = float((predicted == truth).mean()) - letter_prior_chance(truth, predicted, strata)
     draws = []
     for _ in range(samples):
         i = rng.integers(0, len(truth), len(truth))
-        draws.append(float((predicted[i] == truth[i]).mean()) - prior_chance(truth[i], predicted[i], strata[i]))
+        draws.append(float((predicted[i] == truth[i]).mean()) - letter_prior_chance(truth[i], predicted[i], strata[i]))
     low, high = np.percentile(draws, [2.5, 97.5])
     return value, (float(low), float(high))
-
-
-def centred(scores: np.ndarray, strata: np.ndarray) -> np.ndarray:
-    """``scores`` with each letter's mean over its stratum's questions subtracted (no answers used)."""
-    out = scores.copy()
-    for stratum in np.unique(strata):
-        rows = strata == stratum
-        out[rows] -= scores[rows].mean(axis=0)
-    return out
-
-
-def letter_auc(truth: np.ndarray, scores: np.ndarray) -> float | None:
-    """Mean over the letters of the one-vs-rest ROC AUC of the letter's margin (its score minus the mean of the other
-    three): does a larger margin mean "this letter is the answer"? Ties count half; letters never correct are left
-    out; None when none can be scored."""
-    aucs = []
-    for k in range(scores.shape[1]):
-        margin = scores[:, k] - np.delete(scores, k, axis=1).mean(axis=1)
-        positive, negative = margin[truth == k], margin[truth != k]
-        if len(positive) and len(negative):
-            aucs.append(roc_auc(positive, negative))
-    return float(np.mean(aucs)) if aucs else None
 
 
 def analyse(truth: np.ndarray, scores: np.ndarray, strata: np.ndarray) -> dict:
     """Every number of one (task, model): see the module docstring."""
     predicted = scores.argmax(axis=1)
-    balanced = centred(scores, strata).argmax(axis=1)
+    balanced = centred_scores(scores, strata).argmax(axis=1)
     value, interval = above_prior(truth, predicted, strata)
     return {
         "questions": len(truth),
         "accuracy": float((predicted == truth).mean()),
         "predicted": {LETTERS[k]: int(n) for k, n in sorted(Counter(predicted.tolist()).items())},
         "correct": {LETTERS[k]: int(n) for k, n in sorted(Counter(truth.tolist()).items())},
-        "prior_chance": prior_chance(truth, predicted, strata),
+        "prior_chance": letter_prior_chance(truth, predicted, strata),
         "above_prior": value,
         "above_prior_ci95": list(interval),
         "centred_accuracy": float((balanced == truth).mean()),
         "centred_accuracy_ci95": list(bootstrap_accuracy_ci(balanced == truth)),
         "centred_predicted": {LETTERS[k]: int(n) for k, n in sorted(Counter(balanced.tolist()).items())},
-        "letter_auc": letter_auc(truth, centred(scores, strata)),
+        "letter_auc": letter_auc(truth, centred_scores(scores, strata)),
     }
 
 
@@ -149,7 +123,7 @@ def report_rows(path: str, sources: dict[str, str]) -> list[dict]:
             strata = np.array([questions[q].get("subject") or task for q in ids])
             scores = np.asarray([outputs[q] for q in ids], dtype=np.float64)
             row = {"report": path, "task": task, "model": model, **analyse(truth, scores, strata)}
-            balanced = centred(scores, strata).argmax(axis=1)
+            balanced = centred_scores(scores, strata).argmax(axis=1)
             if base is None:
                 base = (ids, truth, balanced)
             elif base[0] == ids:

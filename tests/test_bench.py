@@ -83,31 +83,6 @@ def test_plot_training_redraws_a_figure_but_never_writes_over_anything_else(tmp_
     assert "3 training and 1 validation points" in drawn.stdout and (tmp_path / "loss.png").stat().st_size > 1000
 
 
-def test_choice_prior_tells_a_letter_prior_from_knowledge():
-    import numpy as np
-
-    from bench.choice_prior import analyse, prior_chance
-
-    # by hand: predicted A once, B three times; A is the answer of half the questions, B of a quarter
-    one = np.zeros(4, dtype=int)
-    assert prior_chance(np.array([0, 0, 1, 3]), np.array([0, 1, 1, 1]), one) == (1 * 0.5 + 3 * 0.25) / 4
-    rng = np.random.default_rng(0)
-    truth = rng.integers(0, 4, 800)
-    strata = np.array(["a", "b"] * 400)
-    noise = rng.normal(size=(800, 4))
-    prior = noise.copy()
-    prior[:, 3] += 20  # answers "D" to everything, whatever the question
-    knows = prior.copy()
-    knows[np.arange(800), truth] += 3  # and also scores the right letter higher
-    guesser = analyse(truth, prior, strata)
-    assert guesser["predicted"] == {"D": 800} and guesser["accuracy"] == (truth == 3).mean()
-    assert abs(guesser["above_prior"]) < 1e-12  # its accuracy is exactly its letter prior's chance
-    assert abs(guesser["centred_accuracy"] - 0.25) < 0.05 and abs(guesser["letter_auc"] - 0.5) < 0.05
-    expert = analyse(truth, knows, strata)
-    assert expert["accuracy"] == guesser["accuracy"]  # the same accuracy as evaluated...
-    assert expert["centred_accuracy"] > 0.8 and expert["letter_auc"] > 0.9  # ...but it knows the answers
-
-
 def test_choice_prior_reads_a_report_pairs_with_the_base_and_names_bad_input(tmp_path):
     import json
 

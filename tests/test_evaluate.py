@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from medsft.core.errors import MedsftError
 from medsft.data.pubmedqa import load_pubmedqa
 from medsft.evaluate import main as evaluate_main
+from medsft.evaluation import task_multiple_choice as mc
 from medsft.evaluation.loglikelihood import score_choices
 from medsft.evaluation.metrics import LABELS, yes_no_auc
 from medsft.evaluation.schema import EvalReport
@@ -501,6 +502,13 @@ def test_medical_suite_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, tm
     from tests.test_data_medmcqa import record, write_release
 
     medmcqa_dir = write_release(tmp_path / "medmcqa", [record(i, cop=1 + i % 4) for i in range(5)])
+    loaders = {"medqa": str(MEDQA_DIR), "medmcqa": str(medmcqa_dir), "mmlu": str(MMLU_DIR)}
+
+    def truth_of(task: str, ids: list[str]) -> list[int]:
+        benchmark = mc.load_benchmark(task, loaders[task], subjects=("anatomy", "college_medicine"))
+        by_id = {r["id"]: r["answer"] for r in benchmark.rows}
+        return [by_id[i] for i in ids]
+
     out = io.StringIO()
     argv = [
         "--model_name_or_path", tiny_gpt2, "--adapters", str(adapter_run), "--tasks", "medqa,medmcqa,mmlu",
@@ -532,9 +540,24 @@ def test_medical_suite_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, tm
             adapter["accuracy"] * n
         )
         assert "vs_base" not in base and sum(base["prediction_distribution"].values()) == n
+        # the letter prior removed: each letter's mean score over the task's questions (per MMLU subject) subtracted
+        answers = np.array(truth_of(task, ids))
+        groups = np.array([i.split("/")[0] if task == "mmlu" else "" for i in ids])
+        for name, result in (("base", base), ("pubmedqa_lora", adapter)):
+            scores = np.array([saved["choice_outputs"][task][name][i] for i in ids])
+            for group in set(groups):
+                scores[groups == group] -= scores[groups == group].mean(axis=0)
+            assert result["centred_accuracy"] == (scores.argmax(axis=1) == answers).mean()
+            assert 0 <= result["prior_chance"] <= 1
+            assert result["letter_auc"] is None or 0 <= result["letter_auc"] <= 1
+        paired = adapter["centred_vs_base"]
+        assert round(base["centred_accuracy"] * n) + paired["fixed"] - paired["broken"] == round(
+            adapter["centred_accuracy"] * n
+        )
     assert set(saved["results"]["base"]["mmlu"]["subjects"]) == {"anatomy", "college_medicine"}
     text = out.getvalue()
     assert "MedQA accuracy" in text and "MMLU medical accuracy (micro)" in text and "college_medicine" in text
+    assert "letter prior removed" in text and "letter-prior chance" in text
     assert (tmp_path / "eval/comparison.png").stat().st_size > 1000
     assert report["settings"]["tasks"] == ["medqa", "medmcqa", "mmlu"]
 
@@ -549,6 +572,7 @@ def test_medical_suite_base_and_adapter_in_one_report(tiny_gpt2, adapter_run, tm
     assert all("subset" in r.metric_name for r in results) and results[0].dataset_split == "test[:4]"
     section = evaluation_section(typed, "pubmedqa_lora")
     assert "MMLU anatomy" in section and "**a subset**" in section and "medqa_4options" in section
+    assert section.count("| accuracy with the answer-letter prior removed |") == 3 and "using no answers" in section
 
 
 def test_letter_tasks_score_the_split_asked_for_and_say_so(tiny_gpt2, tmp_path):

@@ -137,3 +137,30 @@ def test_official_scorer_and_its_errors(tmp_path):
     (tmp_path / "broken.json").write_text('{"1": "yes",')
     with pytest.raises(MedsftError, match=r"broken.json, line 1 column \d+: malformed JSON"):
         score_predictions(str(tmp_path / "broken.json"), str(tmp_path / "truth.json"))
+
+
+def test_letter_prior_measures_tell_a_prior_from_knowledge():
+    """letter_prior_chance, centred_scores and letter_auc, through bench/choice_prior.py's analyse (which adds the
+    accuracy above the prior with its interval)."""
+    from bench.choice_prior import analyse
+    from medsft.evaluation.metrics import letter_prior_chance
+
+    # by hand: predicted A once, B three times; A is the answer of half the questions, B of a quarter
+    one = np.zeros(4, dtype=int)
+    assert letter_prior_chance(np.array([0, 0, 1, 3]), np.array([0, 1, 1, 1]), one) == (1 * 0.5 + 3 * 0.25) / 4
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 800)
+    strata = np.array(["a", "b"] * 400)
+    noise = rng.normal(size=(800, 4))
+    prior = noise.copy()
+    prior[:, 3] += 20  # answers "D" to everything, whatever the question
+    knows = prior.copy()
+    knows[np.arange(800), truth] += 3  # and also scores the right letter higher
+    guesser = analyse(truth, prior, strata)
+    assert guesser["predicted"] == {"D": 800} and guesser["accuracy"] == (truth == 3).mean()
+    assert abs(guesser["above_prior"]) < 1e-12  # its accuracy is exactly its letter prior's chance
+    assert guesser["above_prior_ci95"] == [0.0, 0.0]  # in every resample too
+    assert abs(guesser["centred_accuracy"] - 0.25) < 0.05 and abs(guesser["letter_auc"] - 0.5) < 0.05
+    expert = analyse(truth, knows, strata)
+    assert expert["accuracy"] == guesser["accuracy"]  # the same accuracy as evaluated...
+    assert expert["centred_accuracy"] > 0.8 and expert["letter_auc"] > 0.9  # ...but it knows the answers

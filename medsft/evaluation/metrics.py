@@ -169,6 +169,46 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float(greater + ties / 2)
 
 
+# ---- letter-choice tasks: the answer-letter prior apart from the questions. A small model may answer one letter to
+# nearly every question; its accuracy is then that letter's share of the answers, and a fine-tune that moves its
+# favourite letter moves accuracy with no change in what it can tell apart. ``strata`` groups the questions whose
+# letter prior is taken together (MMLU: each subject; MedQA: one group).
+
+
+def letter_prior_chance(truth: np.ndarray, predicted: np.ndarray, strata: np.ndarray) -> float:
+    """The expected accuracy of a guesser that picks each letter as often as the model did (within each stratum) but
+    blind to the question: per stratum, the sum over letters of (times predicted) x (share of answers)."""
+    hits = 0.0
+    for stratum in np.unique(strata):
+        rows = strata == stratum
+        for letter in np.unique(predicted[rows]):
+            hits += (predicted[rows] == letter).sum() * (truth[rows] == letter).mean()
+    return float(hits / len(truth))
+
+
+def centred_scores(scores: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """``scores`` (questions x letters) with each letter's mean over its stratum's questions subtracted: the letter
+    prior removed without looking at any answer ("batch calibration", Zhou et al. 2024)."""
+    out = np.array(scores, dtype=np.float64)
+    for stratum in np.unique(strata):
+        rows = strata == stratum
+        out[rows] -= out[rows].mean(axis=0)
+    return out
+
+
+def letter_auc(truth: np.ndarray, scores: np.ndarray) -> float | None:
+    """The mean over letters of the ROC AUC of each letter's margin (its score minus the mean of the others) for
+    "this letter is the answer": how well the scores rank the questions, whatever the prior (0.5 = chance). Letters
+    that are never (or always) the answer are left out; None when none is left."""
+    aucs = []
+    for k in range(scores.shape[1]):
+        margin = scores[:, k] - np.delete(scores, k, axis=1).mean(axis=1)
+        positive, negative = margin[truth == k], margin[truth != k]
+        if len(positive) and len(negative):
+            aucs.append(roc_auc(positive, negative))
+    return float(np.mean(aucs)) if aucs else None
+
+
 class PubMedQAScores(evaluate.Metric):
     """PubMedQA yes/no/maybe scores: accuracy and macro-F1 (as the official ``evaluation.py``), a bootstrap
     confidence interval for accuracy, the confusion matrix, the predicted-label distribution and the majority

@@ -104,14 +104,20 @@ _PERPLEXITY_ROWS: list[tuple[str, Callable[[PerplexityResult], str]]] = [
 TASK_TITLES = {"medqa": "MedQA", "medmcqa": "MedMCQA", "mmlu": "MMLU medical"}
 
 
-def _vs_base(q) -> str:
-    d = q.vs_base
+def _paired(d) -> str:
     return "—" if not d else f"{d.accuracy_difference:+.3f} ({d.difference_ci95[0]:+.3f}…{d.difference_ci95[1]:+.3f})"
 
 
-def _fixed_broken(q) -> str:
-    d = q.vs_base
+def _fixed_broken_of(d) -> str:
     return "—" if not d else f"{d.fixed}/{d.broken} (p={d.mcnemar_p:.2g})"
+
+
+def _vs_base(q) -> str:
+    return _paired(q.vs_base)
+
+
+def _fixed_broken(q) -> str:
+    return _fixed_broken_of(q.vs_base)
 
 
 def _choice_rows(task: str, subjects: list[str]) -> list[tuple[str, Callable[[MultipleChoiceResult], str]]]:
@@ -123,6 +129,11 @@ def _choice_rows(task: str, subjects: list[str]) -> list[tuple[str, Callable[[Mu
         ("  fixed/broken vs base", _fixed_broken),
         ("  acc_norm", lambda q: _fmt(q.acc_norm)),
         ("  predicted A/B/C/D", lambda q: "/".join(str(v) for v in q.prediction_distribution.values())),
+        ("  letter-prior chance", lambda q: _fmt(q.prior_chance)),
+        ("  letter prior removed", lambda q: _fmt(q.centred_accuracy)),
+        ("    vs base, paired 95% CI", lambda q: _paired(q.centred_vs_base)),
+        ("    fixed/broken vs base", lambda q: _fixed_broken_of(q.centred_vs_base)),
+        ("    letter ranking AUC", lambda q: _fmt(q.letter_auc)),
     ]
     if task == "mmlu":
         rows.append(("  macro (mean of subjects)", lambda q: _fmt(q.macro_accuracy)))

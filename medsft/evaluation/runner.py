@@ -331,10 +331,14 @@ def compare_with_base(done: Evaluation, data: EvalData, args: EvalArguments) -> 
     for task, outputs in done.choice_outputs.items():
         if "base" not in outputs:
             continue
-        truth = [mc.LETTERS[r["answer"]] for r in data.benchmarks[task].rows]
+        rows = data.benchmarks[task].rows
+        truth = [mc.LETTERS[r["answer"]] for r in rows]
+        base_centred = mc.centred_letters(rows, outputs["base"]["details"])
         for label in [label for label in outputs if label != "base"]:
             result = getattr(done.results[label], task)
             result.vs_base = paired(truth, outputs["base"]["predicted"], outputs[label]["predicted"])
+            # the same comparison with the letter prior removed: a small model's letter accuracy moves mostly with it
+            result.centred_vs_base = paired(truth, base_centred, mc.centred_letters(rows, outputs[label]["details"]))
 
 
 def build_report(

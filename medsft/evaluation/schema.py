@@ -124,6 +124,14 @@ class MultipleChoiceResult:
     subjects: dict[str, SubjectResult] | None = field(default=None, metadata=_OMIT_NONE)
     macro_accuracy: float | None = field(default=None, metadata=_OMIT_NONE)
     vs_base: PairedComparison | None = field(default=None, metadata=_OMIT_NONE)
+    # the answer-letter prior apart from the questions (None in reports from before 2026-12-06): the accuracy a guesser
+    # with the model's letter frequencies reaches, the accuracy with each letter's mean score removed (per subject)
+    # and its paired comparison with the base, and the per-letter ranking AUC (0.5 = chance)
+    prior_chance: float | None = field(default=None, metadata=_OMIT_NONE)
+    centred_accuracy: float | None = field(default=None, metadata=_OMIT_NONE)
+    centred_accuracy_ci95: list[float] | None = field(default=None, metadata=_OMIT_NONE)
+    letter_auc: float | None = field(default=None, metadata=_OMIT_NONE)
+    centred_vs_base: PairedComparison | None = field(default=None, metadata=_OMIT_NONE)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> MultipleChoiceResult | None:
@@ -133,6 +141,7 @@ class MultipleChoiceResult:
         if data.get("subjects"):
             values["subjects"] = {k: SubjectResult(**_fields(SubjectResult, v)) for k, v in data["subjects"].items()}
         values["vs_base"] = PairedComparison.from_dict(data.get("vs_base"))
+        values["centred_vs_base"] = PairedComparison.from_dict(data.get("centred_vs_base"))
         return cls(**values)
 
 

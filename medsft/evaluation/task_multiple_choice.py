@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from medsft.core.errors import MedsftError
 from medsft.data import medmcqa, medqa, mmlu
 from medsft.data.load_report import LoadReport
@@ -113,6 +115,15 @@ def letters(scores: list[list[float]]) -> list[str]:
     return [LETTERS[max(range(len(LETTERS)), key=s.__getitem__)] for s in scores]
 
 
+def centred_letters(rows: list[dict], choice_scores: list[list[float]]) -> list[str]:
+    """The letter each question gets once each letter's mean score over the questions (of its MMLU subject) is
+    subtracted: the choice with the answer-letter prior removed, no answer used."""
+    from medsft.evaluation.metrics import centred_scores  # lazily: see scores()
+
+    strata = np.array([r.get("subject") or "" for r in rows])
+    return [LETTERS[i] for i in centred_scores(np.asarray(choice_scores, dtype=np.float64), strata).argmax(axis=1)]
+
+
 def scores(
     rows: list[dict],
     predicted: list[str],
@@ -123,10 +134,11 @@ def scores(
 ) -> dict:
     """Accuracy (with its bootstrap 95% interval), acc_norm, the predicted-letter distribution and, with
     ``per_subject`` (MMLU), each subject's accuracy with their micro (all questions) and macro (mean of subjects)
-    averages."""
+    averages; and the answer-letter prior apart from the questions (``metrics.letter_prior_chance``, the accuracy
+    with each letter's mean score removed per subject, ``metrics.letter_auc``)."""
     # imported here: the evaluate library behind medsft's metrics costs ~1 s at import, and medsft.train imports this
     # module (for the evaluation's modes) through medsft.configs
-    from medsft.evaluation.metrics import bootstrap_accuracy_ci
+    from medsft.evaluation.metrics import bootstrap_accuracy_ci, centred_scores, letter_auc, letter_prior_chance
 
     truth = [LETTERS[r["answer"]] for r in rows]
     hits = [t == p for t, p in zip(truth, predicted)]
@@ -140,6 +152,14 @@ def scores(
         "prediction_distribution": {letter: predicted.count(letter) for letter in LETTERS},
         "answer_distribution": {letter: truth.count(letter) for letter in LETTERS},
     }
+    answers = np.array([r["answer"] for r in rows])
+    strata = np.array([r.get("subject") or "" for r in rows])
+    centred = centred_letters(rows, choice_scores)
+    centred_hits = [t == p for t, p in zip(truth, centred)]
+    result["prior_chance"] = letter_prior_chance(np.array(truth), np.array(predicted), strata)
+    result["centred_accuracy"] = sum(centred_hits) / len(hits)
+    result["centred_accuracy_ci95"] = list(bootstrap_accuracy_ci(centred_hits, samples, seed=seed))
+    result["letter_auc"] = letter_auc(answers, centred_scores(np.asarray(choice_scores, dtype=np.float64), strata))
     subjects = [r.get("subject") for r in rows]
     if per_subject:
         per = Counter(subjects)

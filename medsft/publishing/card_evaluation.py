@@ -124,6 +124,7 @@ def evaluation_section(report: EvalReport | None, label: str | None) -> str:
             )
         distributions = (" / ".join(str(v) for v in s.prediction_distribution.values()) for s in p)
         lines.append(_row("predicted yes / no / maybe", distributions))
+    prior_removed = False
     for name in CHOICE_TASKS:
         task = getattr(settings, name)
         if not task or not all(getattr(c, name) for c in columns):
@@ -139,6 +140,17 @@ def evaluation_section(report: EvalReport | None, label: str | None) -> str:
                 f"({d.difference_ci95[0]:+.3f} to {d.difference_ci95[1]:+.3f}); {d.fixed} fixed, {d.broken} broken, "
                 f"McNemar p = {d.mcnemar_p:.2g} |"
             )
+        if all(s.centred_accuracy is not None for s in m):  # reports from before 2026-12-06 lack it
+            prior_removed = True
+            lines.append(
+                _row("accuracy with the answer-letter prior removed", (f"{s.centred_accuracy:.3f}" for s in m))
+            )
+            if m[1].centred_vs_base:
+                d = m[1].centred_vs_base
+                lines.append(
+                    f"| its change vs base, paired 95% CI | | {d.accuracy_difference:+.3f} "
+                    f"({d.difference_ci95[0]:+.3f} to {d.difference_ci95[1]:+.3f}); McNemar p = {d.mcnemar_p:.2g} |"
+                )
         if name == "mmlu" and all(s.subjects for s in m):
             lines.append(_row("MMLU macro (mean of subjects)", (f"{s.macro_accuracy:.3f}" for s in m)))
             for subject in m[0].subjects:
@@ -167,6 +179,12 @@ def evaluation_section(report: EvalReport | None, label: str | None) -> str:
                 + f", {task.num_fewshot}-shot, `{task.mode}` scoring with lm-evaluation-harness's "
                 f"`{task.harness_task}` prompt; chance is 0.250."
             )
+    if prior_removed:
+        notes.append(
+            "The accuracy with the answer-letter prior removed subtracts each letter's mean score over the questions "
+            "(per MMLU subject) before choosing, using no answers: a small model's letter-task accuracy moves mostly "
+            "with its favourite letter, this with what it tells apart."
+        )
     if perplexity:
         part = perplexity.subset
         notes.append(
