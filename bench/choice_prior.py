@@ -66,7 +66,8 @@ def above_prior(truth: np.ndarray, predicted: np.ndarray, strata: np.ndarray, sa
 def analyse(truth: np.ndarray, scores: np.ndarray, strata: np.ndarray) -> dict:
     """Every number of one (task, model): see the module docstring."""
     predicted = scores.argmax(axis=1)
-    balanced = centred_scores(scores, strata).argmax(axis=1)
+    centred = centred_scores(scores, strata)
+    balanced = centred.argmax(axis=1)
     value, interval = above_prior(truth, predicted, strata)
     return {
         "questions": len(truth),
@@ -79,7 +80,7 @@ def analyse(truth: np.ndarray, scores: np.ndarray, strata: np.ndarray) -> dict:
         "centred_accuracy": float((balanced == truth).mean()),
         "centred_accuracy_ci95": list(bootstrap_accuracy_ci(balanced == truth)),
         "centred_predicted": {LETTERS[k]: int(n) for k, n in sorted(Counter(balanced.tolist()).items())},
-        "letter_auc": letter_auc(truth, centred_scores(scores, strata)),
+        "letter_auc": letter_auc(truth, centred),
     }
 
 

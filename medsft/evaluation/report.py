@@ -84,8 +84,8 @@ def _pubmedqa_rows() -> list[tuple[str, Callable[[PubMedQAResult], str]]]:
     return [
         ("PubMedQA accuracy", lambda q: _fmt(q.accuracy)),
         ("  95% bootstrap CI", ci),
-        ("  vs base, paired 95% CI", _vs_base),
-        ("  fixed/broken vs base", _fixed_broken),
+        ("  vs base, paired 95% CI", lambda q: _paired(q.vs_base)),
+        ("  fixed/broken vs base", lambda q: _fixed_broken(q.vs_base)),
         ("PubMedQA macro-F1", lambda q: _fmt(q.macro_f1)),
         ("  yes-vs-no ranking AUC", lambda q: _fmt(q.yes_no_auc)),
         ("  predicted yes/no/maybe", lambda q: "/".join(str(v) for v in q.prediction_distribution.values())),
@@ -108,16 +108,8 @@ def _paired(d) -> str:
     return "—" if not d else f"{d.accuracy_difference:+.3f} ({d.difference_ci95[0]:+.3f}…{d.difference_ci95[1]:+.3f})"
 
 
-def _fixed_broken_of(d) -> str:
+def _fixed_broken(d) -> str:
     return "—" if not d else f"{d.fixed}/{d.broken} (p={d.mcnemar_p:.2g})"
-
-
-def _vs_base(q) -> str:
-    return _paired(q.vs_base)
-
-
-def _fixed_broken(q) -> str:
-    return _fixed_broken_of(q.vs_base)
 
 
 def _choice_rows(task: str, subjects: list[str]) -> list[tuple[str, Callable[[MultipleChoiceResult], str]]]:
@@ -125,14 +117,14 @@ def _choice_rows(task: str, subjects: list[str]) -> list[tuple[str, Callable[[Mu
     rows = [
         (f"{title} accuracy" + (" (micro)" if task == "mmlu" else ""), lambda q: _fmt(q.accuracy)),
         ("  95% bootstrap CI", lambda q: f"{q.accuracy_ci95[0]:.3f}–{q.accuracy_ci95[1]:.3f}"),
-        ("  vs base, paired 95% CI", _vs_base),
-        ("  fixed/broken vs base", _fixed_broken),
+        ("  vs base, paired 95% CI", lambda q: _paired(q.vs_base)),
+        ("  fixed/broken vs base", lambda q: _fixed_broken(q.vs_base)),
         ("  acc_norm", lambda q: _fmt(q.acc_norm)),
         ("  predicted A/B/C/D", lambda q: "/".join(str(v) for v in q.prediction_distribution.values())),
         ("  letter-prior chance", lambda q: _fmt(q.prior_chance)),
         ("  letter prior removed", lambda q: _fmt(q.centred_accuracy)),
         ("    vs base, paired 95% CI", lambda q: _paired(q.centred_vs_base)),
-        ("    fixed/broken vs base", lambda q: _fixed_broken_of(q.centred_vs_base)),
+        ("    fixed/broken vs base", lambda q: _fixed_broken(q.centred_vs_base)),
         ("    letter ranking AUC", lambda q: _fmt(q.letter_auc)),
     ]
     if task == "mmlu":

@@ -115,13 +115,22 @@ def letters(scores: list[list[float]]) -> list[str]:
     return [LETTERS[max(range(len(LETTERS)), key=s.__getitem__)] for s in scores]
 
 
+def _strata(rows: list[dict]) -> np.ndarray:
+    """The groups whose letter prior is taken together: each MMLU subject; the whole task elsewhere."""
+    return np.array([r.get("subject") or "" for r in rows])
+
+
+def _centred(choice_scores: list[list[float]], strata: np.ndarray) -> np.ndarray:
+    """The letter scores with each letter's mean over its stratum's questions subtracted."""
+    from medsft.evaluation.metrics import centred_scores  # lazily: see scores()
+
+    return centred_scores(np.asarray(choice_scores, dtype=np.float64), strata)
+
+
 def centred_letters(rows: list[dict], choice_scores: list[list[float]]) -> list[str]:
     """The letter each question gets once each letter's mean score over the questions (of its MMLU subject) is
     subtracted: the choice with the answer-letter prior removed, no answer used."""
-    from medsft.evaluation.metrics import centred_scores  # lazily: see scores()
-
-    strata = np.array([r.get("subject") or "" for r in rows])
-    return [LETTERS[i] for i in centred_scores(np.asarray(choice_scores, dtype=np.float64), strata).argmax(axis=1)]
+    return [LETTERS[i] for i in _centred(choice_scores, _strata(rows)).argmax(axis=1)]
 
 
 def scores(
@@ -138,7 +147,7 @@ def scores(
     with each letter's mean score removed per subject, ``metrics.letter_auc``)."""
     # imported here: the evaluate library behind medsft's metrics costs ~1 s at import, and medsft.train imports this
     # module (for the evaluation's modes) through medsft.configs
-    from medsft.evaluation.metrics import bootstrap_accuracy_ci, centred_scores, letter_auc, letter_prior_chance
+    from medsft.evaluation.metrics import bootstrap_accuracy_ci, letter_auc, letter_prior_chance
 
     truth = [LETTERS[r["answer"]] for r in rows]
     hits = [t == p for t, p in zip(truth, predicted)]
@@ -152,14 +161,13 @@ def scores(
         "prediction_distribution": {letter: predicted.count(letter) for letter in LETTERS},
         "answer_distribution": {letter: truth.count(letter) for letter in LETTERS},
     }
-    answers = np.array([r["answer"] for r in rows])
-    strata = np.array([r.get("subject") or "" for r in rows])
-    centred = centred_letters(rows, choice_scores)
-    centred_hits = [t == p for t, p in zip(truth, centred)]
+    strata = _strata(rows)
+    centred = _centred(choice_scores, strata)
+    centred_hits = [t == LETTERS[i] for t, i in zip(truth, centred.argmax(axis=1))]
     result["prior_chance"] = letter_prior_chance(np.array(truth), np.array(predicted), strata)
     result["centred_accuracy"] = sum(centred_hits) / len(hits)
     result["centred_accuracy_ci95"] = list(bootstrap_accuracy_ci(centred_hits, samples, seed=seed))
-    result["letter_auc"] = letter_auc(answers, centred_scores(np.asarray(choice_scores, dtype=np.float64), strata))
+    result["letter_auc"] = letter_auc(np.array([r["answer"] for r in rows]), centred)
     subjects = [r.get("subject") for r in rows]
     if per_subject:
         per = Counter(subjects)

@@ -97,6 +97,16 @@ def _row(name: str, values) -> str:
     return f"| {name} | " + " | ".join(values) + " |"
 
 
+def _paired_row(name: str, d, fixed_word: str | None = None) -> str:
+    """The adapter-only row of a paired comparison: the difference, its interval, the answers it fixed and broke
+    (named ``fixed_word``; left out when None) and McNemar's p."""
+    counts = f"{d.fixed} {fixed_word}, {d.broken} broken, " if fixed_word else ""
+    return (
+        f"| {name}, paired 95% CI | | {d.accuracy_difference:+.3f} "
+        f"({d.difference_ci95[0]:+.3f} to {d.difference_ci95[1]:+.3f}); {counts}McNemar p = {d.mcnemar_p:.2g} |"
+    )
+
+
 def evaluation_section(report: EvalReport | None, label: str | None) -> str:
     if not report or label not in report.results:
         return (
@@ -114,14 +124,8 @@ def evaluation_section(report: EvalReport | None, label: str | None) -> str:
         lines.append(_row("PubMedQA macro-F1", (f"{s.macro_f1:.3f}" for s in p)))
         if all(s.yes_no_auc is not None for s in p):  # older reports and generate mode lack it
             lines.append(_row("yes-vs-no ranking AUC (0.5 = chance)", (f"{s.yes_no_auc:.3f}" for s in p)))
-        paired = p[1].vs_base
-        if paired:  # older reports lack it
-            low, high = paired.difference_ci95
-            lines.append(
-                f"| accuracy change vs base, paired 95% CI | | {paired.accuracy_difference:+.3f} "
-                f"({low:+.3f} to {high:+.3f}); {paired.fixed} answers fixed, {paired.broken} broken, "
-                f"McNemar p = {paired.mcnemar_p:.2g} |"
-            )
+        if p[1].vs_base:  # older reports lack it
+            lines.append(_paired_row("accuracy change vs base", p[1].vs_base, "answers fixed"))
         distributions = (" / ".join(str(v) for v in s.prediction_distribution.values()) for s in p)
         lines.append(_row("predicted yes / no / maybe", distributions))
     prior_removed = False
@@ -134,23 +138,14 @@ def evaluation_section(report: EvalReport | None, label: str | None) -> str:
         lines.append(_row(f"{title} accuracy{_of(task.subset, 'questions')}", (f"{s.accuracy:.3f}" for s in m)))
         lines.append(_row("95% bootstrap CI", (f"{s.accuracy_ci95[0]:.3f}–{s.accuracy_ci95[1]:.3f}" for s in m)))
         if m[1].vs_base:
-            d = m[1].vs_base
-            lines.append(
-                f"| accuracy change vs base, paired 95% CI | | {d.accuracy_difference:+.3f} "
-                f"({d.difference_ci95[0]:+.3f} to {d.difference_ci95[1]:+.3f}); {d.fixed} fixed, {d.broken} broken, "
-                f"McNemar p = {d.mcnemar_p:.2g} |"
-            )
+            lines.append(_paired_row("accuracy change vs base", m[1].vs_base, "fixed"))
         if all(s.centred_accuracy is not None for s in m):  # reports from before 2026-12-06 lack it
             prior_removed = True
             lines.append(
                 _row("accuracy with the answer-letter prior removed", (f"{s.centred_accuracy:.3f}" for s in m))
             )
             if m[1].centred_vs_base:
-                d = m[1].centred_vs_base
-                lines.append(
-                    f"| its change vs base, paired 95% CI | | {d.accuracy_difference:+.3f} "
-                    f"({d.difference_ci95[0]:+.3f} to {d.difference_ci95[1]:+.3f}); McNemar p = {d.mcnemar_p:.2g} |"
-                )
+                lines.append(_paired_row("its change vs base", m[1].centred_vs_base))
         if name == "mmlu" and all(s.subjects for s in m):
             lines.append(_row("MMLU macro (mean of subjects)", (f"{s.macro_accuracy:.3f}" for s in m)))
             for subject in m[0].subjects:
