@@ -237,9 +237,11 @@ wikidoc-full:
 		$(WIKIDOC_FULL) --output_dir runs/wikidoc_full_eval
 
 # MedQuAD's recipe at its rank 16 of before 2026-12-05 (the measurements of RESULTS section 2; it ships rank 64 since:
-# make medquad-r64)
+# make medquad-r64). The 16-step runs were measured with the adapter saved at full strength (the recipe saves it at
+# half since 2026-12-06), so they add --adapter_strength 1.
+FULL_STRENGTH = --adapter_strength 1
 medquad:
-	$(TRAIN) recipes/medquad_smollm2.yaml $(R16) --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+	$(TRAIN) recipes/medquad_smollm2.yaml $(R16) $(FULL_STRENGTH) --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
 		--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS))
 	$(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
 		--adapters runs/medquad_smollm2
@@ -250,7 +252,7 @@ medquad:
 # A MedQuAD LoRA variant of the recipe: $(1) its flags, $(2) its run directory. The same 16 steps as `make medquad`,
 # perplexity on the same first 100 validation answers, then the suite beside the base with all 767 answers.
 define medquad_variant
-$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+$(TRAIN) recipes/medquad_smollm2.yaml $(FULL_STRENGTH) --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
 	--pubmedqa_reference $(PUBMEDQA) --logging_steps 1 $(call steps,$(MEDQUAD_STEPS)) $(1) --output_dir $(2)
 $(EVAL) --tasks perplexity --perplexity_dataset $(MEDQUAD) $(if $(MEDQUAD_EVAL_LIMIT),--limit $(MEDQUAD_EVAL_LIMIT)) \
 	--adapters $(2) --output_dir $(2)_eval
@@ -310,6 +312,22 @@ medquad-full:
 		--medqa_dataset $(MEDQA) --mmlu_dataset $(MMLU) --perplexity_dataset $(MEDQUAD) \
 		--adapters $(MEDQUAD_FULL_RUN) --output_dir runs/suite_$(notdir $(MEDQUAD_FULL_RUN)) \
 		$$([ -n "$(RESUME)" ] && [ -f runs/suite_$(notdir $(MEDQUAD_FULL_RUN))/report.json ] && echo --resume true)
+
+# The finished full run at other adapter strengths, without training: each is its last checkpoint (the best one is
+# loaded, as the run did) saved at STRENGTH into its own folder (~1 min each), then MedQuAD's validation perplexity of
+# all of them beside the base in one report (~8 min a model here). Strength 1 is what the recipe saved before
+# 2026-12-06; 0.5 is the recipe's since (byte-identical weights, lora_alpha 64). With the letter tasks' validation
+# splits (Hub only; not in ../shared), add them to the same report to pick a strength on validation for both:
+# make medquad-strength EXTRA_TASKS=",mmlu,medqa --mmlu_dataset cais/mmlu --mmlu_split validation ..."
+STRENGTHS ?= 0.25 0.5 0.75 1
+MEDQUAD_FULL_LAST = $$(ls -d $(MEDQUAD_FULL_RUN)/checkpoint-* | sort -t- -k2 -n | tail -1)
+medquad-strength:
+	for s in $(STRENGTHS); do [ -f $(MEDQUAD_FULL_RUN)_s$$s/run_manifest.json ] || \
+		$(TRAIN) recipes/medquad_smollm2.yaml --model_name_or_path $(MODEL) --dataset_name $(MEDQUAD) \
+		--pubmedqa_reference $(PUBMEDQA) --resume_from_checkpoint $(MEDQUAD_FULL_LAST) \
+		--output_dir $(MEDQUAD_FULL_RUN)_s$$s --adapter_strength $$s || exit 1; done
+	$(EVAL) --tasks perplexity$(EXTRA_TASKS) --perplexity_dataset $(MEDQUAD) \
+		--adapters $(foreach s,$(STRENGTHS),$(MEDQUAD_FULL_RUN)_s$(s)) --output_dir runs/medquad_strength_eval
 
 # Generated answers, base vs fine-tuned (greedy), for fixed prompts; each adapter on the base it was trained on.
 METFORMIN = $$(printf 'Abstract:\nPatients with type 2 diabetes were randomised to metformin or placebo; HbA1c fell by \

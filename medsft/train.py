@@ -69,7 +69,7 @@ from medsft.modeling.loading import (
     load_model,
     load_tokenizer,
 )
-from medsft.modeling.lora import build_lora_config
+from medsft.modeling.lora import build_lora_config, scale_adapter
 from medsft.modeling.packing import (
     apply_packed_layout,
     choose_packed_layout,
@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     peft_config = build_lora_config(model_args, source.path)
     if peft_config is not None:
         logger.info("LoRA targets %s (fan_in_fan_out=%s)", peft_config.target_modules, peft_config.fan_in_fan_out)
-    elif ignored := sorted(k for k in explicit_keys if k.startswith("lora_") or k in ("use_rslora", "use_dora")):
+    elif ignored := sorted(
+        k for k in explicit_keys if k.startswith("lora_") or k in ("use_rslora", "use_dora", "adapter_strength")
+    ):
         # a warning, not an error: "--use_peft false" on a LoRA recipe is a deliberate full fine-tune
         logger.warning("%s set but not used: use_peft is false, so every weight is trained", ", ".join(ignored))
     resume_changes = {}
@@ -330,10 +332,18 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
             _record_stop(trainer, stop, manifest, training_args, source, data)
 
     ###############
-    # Save adapter/model, tokenizer and the finished run manifest
+    # Save adapter (at its adapter_strength)/model, tokenizer and the finished run manifest
     ###############
     with disk_full_errors(training_args.output_dir, how_to_continue):
         gather_for_final_save(trainer)
+        if peft_config is not None and model_args.adapter_strength != 1:
+            trained, saved = scale_adapter(trainer.model, model_args.adapter_strength)
+            logger.info(
+                "adapter saved at strength %s: lora_alpha %s (trained at %s; its checkpoints keep that)",
+                model_args.adapter_strength,
+                saved,
+                trained,
+            )
         trainer.save_model(training_args.output_dir)
         if trainer.is_world_process_zero():
             logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -231,6 +231,14 @@ CASES = [
     ("max-length-over-positions", "train", lambda f: train(f, "--max_length", "4096"), ["4096", "1024"]),
     ("lora-r-zero", "train", lambda f: train(f, "--lora_r", "0"), ["--lora_r", "0"]),
     ("lora-dropout", "train", lambda f: train(f, "--lora_dropout", "1.5"), ["--lora_dropout"]),
+    ("adapter-strength-zero", "train", lambda f: train(f, "--adapter_strength", "0"), ["--adapter_strength", "0"]),
+    ("adapter-strength-nan", "train", lambda f: train(f, "--adapter_strength", "nan"), ["--adapter_strength", "nan"]),
+    (
+        "adapter-strength-dora",
+        "train",
+        lambda f: train(f, "--adapter_strength", "0.5", "--use_dora", "true"),
+        ["--adapter_strength", "--use_dora", "magnitude"],
+    ),
     (
         "batch-size-zero",
         "train",

@@ -468,9 +468,14 @@ def test_a_full_fine_tune_is_paired_with_its_base(tiny_gpt2, tiny_llama, adapter
     full = train_quickly(
         "pubmedqa_lora", tiny_gpt2, tmp_path / "pubmedqa_full", "--dataset_name", str(PUBMEDQA_DIR),
         "--max_steps", "2", "--max_length", "1024", "--use_peft", "false", "--learning_rate", "1e-3",
+        "--adapter_strength", "0.5",
     )  # fmt: skip
-    # the LoRA recipe's lora_* keys are not silently dropped: one line says they were not used
-    assert "lora_alpha, lora_dropout, lora_r, lora_target_modules set but not used: use_peft is false" in caplog.text
+    # the LoRA recipe's lora_* keys (and a strength, which scales only an adapter) are not silently dropped: one line
+    # says they were not used
+    assert (
+        "adapter_strength, lora_alpha, lora_dropout, lora_r, lora_target_modules set but not used: use_peft is false"
+        in caplog.text
+    )
     argv = _eval_args(tiny_gpt2, "--tasks", "pubmedqa", "--limit", "8", "--adapters", str(full), str(adapter_run))
     together = _quiet([*argv, "--output_dir", str(tmp_path / "together")])
     assert list(together["results"]) == ["base", "pubmedqa_full", "pubmedqa_lora"]

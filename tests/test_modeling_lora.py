@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import get_peft_model
+from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM
 
 from medsft.configs.training import MedModelConfig
 from medsft.core.errors import MedsftError
+from medsft.modeling.adapters import load_adapter
 from medsft.modeling.loading import guard_bnb_cpu_4bit, load_model
-from medsft.modeling.lora import build_lora_config, meta_model, resolve_targets
+from medsft.modeling.lora import build_lora_config, meta_model, resolve_targets, scale_adapter
 from medsft.modeling.source import resolve_model_source
 
 
@@ -151,3 +153,47 @@ def test_every_trl_lora_flag_reaches_the_config(tiny_gpt2):
     assert config.target_parameters == ["transformer.h.0.mlp.c_fc.weight"]
     assert config.use_dora and config.use_rslora and config.modules_to_save == ["lm_head"]
     assert (config.r, config.lora_alpha) == (4, 8) and config.fan_in_fan_out
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_adapter_strength_scales_every_update_and_the_saved_config_reproduces_it(
+    tiny_gpt2, gpt2_tokenizer, tmp_path, rslora
+):
+    """Each adapted layer adds exactly ``strength`` times its trained update (rsLoRA's alpha/sqrt(r) and a per-module
+    alpha_pattern too), and the adapter_config.json it saves gives the same logits in a fresh PEFT load."""
+    config = lora_config(tiny_gpt2, lora_target_preset="all-linear", lora_r=4, lora_alpha=8, use_rslora=rslora)
+    config.alpha_pattern = {"c_fc": 3}  # one module family with its own alpha
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_gpt2), config).eval()
+    randomize_lora(model)
+    layers = {name: m for name, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A}
+    torch.manual_seed(2)
+    inputs = {
+        name: torch.randn(3, m.base_layer.weight.shape[0 if m.fan_in_fan_out else 1]) for name, m in layers.items()
+    }
+    with torch.no_grad():
+        trained = {name: m(inputs[name]) - m.base_layer(inputs[name]) for name, m in layers.items()}
+        assert scale_adapter(model, 0.25) == (8, 2)
+        for name, m in layers.items():
+            torch.testing.assert_close(m(inputs[name]) - m.base_layer(inputs[name]), 0.25 * trained[name], msg=name)
+    assert model.peft_config["default"].alpha_pattern == {"c_fc": 0.75}
+    assert len(layers) == 8 and all(trained[n].abs().max() > 1e-3 for n in layers)  # every update is really there
+
+    batch = gpt2_tokenizer(["Patient presents with fever and a persistent cough."], return_tensors="pt")
+    with torch.no_grad():
+        scaled = model(**batch).logits
+        with model.disable_adapter():
+            base_logits = model(**batch).logits
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = load_adapter(AutoModelForCausalLM.from_pretrained(tiny_gpt2), str(tmp_path / "adapter")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, scaled)
+    assert (scaled - base_logits).abs().max() > 1e-3
+
+
+def test_adapter_strength_one_changes_nothing_and_a_model_without_adapter_is_refused(tiny_gpt2):
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_gpt2), lora_config(tiny_gpt2))
+    scaling = [dict(m.scaling) for m in model.modules() if isinstance(m, LoraLayer)]
+    assert len(scaling) == 6 and scale_adapter(model, 1) == (model.peft_config["default"].lora_alpha,) * 2
+    assert [dict(m.scaling) for m in model.modules() if isinstance(m, LoraLayer)] == scaling
+    with pytest.raises(MedsftError, match="use_peft"):
+        scale_adapter(AutoModelForCausalLM.from_pretrained(tiny_gpt2), 0.5)

@@ -152,6 +152,49 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_gpt2, wikidoc_
         torch.testing.assert_close(b[key].float(), a[key].float(), atol=1e-6, rtol=0, msg=key)
 
 
+def test_adapter_strength_scales_the_saved_result_and_rescales_a_finished_run(
+    tiny_gpt2, wikidoc_small, tmp_path, caplog
+):
+    """The run's result is saved at the strength asked (lora_alpha scaled, the trained weights untouched) while its
+    checkpoints keep the trained strength; the same flag on a finished run's last checkpoint, into a new folder,
+    gives another strength of it without training."""
+    from medsft.publishing.card import _hyperparameters
+    from medsft.run_dir.record import read_run
+
+    out = tmp_path / "half"
+    main(recipe_args(tiny_gpt2, wikidoc_small, out, "--adapter_strength", "0.5"))
+    last = out / "checkpoint-6"
+    assert json.loads((last / "adapter_config.json").read_text())["lora_alpha"] == 32  # the recipe's, as trained
+    saved = json.loads((out / "adapter_config.json").read_text())
+    assert saved["lora_alpha"] == 16 and saved["r"] == 16
+    trained = load_file(last / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().max() > 0 for k, v in trained.items())
+    assert_same_weights(load_file(out / "adapter_model.safetensors"), trained)
+    run = read_run(out)
+    assert run["adapter_strength"] == 0.5 and run.recipe["adapter_strength"] == 0.5
+    assert "| adapter strength | 0.5 (the trained update, lora_alpha 32, scaled to lora_alpha 16 when saved) |" in (
+        _hyperparameters(run, saved)
+    )
+
+    caplog.set_level(logging.INFO)
+    quarter = tmp_path / "quarter"
+    trainer = main(
+        recipe_args(
+            tiny_gpt2, wikidoc_small, quarter, "--resume_from_checkpoint", str(last), "--adapter_strength", "0.25"
+        )
+    )
+    assert "is its last step (6): saving it as the run's result" in caplog.text  # nothing trained
+    assert trainer.state.global_step == 6 and not list(quarter.glob("checkpoint-*"))
+    assert json.loads((quarter / "adapter_config.json").read_text())["lora_alpha"] == 8
+    assert_same_weights(load_file(quarter / "adapter_model.safetensors"), trained)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
+
+
 def test_overwrite_output_dir_starts_over(tiny_gpt2, wikidoc_small, tmp_path, caplog):
     out = tmp_path / "run"
     main(recipe_args(tiny_gpt2, wikidoc_small, out, "--max_steps", "1", "--save_steps", "1"))

@@ -8,6 +8,7 @@ A training recipe is a YAML file whose keys are these fields (``medsft.configs.p
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -213,6 +214,10 @@ class MedModelConfig(ModelConfig):
             ``attention``: attention projections only. ``all-linear``: every linear layer but the output head.
         gguf_cache_dir: where a ``.gguf`` model is dequantized to safetensors once and reused. Defaults to
             ``$MEDSFT_CACHE/gguf`` or ``~/.cache/medsft/gguf``.
+        adapter_strength: the saved adapter's LoRA update is the trained one times this (``lora_alpha`` and every
+            ``alpha_pattern`` entry of its ``adapter_config.json`` scaled; the weights untouched): below 1 it sits
+            between the base and the trained adapter, as WiSE-FT's weight mix does. Only the run's result is scaled;
+            its checkpoints keep the trained strength, so a resume trains on as before.
     """
 
     lora_target_preset: str = field(
@@ -222,6 +227,10 @@ class MedModelConfig(ModelConfig):
     gguf_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Cache for dequantized GGUF models (default $MEDSFT_CACHE/gguf or ~/.cache/medsft/gguf)."},
+    )
+    adapter_strength: float = field(
+        default=1.0,
+        metadata={"help": "The saved adapter's LoRA update times this (lora_alpha scaled; checkpoints keep 1)."},
     )
 
     def __post_init__(self):
@@ -246,6 +255,20 @@ class MedModelConfig(ModelConfig):
                 raise MedsftError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise MedsftError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not (math.isfinite(self.adapter_strength) and self.adapter_strength > 0):
+            raise MedsftError(f"--adapter_strength must be a number above 0, got {self.adapter_strength}")
+        if self.use_peft and self.adapter_strength != 1:
+            # alpha scales only LoRA's low-rank update BA: these parts of an adapter would stay at full strength
+            for flag, part in (
+                ("use_dora", "DoRA's trained magnitude vector"),
+                ("lora_modules_to_save", "modules saved whole"),
+            ):
+                if getattr(self, flag):
+                    raise MedsftError(
+                        f"--adapter_strength {self.adapter_strength} cannot be used with --{flag}: it scales LoRA's "
+                        f"low-rank update (through lora_alpha), and the adapter's {part} would stay at full "
+                        "strength; leave --adapter_strength at 1"
+                    )
         if self.load_in_4bit and not self.use_peft:
             raise MedsftError("load_in_4bit needs use_peft: a 4-bit base model can only be trained through adapters")
 

@@ -122,3 +122,41 @@ def build_lora_config(model_args, model_path: str) -> LoraConfig | None:
     return dataclasses.replace(
         config, target_modules=targets, fan_in_fan_out=targets_conv1d(model, targets) and not quantized
     )
+
+
+def scale_adapter(model: torch.nn.Module, strength: float) -> tuple[float, float]:
+    """Multiply a PEFT model's LoRA update by ``strength``, in memory and in the config it saves.
+
+    The layers' scaling (alpha/r, or alpha/sqrt(r) with rsLoRA) is multiplied, and so are ``lora_alpha`` and every
+    ``alpha_pattern`` entry of the adapter's config, so the ``adapter_config.json`` it saves gives the same model in
+    any PEFT loader, with the trained weights untouched. Rows trained through ``trainable_token_indices`` (added
+    tokens) are new embeddings with no base value to move towards: they stay as trained.
+
+    Parameters:
+        model: a ``PeftModel`` (or a wrapper of one) with one LoRA adapter.
+        strength: the factor; 1 changes nothing.
+
+    Returns:
+        ``lora_alpha`` before and after.
+    """
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    peft_model = next((module for module in model.modules() if isinstance(module, PeftModel)), None)
+    if peft_model is None:
+        raise MedsftError("adapter_strength needs a LoRA adapter (use_peft), but the model has none")
+    config = peft_model.peft_config[peft_model.active_adapter]
+    before = config.lora_alpha
+    if strength == 1:
+        return before, before
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(strength)
+    config.lora_alpha = _times(before, strength)
+    config.alpha_pattern = {name: _times(alpha, strength) for name, alpha in (config.alpha_pattern or {}).items()}
+    return before, config.lora_alpha
+
+
+def _times(alpha: float, strength: float) -> float:
+    scaled = alpha * strength
+    return int(scaled) if float(scaled).is_integer() else scaled  # 128 x 0.5 is saved as 64, as a user would write it

@@ -38,6 +38,15 @@ def _hyperparameters(run: Run, adapter_config: dict | None) -> str:
             ),
             ("LoRA target modules", targets),
         ]
+        strength = run.get("adapter_strength") or 1
+        if strength != 1:  # the saved alpha above is the trained one times the strength
+            rows.append(
+                (
+                    "adapter strength",
+                    f"{strength:g} (the trained update, lora_alpha {run.get('lora_alpha')}, scaled to lora_alpha "
+                    f"{adapter_config.get('lora_alpha')} when saved)",
+                )
+            )
     else:
         rows.append(("method", "full fine-tuning"))
     for key in (
