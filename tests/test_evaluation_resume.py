@@ -182,6 +182,11 @@ def test_resuming_with_changed_adapter_weights_or_nothing_to_resume_is_refused(
     report = json.loads((out / "report.json").read_text())
     report["adapters"]["first"]["path"] = str(first)  # the same run, retrained in place below
     (out / "report.json").write_text(json.dumps(report))
+    config = json.loads((first / "adapter_config.json").read_text())
+    config["lora_alpha"] /= 2  # the same weights at half strength (what --adapter_strength 0.5 saves)
+    (first / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(MedsftError, match="adapter first: fingerprint .*another --adapter_strength"):
+        _evaluate(_args(tiny_gpt2, [first, second], out, "--resume", "true"))
     _perturb(first, seed=1)
     with pytest.raises(MedsftError, match="adapter first: fingerprint"):
         _evaluate(_args(tiny_gpt2, [first, second], out, "--resume", "true"))

@@ -288,6 +288,32 @@ def test_a_newer_report_that_stopped_before_the_run_is_passed_over(evaluated_run
     assert not ModelCard.load(tmp_path / "out2/README.md").data.eval_results
 
 
+def test_a_report_of_other_weights_or_another_strength_is_refused(evaluated_run, tmp_path, token, caplog):
+    """The card's numbers are the published files': a run re-saved at another strength (same weights, another
+    lora_alpha) or retrained since its report is refused before anything is written; a report from before the
+    fingerprint covered adapter_config.json is recognised by its weights."""
+    import shutil
+
+    from medsft.modeling.source import weights_fingerprint
+
+    run = tmp_path / "pubmedqa_lora"
+    shutil.copytree(evaluated_run, run)
+    config = json.loads((run / "adapter_config.json").read_text())
+    (run / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": config["lora_alpha"] / 2}))
+    with pytest.raises(MedsftError, match="scored pubmedqa_lora with other weights or another adapter_config.json"):
+        _dry_run(run, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+    (run / "adapter_config.json").write_text(json.dumps(config))
+    report = json.loads((run / "eval/report.json").read_text())
+    report["adapters"]["pubmedqa_lora"]["fingerprint"] = weights_fingerprint(run, adapter_config=False)
+    (run / "eval/report.json").write_text(json.dumps(report))
+    with caplog.at_level(logging.WARNING, logger="medsft"):
+        _dry_run(run, tmp_path / "old")
+    assert "fingerprinted pubmedqa_lora's weights alone" in caplog.text
+    assert ModelCard.load(tmp_path / "old/README.md").data.eval_results
+
+
 def test_full_disk_while_building_the_folder_is_one_error(evaluated_run, tmp_path, token, monkeypatch):
     with small_disk(tmp_path / "small", "60k") as disk:
         with pytest.raises(MedsftError) as dry:

@@ -85,9 +85,15 @@ def check_same(previous: EvalReport, current: EvalReport, out: Path) -> None:
             differences += _differences(f"adapter {label}", adapter, previous.adapters[label])
     differences += _differences("settings", current.to_dict()["settings"], previous.to_dict()["settings"])
     if differences:
+        why = ""
+        if any(d.startswith("adapter ") and ": fingerprint " in d for d in differences):
+            why = (
+                " (an adapter's weights or adapter_config.json differ from those scored: retrained, or saved at "
+                "another --adapter_strength; reports from before 2026-12-06 fingerprinted the weights alone)"
+            )
         raise MedsftError(
-            f"--resume true: {out / REPORT_FILE} is another evaluation ({'; '.join(differences[:4])}); resume it "
-            "with the command that wrote it, or evaluate into a new --output_dir"
+            f"--resume true: {out / REPORT_FILE} is another evaluation ({'; '.join(differences[:4])}){why}; resume "
+            "it with the command that wrote it, or evaluate into a new --output_dir"
         )
 
 

@@ -59,15 +59,20 @@ def _sha256(path: Path) -> str:
 _FINGERPRINT_SAMPLE = 1 << 20  # bytes read at the start, middle and end of each weight file
 
 
-def weights_fingerprint(model_dir: str | Path) -> str:
-    """A cheap identity of a local model directory's weights: a hash of ``config.json`` and, for each weight file,
-    its name, size and three 1 MiB samples (start, middle, end). Other weights saved under the same folder name
-    (a retrained model, another random initialisation) differ in it; a copy of the folder elsewhere does not.
-    Reads a few MiB per file, whatever the model's size."""
+def weights_fingerprint(model_dir: str | Path, adapter_config: bool = True) -> str:
+    """A cheap identity of a local model or adapter directory: a hash of ``config.json`` / ``adapter_config.json``
+    and, for each weight file, its name, size and three 1 MiB samples (start, middle, end). Other weights saved under
+    the same folder name (a retrained model, another random initialisation) differ in it, and so does an adapter
+    whose config scales the same weights otherwise (``lora_alpha``: another ``--adapter_strength``); a copy of the
+    folder elsewhere does not. Reads a few MiB per file, whatever the model's size.
+
+    ``adapter_config=False``: the fingerprint medsft recorded before 2026-12-06, without ``adapter_config.json``
+    (to recognise the weights an older evaluation report scored)."""
     root = Path(model_dir)
     digest = hashlib.sha256()
+    configs = ("config.json", "adapter_config.json") if adapter_config else ("config.json",)
     files = sorted(
-        p for p in root.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin", ".pt", ".pth")
+        p for p in root.iterdir() if p.name in configs or p.suffix in (".safetensors", ".bin", ".pt", ".pth")
     )
     for file in files:
         size = file.stat().st_size

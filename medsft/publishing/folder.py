@@ -66,6 +66,29 @@ def find_report(run_dir: Path, explicit: str | None) -> Path | None:
     return found[0] if found else None
 
 
+def _check_scored_as_it_is(run_dir: Path, report_path: Path, report: dict, label: str) -> None:
+    """The card's numbers must be those of the files published: a report that scored the run with other weights or
+    another ``adapter_config.json`` (retrained, or saved at another ``--adapter_strength`` since) is refused."""
+    from medsft.modeling.source import weights_fingerprint
+
+    recorded = ((report.get("adapters") or {}).get(label) or {}).get("fingerprint")
+    if not recorded or recorded == weights_fingerprint(run_dir):
+        return  # (reports from before adapter fingerprints cannot be checked)
+    if recorded == weights_fingerprint(run_dir, adapter_config=False):
+        logger.warning(
+            "%s is from before 2026-12-06: it fingerprinted %s's weights alone (the same as now), not its "
+            "adapter_config.json",
+            report_path,
+            label,
+        )
+        return
+    raise MedsftError(
+        f"{report_path} scored {label} with other weights or another adapter_config.json than {run_dir} holds now "
+        "(retrained, or saved at another --adapter_strength, since): its numbers would not be this model's; evaluate "
+        "the run again, or pass --eval_report with a report of it as it is"
+    )
+
+
 def _public_base(run: Run, explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -156,6 +179,8 @@ def build_folder(args: PushArguments, folder: Path) -> dict:
             "with --resume true finishes it)",
             report_path,
         )
+    elif report:
+        _check_scored_as_it_is(run_dir, report_path, report, label)
 
     folder.mkdir(parents=True, exist_ok=True)
     adapter_config = read_json(run_dir / "adapter_config.json", what="adapter config") if is_adapter else None
