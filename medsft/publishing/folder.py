@@ -77,7 +77,8 @@ def _check_scored_as_it_is(run_dir: Path, report_path: Path, report: dict, label
     if recorded == weights_fingerprint(run_dir, adapter_config=False):
         logger.warning(
             "%s is from before 2026-12-06: it fingerprinted %s's weights alone (the same as now), not its "
-            "adapter_config.json",
+            "adapter_config.json; if that changed since it was scored (saved at another --adapter_strength), the "
+            "card's numbers are not this model's: evaluate it again",
             report_path,
             label,
         )
