@@ -85,7 +85,13 @@ from medsft.modeling.sharding import (
     launch_checkpoint_layout,
 )
 from medsft.modeling.source import check_max_length, resolve_model_source
-from medsft.modeling.trainer import FullLogitsSFTTrainer, LogFinalStep, ResumeWithTheseSettings, choose_loss_head
+from medsft.modeling.trainer import (
+    FullLogitsSFTTrainer,
+    LogFinalStep,
+    MedsftSFTTrainer,
+    ResumeWithTheseSettings,
+    choose_loss_head,
+)
 from medsft.publishing.hub import check_repo_id, check_token
 from medsft.push import push
 from medsft.run_dir.checkpoints import (
@@ -95,7 +101,7 @@ from medsft.run_dir.checkpoints import (
     resumed_from_label,
 )
 from medsft.run_dir.loss_curve import LOSS_CURVE_FILE, plot_loss_curve
-from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir
+from medsft.run_dir.output_dir import clear_output_dir, plan_output_dir, readme_left_as_it_was
 from medsft.run_dir.record import write_manifest, write_recipe, write_run_config
 from medsft.run_dir.resume import check_checkpoint_layout, check_resume
 from medsft.run_dir.stop import STOPPED_EXIT, StopOnRequest
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
         training_args.loss_head, on_gpu, added_tokens=bool(token_ids) and peft_config is not None
     )
     logger.info("loss head: %s (%s)", loss_head, why_loss_head)
-    trainer_class = FullLogitsSFTTrainer if loss_head == "full_logits" else SFTTrainer
+    trainer_class = FullLogitsSFTTrainer if loss_head == "full_logits" else MedsftSFTTrainer
     stop = StopOnRequest(training_args.output_dir)
     early_stopping = None
     if training_args.early_stopping_patience:
@@ -344,7 +350,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
                 saved,
                 trained,
             )
-        trainer.save_model(training_args.output_dir)
+        with readme_left_as_it_was(training_args.output_dir, trainer.is_world_process_zero()):
+            trainer.save_model(training_args.output_dir)
         if trainer.is_world_process_zero():
             logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
             write_manifest(

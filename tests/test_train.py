@@ -63,6 +63,8 @@ def test_recipe_trains_qlora_adapter_and_it_reloads(tiny_gpt2, wikidoc_small, tm
     files = {p.name for p in out.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "recipe.yaml"} <= files
     assert "run_manifest.json" in files
+    # no library draft card (TRL's names no base, PEFT's names it by its local path): medsft.push writes the card
+    assert "README.md" not in files
 
     assert_training_logs(out, trainer.state.log_history)  # TensorBoard events (the recipe's report_to), loss curve
 
@@ -132,6 +134,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_gpt2, wikidoc_
     with pytest.raises(Interrupt):
         main(recipe_args(tiny_gpt2, wikidoc_small, killed), callbacks=[KillAfterSave(3)])
     assert (killed / "checkpoint-3").is_dir() and not (killed / "adapter_model.safetensors").exists()
+    (killed / "README.md").write_text("my notes on this run")  # the user's, between the two pieces
 
     # Rerunning without asking to resume refuses and says how
     with pytest.raises(MedsftError, match="--resume_from_checkpoint true"):
@@ -139,6 +142,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_gpt2, wikidoc_
 
     trainer = main(recipe_args(tiny_gpt2, wikidoc_small, killed, "--resume_from_checkpoint", "true"))
     assert trainer.state.global_step == 6
+    assert (killed / "README.md").read_text() == "my notes on this run"  # not overwritten by a library's draft card
     manifest = json.loads((killed / "run_manifest.json").read_text())
     assert manifest["resumed_from"] == "checkpoint-3"
     # the Trainer's mean loss covers the resumed session only, and the manifest says which steps

@@ -32,7 +32,16 @@ def choose_loss_head(requested: str, on_gpu: bool, added_tokens: bool) -> tuple[
 METRIC_CHUNK = 512
 
 
-class FullLogitsSFTTrainer(SFTTrainer):
+class MedsftSFTTrainer(SFTTrainer):
+    """TRL's ``SFTTrainer`` without its draft model card: TRL writes ``output_dir/README.md`` at every checkpoint,
+    over whatever is there (a user's notes on a run between pieces too), and names no base model for a local one
+    ("a fine-tuned version of [None]"). ``medsft.push`` writes the run's card from its records."""
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        return None
+
+
+class FullLogitsSFTTrainer(MedsftSFTTrainer):
     """``SFTTrainer`` whose loss comes from the model's own forward (full logits) instead of TRL's fused LM head.
 
     Why: TRL 1.x computes the loss with a chunked fused LM head that multiplies the hidden states by

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,3 +182,23 @@ def clear_output_dir(plan: OutputPlan, logger: logging.Logger) -> None:
         for child in plan.delete:
             shutil.rmtree(child) if child.is_dir() else child.unlink(missing_ok=True)
     state.wait_for_everyone()
+
+
+@contextmanager
+def readme_left_as_it_was(output_dir: str | Path, main_process: bool = True) -> Iterator[None]:
+    """Keep a run folder's ``README.md`` what it was before the adapter is saved: the user's, or none.
+
+    PEFT's ``save_pretrained`` drafts a model card there — a template with every field "[More Information Needed]"
+    and the base named by its local path — or, when the folder has a README.md (the user's notes on a run between
+    pieces), adds that metadata to it. medsft.push writes the run's card from its records instead.
+    """
+    readme = Path(output_dir) / "README.md"
+    before = readme.read_bytes() if main_process and readme.is_file() else None
+    try:
+        yield
+    finally:
+        if main_process:
+            if before is None:
+                readme.unlink(missing_ok=True)
+            else:
+                readme.write_bytes(before)
