@@ -75,6 +75,7 @@ def check_same(previous: EvalReport, current: EvalReport, out: Path) -> None:
     """Refuse to mix two evaluations in one report: the base model, the adapters (labels, paths, weights) and every
     setting must be what the report recorded."""
     differences = _differences("the base model", current.model, previous.model)
+    refingerprinted = False  # an adapter's files differ from those the report scored
     if list(current.adapters) != list(previous.adapters):
         differences.append(
             f"the adapters: {', '.join(current.adapters) or 'none'} here, {', '.join(previous.adapters) or 'none'} "
@@ -83,14 +84,15 @@ def check_same(previous: EvalReport, current: EvalReport, out: Path) -> None:
     else:
         for label, adapter in current.adapters.items():
             differences += _differences(f"adapter {label}", adapter, previous.adapters[label])
+            refingerprinted |= adapter.get("fingerprint") != previous.adapters[label].get("fingerprint")
     differences += _differences("settings", current.to_dict()["settings"], previous.to_dict()["settings"])
     if differences:
-        why = ""
-        if any(d.startswith("adapter ") and ": fingerprint " in d for d in differences):
-            why = (
-                " (an adapter's weights or adapter_config.json differ from those scored: retrained, or saved at "
-                "another --adapter_strength; reports from before 2026-12-06 fingerprinted the weights alone)"
-            )
+        why = (
+            " (an adapter's weights or adapter_config.json differ from those scored: retrained, or saved at another "
+            "--adapter_strength; reports from before 2026-12-06 fingerprinted the weights alone)"
+            if refingerprinted
+            else ""
+        )
         raise MedsftError(
             f"--resume true: {out / REPORT_FILE} is another evaluation ({'; '.join(differences[:4])}){why}; resume "
             "it with the command that wrote it, or evaluate into a new --output_dir"
