@@ -40,7 +40,7 @@ R16 = --lora_r 16 --lora_alpha 32
 	pubmedqa-rationale-full-3ep-lr1e-4 pubmedqa-rationale-full-3ep-balanced pubmedqa-pqaa-then-pqal wikidoc wikidoc-full \
 	medquad medquad-full medquad-all-linear-r64 medquad-all-linear-r16 medquad-r64 \
 	pubmedqa-rationale-full-3ep-mixture \
-	generated lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling choice-prior plots gpu-bench \
+	generated lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling pubmedqa-contrast choice-prior plots gpu-bench \
 	gpu-eval-speed
 
 # The first hour (README); QUICKSTART_DIR/QUICKSTART_STEPS/QUICKSTART_LIMIT size it (scripts/quickstart.sh)
@@ -56,7 +56,8 @@ results: quality bench plots
 quality: pubmedqa-zero-shot pubmedqa-chat pubmedqa-instruction pubmedqa-instruction-lr5e-5 pubmedqa-rationale \
 	pubmedqa-rationale-3ep pubmedqa-rationale-5ep pubmedqa-rationale-r64 pubmedqa-rationale-r64-3ep \
 	pubmedqa-rationale-full-3ep wikidoc wikidoc-full medquad medquad-all-linear-r64 medquad-all-linear-r16 medquad-r64 generated
-bench: lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling choice-prior
+bench: lm-eval benchmark-overlap throughput cpu-precision memory eval-speed pubmedqa-ceiling pubmedqa-contrast \
+	choice-prior
 
 # Section 1: PubMedQA, official 500-question test set.
 pubmedqa-zero-shot:
@@ -427,6 +428,27 @@ pubmedqa-ceiling:
 		--validation_reports runs/pubmedqa_validation_loglikelihood/report.json \
 		runs/pubmedqa_validation_chat/report.json runs/pubmedqa_validation_rationale_3ep/report.json \
 		runs/pubmedqa_validation_rationale_5ep/report.json runs/pubmedqa_validation_instruction_lr5e-5/report.json
+
+# What the abstract adds (bench/pubmedqa_contrast.py): a run (the shipped full fine-tune by default) and its base
+# scored with and without the abstracts, validation and test; the rule (the share of the question-only score taken
+# off, then the answer offsets) picked on the validation questions, the test answered once. Rule fixed in the script
+# before any of its numbers were seen (2026-12-06). About 12 min of scoring here.
+CONTRAST_RUN ?= runs/pubmedqa_full_smollm2_rationale_3ep
+CONTRAST_OUT ?= runs/pubmedqa_contrast
+define contrast_eval
+$(EVAL) --tasks pubmedqa --pubmedqa_dataset $(1) --pubmedqa_split $(2) --pubmedqa_mode loglikelihood \
+	--adapters $(CONTRAST_RUN) --output_dir $(CONTRAST_OUT)/$(3)
+endef
+pubmedqa-contrast:
+	[ -d runs/pubmedqa_question_only ] || python bench/pubmedqa_contrast.py --pubmedqa $(PUBMEDQA) \
+		--write_question_only runs/pubmedqa_question_only
+	$(call contrast_eval,$(PUBMEDQA),validation,validation_with)
+	$(call contrast_eval,runs/pubmedqa_question_only,validation,validation_alone)
+	$(call contrast_eval,$(PUBMEDQA),test,test_with)
+	$(call contrast_eval,runs/pubmedqa_question_only,test,test_alone)
+	python bench/pubmedqa_contrast.py --pubmedqa $(PUBMEDQA) \
+		--test $(CONTRAST_OUT)/test_with/report.json $(CONTRAST_OUT)/test_alone/report.json \
+		--validation $(CONTRAST_OUT)/validation_with/report.json $(CONTRAST_OUT)/validation_alone/report.json
 
 # Letter-choice tasks: accuracy as evaluated vs each model's answer-letter prior, for every suite report kept in
 # bench/results (seconds: it reads their letter log-likelihoods; the suites come from the targets above)

@@ -100,8 +100,8 @@ def _run_name(report: str) -> str:
     return folder.parent.name if re.fullmatch(r"eval(-\d+)?", folder.name) else folder.name
 
 
-def _choice_scores(path: str, truth_by_pmid: dict[str, str], source: str):
-    """(mode, model, truth, scores) for each model in a report."""
+def choice_scores(path: str, truth_by_pmid: dict[str, str], source: str):
+    """(mode, model, pmids, truth, scores) for each model in a report."""
     if not Path(path).is_file():
         raise SystemExit(f"{path}: no such report; run medsft.evaluate (or the Makefile target) that writes it first")
     report = EvalReport.from_dict(json.loads(Path(path).read_text()))
@@ -113,7 +113,7 @@ def _choice_scores(path: str, truth_by_pmid: dict[str, str], source: str):
         if missing:
             raise SystemExit(f"{path}: {len(missing)} PMIDs (e.g. {missing[0]}) are not in {source}")
         truth = [truth_by_pmid[pmid] for pmid in outputs]
-        yield mode, model, truth, np.asarray(list(outputs.values()), dtype=np.float64)
+        yield mode, model, list(outputs), truth, np.asarray(list(outputs.values()), dtype=np.float64)
 
 
 def _same_scores(a: np.ndarray, b: np.ndarray) -> bool:
@@ -128,6 +128,18 @@ def _predict(scores: np.ndarray, offsets: np.ndarray | None = None) -> list[str]
 
 def _scored(truth: list[str], preds: list[str]) -> dict:
     return {"accuracy": accuracy(truth, preds), "macro_f1": macro_f1(truth, preds)}
+
+
+def tuned_on_test(on_validation: dict, truth: list[str], scores: np.ndarray) -> dict:
+    """The test questions answered with the offsets ``ceiling`` found best on validation (its ``best_accuracy``):
+    accuracy, macro-F1, a bootstrap interval, and the paired difference from always answering "yes"."""
+    maybe = on_validation["offset_maybe"]
+    preds = _predict(scores, np.array([0.0, on_validation["offset_no"], -np.inf if maybe is None else maybe]))
+    hits = [t == p for t, p in zip(truth, preds)]
+    test = {**_scored(truth, preds), "accuracy_ci95": list(bootstrap_accuracy_ci(hits))}
+    # is the calibrated model clearly above always answering "yes" (the majority baseline)? paired
+    test["vs_always_yes"] = paired_accuracy_difference(truth, ["yes"] * len(truth), preds)
+    return test
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     truth_by_pmid = {str(r["pmid"]): r["final_decision"] for split in splits.values() for r in split}
     tuned, tuned_on = {}, {}  # (mode, model) -> offsets with the best validation accuracy, and the scores behind
     for path in args.validation_reports:
-        for mode, model, truth, scores in _choice_scores(path, truth_by_pmid, args.pubmedqa):
+        for mode, model, _, truth, scores in choice_scores(path, truth_by_pmid, args.pubmedqa):
             if (mode, model) in tuned_on:
                 if _same_scores(scores, tuned_on[mode, model]):
                     continue  # the same model in two validation reports (the base, in each): the first one counts
@@ -157,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             tuned[mode, model] = {**best, "questions": len(truth), "report": path}
     rows, bases = [], {}
     for path in args.reports:
-        for mode, model, truth, scores in _choice_scores(path, truth_by_pmid, args.pubmedqa):
+        for mode, model, _, truth, scores in choice_scores(path, truth_by_pmid, args.pubmedqa):
             if model == "base" and any(_same_scores(scores, seen) for seen in bases.get(mode, [])):
                 continue  # the same base scores in another report: listed once
             if model == "base":
@@ -173,14 +185,10 @@ def main(argv: list[str] | None = None) -> None:
             row.update(ceiling(truth, scores))
             if (mode, model) in tuned:
                 on_validation = tuned[mode, model]
-                maybe = on_validation["offset_maybe"]
-                offsets = np.array([0.0, on_validation["offset_no"], -np.inf if maybe is None else maybe])
-                preds = _predict(scores, offsets)
-                hits = [t == p for t, p in zip(truth, preds)]
-                test = {**_scored(truth, preds), "accuracy_ci95": list(bootstrap_accuracy_ci(hits))}
-                # is the calibrated model clearly above always answering "yes" (the majority baseline)? paired
-                test["vs_always_yes"] = paired_accuracy_difference(truth, ["yes"] * len(truth), preds)
-                row["validation_tuned"] = {"on_validation": on_validation, "test": test}
+                row["validation_tuned"] = {
+                    "on_validation": on_validation,
+                    "test": tuned_on_test(on_validation, truth, scores),
+                }
             rows.append(row)
 
     table = Table(title="PubMedQA: as evaluated, calibrated on validation, and the ceiling of any calibration")

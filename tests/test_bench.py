@@ -118,3 +118,88 @@ def test_choice_prior_reads_a_report_pairs_with_the_base_and_names_bad_input(tmp
         main([str(report), "--out", str(out)])
     with pytest.raises(SystemExit, match=r"missing\.json: no such report"):
         main([str(tmp_path / "missing.json"), "--out", str(out)])
+
+
+def test_pubmedqa_contrast_picks_the_share_on_validation_and_scores_the_test_once(tmp_path):
+    """bench/pubmedqa_contrast.py: the question-only copy keeps every question and split; the rule removes a lean the
+    question alone carries when validation says so, and the test numbers are those of that rule applied by hand."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from bench.pubmedqa_ceiling import ceiling
+    from bench.pubmedqa_contrast import main
+    from medsft.data.pubmedqa import LABELS, load_pubmedqa
+    from medsft.evaluation.metrics import yes_no_auc
+    from tests.conftest import PUBMEDQA_DIR
+
+    copy = tmp_path / "question_only"
+    main(["--pubmedqa", str(PUBMEDQA_DIR), "--write_question_only", str(copy)])
+    splits, _ = load_pubmedqa(str(PUBMEDQA_DIR))
+    copied, _ = load_pubmedqa(str(copy))
+    for name in ("train", "validation", "test"):  # the same questions in the same splits, without their abstracts
+        for column in ("pmid", "question", "final_decision"):
+            assert list(copied[name][column]) == list(splits[name][column])
+        assert all(c == [] for c in copied[name]["contexts"])
+    with pytest.raises(SystemExit, match="question_only: exists and is not empty"):
+        main(["--pubmedqa", str(PUBMEDQA_DIR), "--write_question_only", str(copy)])
+
+    rng = np.random.default_rng(0)
+
+    def reports(split: str) -> list[str]:
+        """A model whose with-abstract yes-no margin is a weak signal plus a large question-only lean: only
+        subtracting the lean (lam = 1) ranks well."""
+        rows = splits[split]
+        lean = rng.normal(0, 3, len(rows))
+        signal = np.array([{"yes": 1.0, "no": -1.0, "maybe": 0.0}[t] for t in rows["final_decision"]])
+        alone = {p: [float(x), 0.0, -4.0] for p, x in zip(rows["pmid"], lean)}
+        full = {p: [float(x + s + rng.normal(0, 0.3)), 0.0, -4.0] for p, x, s in zip(rows["pmid"], lean, signal)}
+        paths = []
+        for name, outputs in (("with", full), ("alone", alone)):
+            settings = {"dataset": "pubmedqa", "split": split, "mode": "loglikelihood", "questions": len(rows)}
+            path = tmp_path / f"{split}_{name}.json"
+            path.write_text(json.dumps({"settings": {"tasks": ["pubmedqa"], "pubmedqa": settings},
+                                        "pubmedqa_outputs": {"base": outputs}}))  # fmt: skip
+            paths.append(str(path))
+        return paths
+
+    validation, test = reports("validation"), reports("test")
+    out = tmp_path / "contrast.json"
+    main(["--pubmedqa", str(PUBMEDQA_DIR), "--test", *test, "--validation", *validation, "--out", str(out)])
+    [row] = json.loads(out.read_text())["results"]
+    assert row["model"] == "base" and (row["validation_questions"], row["test_questions"]) == (50, 500)
+    curve = {c["lambda"]: c for c in row["curve"]}
+    assert row["picked_lambda"] == 1.0 and curve[1.0]["validation_auc"] > curve[0.0]["validation_auc"]
+    assert curve[1.0]["test_auc_diagnostic"] > 0.9 > curve[0.0]["test_auc_diagnostic"]
+
+    # the picked rule by hand: offsets from the validation questions' contrast, applied to the test's
+    def scores(path_with: str, path_alone: str) -> tuple[list[str], np.ndarray]:
+        full, alone = (json.loads(Path(p).read_text())["pubmedqa_outputs"]["base"] for p in (path_with, path_alone))
+        truth = {r["pmid"]: r["final_decision"] for name in ("validation", "test") for r in splits[name]}
+        return [truth[p] for p in full], np.array([np.subtract(full[p], alone[p]) for p in full])
+
+    truth_v, contrast_v = scores(*validation)
+    truth_t, contrast_t = scores(*test)
+    assert curve[1.0]["test_auc_diagnostic"] == yes_no_auc(truth_t, contrast_t.tolist())
+    best = ceiling(truth_v, contrast_v)["best_accuracy"]
+    assert row["picked"]["on_validation"]["offset_no"] == best["offset_no"]
+    maybe = best["offset_maybe"]
+    preds = [LABELS[i] for i in (contrast_t + [0.0, best["offset_no"], -np.inf if maybe is None else maybe]).argmax(1)]
+    assert row["picked"]["test"]["accuracy"] == pytest.approx(np.mean([t == p for t, p in zip(truth_t, preds)]))
+
+    # a question-only report of other questions: one line naming it
+    with pytest.raises(SystemExit, match=r"test_alone\.json: has no question-only scores of 'base'"):
+        main(
+            [
+                "--pubmedqa",
+                str(PUBMEDQA_DIR),
+                "--test",
+                *test,
+                "--validation",
+                validation[0],
+                test[1],
+                "--out",
+                str(out),
+            ]
+        )
