@@ -430,14 +430,14 @@ pubmedqa-ceiling:
 		runs/pubmedqa_validation_rationale_5ep/report.json runs/pubmedqa_validation_instruction_lr5e-5/report.json
 
 # What the abstract adds (bench/pubmedqa_contrast.py): a run (the shipped full fine-tune by default) and its base
-# scored with and without the abstracts, validation and test; the rule (the share of the question-only score taken
-# off, then the answer offsets) picked on the validation questions, the test answered once. Rule fixed in the script
-# before any of its numbers were seen (2026-12-06). About 12 min of scoring here.
+# scored with and without the abstracts, validation and test (CONTRAST_RUN= : the base alone); the rule (the share of
+# the question-only score taken off, then the answer offsets) picked on the validation questions, the test answered
+# once. Rule fixed in the script before any of its numbers were seen (2026-12-06). About 12 min of scoring here.
 CONTRAST_RUN ?= runs/pubmedqa_full_smollm2_rationale_3ep
 CONTRAST_OUT ?= runs/pubmedqa_contrast
 define contrast_eval
 $(EVAL) --tasks pubmedqa --pubmedqa_dataset $(1) --pubmedqa_split $(2) --pubmedqa_mode loglikelihood \
-	--adapters $(CONTRAST_RUN) --output_dir $(CONTRAST_OUT)/$(3)
+	$(if $(CONTRAST_RUN),--adapters $(CONTRAST_RUN)) --output_dir $(CONTRAST_OUT)/$(3)
 endef
 pubmedqa-contrast:
 	[ -d runs/pubmedqa_question_only ] || python bench/pubmedqa_contrast.py --pubmedqa $(PUBMEDQA) \
@@ -448,7 +448,8 @@ pubmedqa-contrast:
 	$(call contrast_eval,runs/pubmedqa_question_only,test,test_alone)
 	python bench/pubmedqa_contrast.py --pubmedqa $(PUBMEDQA) \
 		--test $(CONTRAST_OUT)/test_with/report.json $(CONTRAST_OUT)/test_alone/report.json \
-		--validation $(CONTRAST_OUT)/validation_with/report.json $(CONTRAST_OUT)/validation_alone/report.json
+		--validation $(CONTRAST_OUT)/validation_with/report.json $(CONTRAST_OUT)/validation_alone/report.json \
+		--out bench/results/$(notdir $(CONTRAST_OUT)).json
 
 # Letter-choice tasks: accuracy as evaluated vs each model's answer-letter prior, for every suite report kept in
 # bench/results (seconds: it reads their letter log-likelihoods; the suites come from the targets above)

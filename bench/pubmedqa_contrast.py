@@ -112,20 +112,26 @@ def main(argv: list[str] | None = None) -> None:
             on_validation = {**ceiling(truth_v, with_v - lam * alone_v)["best_accuracy"], "lambda": lam}
             chosen[name] = {"on_validation": on_validation,
                             "test": tuned_on_test(on_validation, truth_t, with_t - lam * alone_t)}  # fmt: skip
+        # how the question alone ranks: above 0.5, its lean points the way the abstracts do (taking it off costs)
+        alone_auc = {
+            "validation": yes_no_auc(truth_v, alone_v.tolist()),
+            "test": yes_no_auc(truth_t, alone_t.tolist()),
+        }
         rows.append({"model": model, "validation_questions": len(truth_v), "test_questions": len(truth_t),
-                     "curve": curve, "picked_lambda": picked, **chosen})  # fmt: skip
+                     "question_only_auc": alone_auc, "curve": curve, "picked_lambda": picked, **chosen})  # fmt: skip
 
     table = Table(
         title="PubMedQA: the abstract's contribution (s = ll(a|abstract,q) - lam*ll(a|q)); lam picked on validation"
     )
-    for column in ("model", "validation AUC by lam", "test AUC by lam (diagnostic)", "picked lam",
-                   "test: lam=0 + offsets, acc (F1)", "test: picked lam + offsets, acc (F1)",
+    for column in ("model", "question-only AUC val / test", "validation AUC by lam", "test AUC by lam (diagnostic)",
+                   "picked lam", "test: lam=0 + offsets, acc (F1)", "test: picked lam + offsets, acc (F1)",
                    "… − always-yes (paired 95% CI)"):  # fmt: skip
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in rows:
         base, picked = r["as_evaluated_scores"]["test"], r["picked"]["test"]
         table.add_row(
             r["model"],
+            "{validation:.3f} / {test:.3f}".format(**r["question_only_auc"]),
             " ".join(f"{c['validation_auc']:.3f}" for c in r["curve"]),
             " ".join(f"{c['test_auc_diagnostic']:.3f}" for c in r["curve"]),
             f"{r['picked_lambda']:g}",
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                 picked["vs_always_yes"]["accuracy_difference"], *picked["vs_always_yes"]["difference_ci95"]
             ),
         )
-    Console(width=210).print(table)
+    Console(width=240).print(table)
     print(f"lam grid: {', '.join(f'{lam:g}' for lam in LAMBDAS)}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

@@ -182,6 +182,8 @@ def test_pubmedqa_contrast_picks_the_share_on_validation_and_scores_the_test_onc
     truth_v, contrast_v = scores(*validation)
     truth_t, contrast_t = scores(*test)
     assert curve[1.0]["test_auc_diagnostic"] == yes_no_auc(truth_t, contrast_t.tolist())
+    alone_t = json.loads(Path(test[1]).read_text())["pubmedqa_outputs"]["base"].values()
+    assert row["question_only_auc"]["test"] == yes_no_auc(truth_t, list(alone_t))
     best = ceiling(truth_v, contrast_v)["best_accuracy"]
     assert row["picked"]["on_validation"]["offset_no"] == best["offset_no"]
     maybe = best["offset_maybe"]
