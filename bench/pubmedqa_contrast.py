@@ -49,8 +49,8 @@ LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 def write_question_only(source: str, out: Path) -> None:
     """A copy of the PQA-L release (official layout) with every abstract emptied; questions, labels, PMIDs (and so
     the train / validation / test split) unchanged."""
-    if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"{out}: exists and is not empty; name a new folder (nothing was written)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SystemExit(f"{out}: exists and is not an empty folder; name a new folder (nothing was written)")
     rows = read_questions(source)
     test = official_test_labels(source)
     copy = {
@@ -106,9 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         curve = [{"lambda": lam, "validation_auc": yes_no_auc(truth_v, (with_v - lam * alone_v).tolist()),
                   "test_auc_diagnostic": yes_no_auc(truth_t, (with_t - lam * alone_t).tolist())}
                  for lam in LAMBDAS]  # fmt: skip
+        if curve[0]["validation_auc"] is None:
+            raise SystemExit(f"{args.validation[0]}: '{model}' was scored on no question answered yes or on none "
+                             "answered no; the share cannot be picked (score the whole validation split)")  # fmt: skip
         picked = max(curve, key=lambda c: c["validation_auc"])["lambda"]  # max keeps the first (smaller lam) on ties
         chosen = {}
-        for name, lam in (("as_evaluated_scores", 0.0), ("picked", picked)):
+        for name, lam in (("lambda_0", 0.0), ("picked", picked)):
             on_validation = {**ceiling(truth_v, with_v - lam * alone_v)["best_accuracy"], "lambda": lam}
             chosen[name] = {"on_validation": on_validation,
                             "test": tuned_on_test(on_validation, truth_t, with_t - lam * alone_t)}  # fmt: skip
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
                    "… − always-yes (paired 95% CI)"):  # fmt: skip
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in rows:
-        base, picked = r["as_evaluated_scores"]["test"], r["picked"]["test"]
+        base, picked = r["lambda_0"]["test"], r["picked"]["test"]
         table.add_row(
             r["model"],
             "{validation:.3f} / {test:.3f}".format(**r["question_only_auc"]),

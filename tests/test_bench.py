@@ -142,7 +142,7 @@ def test_pubmedqa_contrast_picks_the_share_on_validation_and_scores_the_test_onc
         for column in ("pmid", "question", "final_decision"):
             assert list(copied[name][column]) == list(splits[name][column])
         assert all(c == [] for c in copied[name]["contexts"])
-    with pytest.raises(SystemExit, match="question_only: exists and is not empty"):
+    with pytest.raises(SystemExit, match="question_only: exists and is not an empty folder"):
         main(["--pubmedqa", str(PUBMEDQA_DIR), "--write_question_only", str(copy)])
 
     rng = np.random.default_rng(0)
@@ -190,6 +190,15 @@ def test_pubmedqa_contrast_picks_the_share_on_validation_and_scores_the_test_onc
     preds = [LABELS[i] for i in (contrast_t + [0.0, best["offset_no"], -np.inf if maybe is None else maybe]).argmax(1)]
     assert row["picked"]["test"]["accuracy"] == pytest.approx(np.mean([t == p for t, p in zip(truth_t, preds)]))
 
+    # validation reports of questions all answered alike: no AUC, no share to pick; one line naming the report
+    for name in ("with", "alone"):
+        kept = {r["pmid"] for r in splits["validation"] if r["final_decision"] == "yes"}
+        report = json.loads(Path(tmp_path / f"validation_{name}.json").read_text())
+        report["pubmedqa_outputs"]["base"] = {p: v for p, v in report["pubmedqa_outputs"]["base"].items() if p in kept}
+        (tmp_path / f"yes_{name}.json").write_text(json.dumps(report))
+    yes_only = [str(tmp_path / "yes_with.json"), str(tmp_path / "yes_alone.json")]
+    with pytest.raises(SystemExit, match=r"yes_with\.json: 'base' was scored on no question answered yes or on none"):
+        main(["--pubmedqa", str(PUBMEDQA_DIR), "--test", *test, "--validation", *yes_only, "--out", str(out)])
     # a question-only report of other questions: one line naming it
     with pytest.raises(SystemExit, match=r"test_alone\.json: has no question-only scores of 'base'"):
         main(
