@@ -63,14 +63,22 @@ def write_question_only(source: str, out: Path) -> None:
     print(f"wrote {out}: {len(copy)} questions without their abstracts ({len(test)} official test PMIDs)")
 
 
+def _loglikelihood_scores(path: str, truth_by_pmid: dict, source: str) -> dict:
+    """{model: (pmids, truth, scores)} of a report scored with the harness's prompt, as both of a pair must be."""
+    out = {}
+    for mode, model, pmids, truth, scores in choice_scores(path, truth_by_pmid, source):
+        if mode != "loglikelihood":
+            raise SystemExit(f"{path}: mode {mode}; the contrast is defined for the harness's prompt (loglikelihood)")
+        out[model] = (pmids, truth, scores)
+    return out
+
+
 def paired_scores(with_abstract: str, question_only: str, truth_by_pmid: dict, source: str) -> dict:
     """{model: (truth, with-abstract scores, question-only scores)}, the two reports' questions matched by PMID."""
-    alone = {model: dict(zip(pmids, scores)) for _, model, pmids, _, scores in
-             choice_scores(question_only, truth_by_pmid, source)}  # fmt: skip
+    alone = {model: dict(zip(pmids, scores)) for model, (pmids, _, scores) in
+             _loglikelihood_scores(question_only, truth_by_pmid, source).items()}  # fmt: skip
     out = {}
-    for mode, model, pmids, truth, scores in choice_scores(with_abstract, truth_by_pmid, source):
-        if mode != "loglikelihood":
-            raise SystemExit(f"{with_abstract}: mode {mode}; the contrast is defined for the harness's prompt")
+    for model, (pmids, truth, scores) in _loglikelihood_scores(with_abstract, truth_by_pmid, source).items():
         if model not in alone or set(alone[model]) != set(pmids):
             raise SystemExit(f"{question_only}: has no question-only scores of '{model}' for the questions of "
                              f"{with_abstract}; score the same models and split without the abstracts")  # fmt: skip

@@ -199,6 +199,13 @@ def test_pubmedqa_contrast_picks_the_share_on_validation_and_scores_the_test_onc
     yes_only = [str(tmp_path / "yes_with.json"), str(tmp_path / "yes_alone.json")]
     with pytest.raises(SystemExit, match=r"yes_with\.json: 'base' was scored on no question answered yes or on none"):
         main(["--pubmedqa", str(PUBMEDQA_DIR), "--test", *test, "--validation", *yes_only, "--out", str(out)])
+    # a question-only report scored another way (through the chat template): refused, not paired
+    chat = json.loads(Path(validation[1]).read_text())
+    chat["settings"]["pubmedqa"]["mode"] = "chat"
+    (tmp_path / "chat_alone.json").write_text(json.dumps(chat))
+    with pytest.raises(SystemExit, match=r"chat_alone\.json: mode chat; the contrast is defined for"):
+        main(["--pubmedqa", str(PUBMEDQA_DIR), "--test", *test, "--validation", validation[0],
+              str(tmp_path / "chat_alone.json"), "--out", str(out)])  # fmt: skip
     # a question-only report of other questions: one line naming it
     with pytest.raises(SystemExit, match=r"test_alone\.json: has no question-only scores of 'base'"):
         main(
